@@ -1,0 +1,224 @@
+"""FLUX.2 family: dev (Mistral3 text encoder, guidance-distilled) and klein-base 4B / 9B
+(Qwen3 text encoder, no guidance embedding, real CFG at sampling), on diffusers' Flux2 classes.
+
+The variants differ only in data (`Flux2Variant`); the maths is the pipeline's own
+static functions (patchify, batch-norm normalisation, packing, position ids), so
+training sees latents and text embeddings exactly as inference produces them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import torch
+
+from toolkit.models.base_model import BaseModel, ImageRequest, ModelCapabilities, PromptEmbeds
+from toolkit.models.loading import (
+    check_single_file,
+    load_component,
+    load_single_file_transformer,
+    load_state_dict_file,
+    read_json,
+    subfolder_or_self,
+)
+from toolkit.models.weights import WeightsError, resolve_weights
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Flux2Variant:
+    pipeline: str  # diffusers pipeline class name
+    text_encoder: str  # transformers class name
+    tokenizer: str  # transformers Auto* class loading the tokenizer/ folder
+    hidden_state_layers: tuple[int, ...]
+    guidance_embeds: bool
+    official_repo: str
+    single_file_name: str
+
+
+DEV = Flux2Variant(
+    "Flux2Pipeline", "Mistral3ForConditionalGeneration", "AutoProcessor", (10, 20, 30), True,
+    "black-forest-labs/FLUX.2-dev", "flux2-dev.safetensors",
+)
+KLEIN_4B = Flux2Variant(
+    "Flux2KleinPipeline", "Qwen3ForCausalLM", "AutoTokenizer", (9, 18, 27), False,
+    "black-forest-labs/FLUX.2-klein-base-4B", "flux-2-klein-base-4b.safetensors",
+)
+KLEIN_9B = dataclasses.replace(
+    KLEIN_4B, official_repo="black-forest-labs/FLUX.2-klein-base-9B", single_file_name="flux-2-klein-base-9b.safetensors"
+)
+
+_FLUX2_KEY = "single_stream_modulation.lin.weight"
+_GUIDANCE_KEY = "guidance_in.in_layer.weight"
+
+
+class Flux2Model(BaseModel):
+    """FLUX.2-dev. Klein classes below change only `arch`, `variant` and capabilities."""
+
+    arch = "flux2"
+    variant = DEV
+    official_repo = DEV.official_repo
+    capabilities = ModelCapabilities(
+        bucket_divisibility=16, guidance_distilled=True, real_cfg=False, max_reference_images=10,
+        default_guidance_scale=4.0, default_sample_steps=50, default_timestep_type="shift",
+    )
+
+    # ------------------------------------------------------------------ loading
+    def load_model(self) -> None:
+        import diffusers
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        src = resolve_weights(self.model_config, self.official_repo)
+        self.sources = src
+        transformer = self._load_transformer(src)
+        vae = self._load_vae(src)
+        text_encoder, tokenizer = self._load_text_encoder(src)
+        scheduler = load_component(FlowMatchEulerDiscreteScheduler, src.base_folder, "scheduler", None, "scheduler")
+        pipeline_cls = getattr(diffusers, self.variant.pipeline)
+        extra = {}
+        if self.variant.pipeline == "Flux2KleinPipeline":
+            index = src.base_folder / "model_index.json"
+            extra["is_distilled"] = bool(read_json(index).get("is_distilled", False)) if index.is_file() else False
+        self.pipeline = pipeline_cls(
+            scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+            transformer=transformer, **extra,
+        )
+        self.pipeline.set_progress_bar_config(disable=True)
+        self.pipeline.to(self.device)
+        if self.model_config.lora_path:
+            self.load_lora(self.model_config.lora_path, self.model_config.lora_scale)
+        log.info("loaded %s (%s) from %s", self.arch, self.variant.pipeline, self.model_config.name_or_path)
+
+    def _load_transformer(self, src):
+        from diffusers import Flux2Transformer2DModel
+
+        if src.transformer_file is not None:
+            required = [_FLUX2_KEY] + ([_GUIDANCE_KEY] if self.variant.guidance_embeds else [])
+            forbidden = [] if self.variant.guidance_embeds else [_GUIDANCE_KEY]
+            check_single_file(src.transformer_file, required, forbidden, f"{self.arch} transformer")
+            model = load_single_file_transformer(
+                Flux2Transformer2DModel, src.transformer_file, src.base_folder, self.torch_dtype
+            )
+        else:
+            model = load_component(Flux2Transformer2DModel, src.base_folder, "transformer", self.torch_dtype, "transformer")
+        if bool(model.config.guidance_embeds) != self.variant.guidance_embeds:
+            kind = "has" if model.config.guidance_embeds else "has no"
+            raise WeightsError(
+                f"model.name_or_path: the transformer {kind} guidance embedding, which does not match "
+                f"arch '{self.arch}' (FLUX.2-dev has one, klein-base has none). Set model.arch to match the weights"
+            )
+        return model
+
+    def _load_vae(self, src):
+        from diffusers import AutoencoderKLFlux2
+
+        if src.vae is None:
+            return load_component(AutoencoderKLFlux2, src.base_folder, "vae", self.torch_dtype, "VAE")
+        if src.vae.is_dir():
+            folder, sub = subfolder_or_self(src.vae, "vae")
+            return load_component(AutoencoderKLFlux2, folder, sub, self.torch_dtype, "VAE")
+        return self._load_vae_single_file(src.vae, src.base_folder)
+
+    def _load_vae_single_file(self, path: Path, config_folder: Path):
+        """BFL's ae.safetensors: diffusers 0.42 has no single-file loader for this VAE."""
+        from diffusers import AutoencoderKLFlux2
+
+        from toolkit.convert.flux_keys import flux2_vae_ldm_to_diffusers
+
+        config = AutoencoderKLFlux2.load_config(str(config_folder), subfolder="vae")
+        with torch.device("meta"):
+            vae = AutoencoderKLFlux2.from_config(config)
+        try:
+            state = flux2_vae_ldm_to_diffusers(load_state_dict_file(path), dict(vae.config))
+            vae.load_state_dict(state, strict=True, assign=True)
+        except (ValueError, RuntimeError, KeyError) as exc:
+            raise WeightsError(
+                f"model.vae_path: '{path}' is not a FLUX.2 VAE (ae.safetensors) matching "
+                f"'{config_folder / 'vae'}': {exc}"
+            ) from exc
+        return vae.to(self.torch_dtype)
+
+    def _load_text_encoder(self, src):
+        import transformers
+
+        te_cls = getattr(transformers, self.variant.text_encoder)
+        tok_cls = getattr(transformers, self.variant.tokenizer)
+        if src.text_encoder is not None:
+            folder, sub = subfolder_or_self(src.text_encoder, "text_encoder")
+        else:
+            folder, sub = src.base_folder, "text_encoder"
+        text_encoder = load_component(te_cls, folder, sub, self.torch_dtype, "text encoder")
+        tokenizer = load_component(tok_cls, src.base_folder, "tokenizer", None, "tokenizer")
+        return text_encoder, tokenizer
+
+    # ------------------------------------------------------------------ hooks
+    def encode_prompt(self, prompts: list[str]) -> PromptEmbeds:
+        """-> prompt_embeds (B, 512, 3*hidden), text_ids (B, 512, 4) int64."""
+        embeds, text_ids = self.pipeline.encode_prompt(
+            prompt=list(prompts), device=self.device, text_encoder_out_layers=self.variant.hidden_state_layers
+        )
+        return PromptEmbeds({"prompt_embeds": embeds, "text_ids": text_ids})
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] -> (B, 128, H/16, W/16): patchified, batch-norm normalised."""
+        images = images.to(self.vae.device, self.vae.dtype)
+        return self.pipeline._encode_vae_image(images, generator=None)
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        vae = self.vae
+        mean = vae.bn.running_mean.view(1, -1, 1, 1).to(latents.device, latents.dtype)
+        std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps).to(latents.device, latents.dtype)
+        latents = self.pipeline._unpatchify_latents(latents * std + mean)
+        return vae.decode(latents.to(vae.dtype), return_dict=False)[0]
+
+    def get_noise_prediction(self, noisy_latents, timesteps, prompt_embeds, guidance_scale=1.0):
+        """noisy_latents (B, 128, h, w); timesteps (B,) in [0, 1000] -> prediction (B, 128, h, w)."""
+        pipe = self.pipeline
+        b, c, h, w = noisy_latents.shape
+        hidden = pipe._pack_latents(noisy_latents)
+        img_ids = pipe._prepare_latent_ids(noisy_latents).to(noisy_latents.device)
+        guidance = None
+        if self.variant.guidance_embeds:
+            guidance = torch.full((b,), float(guidance_scale), device=noisy_latents.device, dtype=torch.float32)
+        pred = self.transformer(
+            hidden_states=hidden.to(self.transformer.dtype),
+            timestep=(timesteps / 1000).to(hidden.dtype),
+            guidance=guidance,
+            encoder_hidden_states=prompt_embeds["prompt_embeds"],
+            txt_ids=prompt_embeds["text_ids"],
+            img_ids=img_ids,
+            return_dict=False,
+        )[0]
+        return pred[:, : h * w].permute(0, 2, 1).reshape(b, c, h, w)
+
+    def lora_targets(self) -> list[str]:
+        """Every Linear inside the double and single blocks (not embedders, modulation, final layer)."""
+        return [
+            name for name, module in self.transformer.named_modules()
+            if isinstance(module, torch.nn.Linear)
+            and name.startswith(("transformer_blocks.", "single_transformer_blocks."))
+        ]
+
+
+class Flux2Klein4BModel(Flux2Model):
+    arch = "flux2_klein_4b"
+    variant = KLEIN_4B
+    official_repo = KLEIN_4B.official_repo
+    capabilities = dataclasses.replace(
+        Flux2Model.capabilities, guidance_distilled=False, real_cfg=True, max_reference_images=4
+    )
+
+    def pipeline_call_kwargs(self, request: ImageRequest) -> dict:
+        kwargs = {"guidance_scale": request.guidance_scale}
+        if request.guidance_scale > 1 and request.neg:
+            kwargs["negative_prompt_embeds"] = self.encode_prompt([request.neg])["prompt_embeds"]
+        return kwargs
+
+
+class Flux2Klein9BModel(Flux2Klein4BModel):
+    arch = "flux2_klein_9b"
+    variant = KLEIN_9B
+    official_repo = KLEIN_9B.official_repo

@@ -1,0 +1,70 @@
+"""Run one or more ai-toolkit style job files.
+
+    python run.py config/examples/train_lora_flux2_24gb.yaml
+    python run.py my_job other_job --recover      # bare names are looked up in config/
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+log = logging.getLogger("run")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Run ai-toolkit style job configs (YAML or JSON).")
+    parser.add_argument("config_file_list", nargs="+", help="config file paths, or names looked up in config/")
+    parser.add_argument("-r", "--recover", action="store_true", help="go on to the next config after a failure")
+    parser.add_argument("-n", "--name", default=None, help="replace config.name (and every [name] in the file)")
+    parser.add_argument("-l", "--log", default=None, help="also write the log to this file")
+    return parser.parse_args(argv)
+
+
+def setup_logging(log_file: str | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file:
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
+
+
+def run_one(config: str, name: str | None) -> None:
+    from toolkit.job import get_job
+
+    job = get_job(config, name)
+    try:
+        job.run()
+    finally:
+        job.cleanup()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log)
+    failed = []
+    for config in args.config_file_list:
+        log.info("running %s", config)
+        try:
+            run_one(config, args.name)
+        except KeyboardInterrupt:
+            log.error("interrupted while running %s", config)
+            return 130
+        except Exception as exc:
+            failed.append(config)
+            # Expected, user-facing errors carry their fix in the message; anything else keeps its traceback.
+            expected = type(exc).__name__.endswith("Error") and type(exc).__module__.startswith(("toolkit", "jobs"))
+            log.error("%s failed: %s", config, exc, exc_info=not expected)
+            if not args.recover:
+                return 1
+    if failed:
+        log.error("%d of %d config(s) failed: %s", len(failed), len(args.config_file_list), ", ".join(failed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

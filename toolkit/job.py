@@ -1,0 +1,51 @@
+"""From a config file to a runnable job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from toolkit.config import find_config, load_raw_config, parse_job_config
+from toolkit.config_modules import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = ROOT / "config"
+
+
+def load_job_config(config: str, name: str | None = None):
+    """Find, read, substitute and validate a job file (no torch import)."""
+    path = find_config(config, CONFIG_DIR)
+    raw = load_raw_config(path, name)
+    return parse_job_config(raw, str(path))
+
+
+def process_classes(job_config) -> list[type]:
+    """The class for each `config.process[i].type`, from the extensions or built-ins."""
+    from jobs.process.GenerateProcess import GenerateProcess
+    from toolkit.extension import get_extensions
+
+    builtins = {"to_folder": GenerateProcess}
+    extensions = get_extensions()
+    classes = []
+    for i, process in enumerate(job_config.config.process):
+        if process.type in builtins:
+            classes.append(builtins[process.type])
+        elif process.type in extensions:
+            classes.append(extensions[process.type].get_process())
+        else:
+            known = sorted(set(builtins) | set(extensions))
+            raise ConfigError(
+                [(f"config.process[{i}].type", f"no extension provides process type '{process.type}'; known: {known}")]
+            )
+    return classes
+
+
+def get_job(config: str, name: str | None = None):
+    job_config = load_job_config(config, name)
+    classes = process_classes(job_config)
+    if job_config.job == "generate":
+        from jobs.GenerateJob import GenerateJob
+
+        return GenerateJob(job_config, classes)
+    from jobs.ExtensionJob import ExtensionJob
+
+    return ExtensionJob(job_config, classes)

@@ -1,0 +1,207 @@
+"""BaseModel: the one interface the trainer and the generate job talk to.
+
+Every architecture is a subclass that fills the hooks below. Shared code asks
+the model (hooks, `capabilities`) and never checks its name; `is_flux` /
+`is_flux2` exist for config, metadata, guards and logs.
+
+Tensor conventions (B = batch):
+- images: (B, 3, H, W) float in [-1, 1]
+- latents: whatever the architecture's transformer consumes *before packing*,
+  normalised exactly as its diffusers pipeline does (FLUX.2: (B, 128, H/16, W/16)
+  after patchify + batch-norm; FLUX.1: (B, 16, H/8, W/8) after scale/shift)
+- PromptEmbeds: a dict of tensors, batch-first, as `encode_prompt` returns them
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+
+from toolkit.prompt import PromptSpec
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+log = logging.getLogger(__name__)
+
+DTYPES = {
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCapabilities:
+    """What an architecture supports; read by shared code and by config guards.
+
+    bucket_divisibility: image sides must be multiples of this (VAE factor x patch).
+    guidance_distilled: the transformer takes an embedded guidance value (no real CFG).
+    real_cfg: sampling runs a second, negative pass (guidance_scale > 1).
+    max_reference_images: reference (edit) images the model conditions on; 0 = none.
+    """
+
+    bucket_divisibility: int = 16
+    guidance_distilled: bool = False
+    real_cfg: bool = False
+    max_reference_images: int = 0
+    text_encoder_trainable: bool = False
+    default_guidance_scale: float = 4.0
+    default_sample_steps: int = 28
+    default_timestep_type: str = "sigmoid"
+
+
+@dataclasses.dataclass
+class PromptEmbeds:
+    """Text conditioning: named tensors sharing the batch dimension."""
+
+    tensors: dict[str, torch.Tensor]
+
+    def to(self, device=None, dtype=None) -> "PromptEmbeds":
+        out = {}
+        for k, v in self.tensors.items():
+            floating = v.is_floating_point()
+            out[k] = v.to(device=device, dtype=dtype if floating else None)
+        return PromptEmbeds(out)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self.tensors[key]
+
+    @staticmethod
+    def cat(items: list["PromptEmbeds"]) -> "PromptEmbeds":
+        keys = items[0].tensors.keys()
+        return PromptEmbeds({k: torch.cat([i.tensors[k] for i in items]) for k in keys})
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRequest:
+    """One image to generate, with every setting resolved."""
+
+    prompt: str
+    neg: str
+    width: int
+    height: int
+    seed: int
+    guidance_scale: float
+    sample_steps: int
+    network_multiplier: float = 1.0
+
+    @classmethod
+    def from_spec(cls, spec: PromptSpec, defaults: dict) -> "ImageRequest":
+        values = dict(defaults)
+        values.update({k: v for k, v in dataclasses.asdict(spec).items() if v is not None})
+        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
+
+
+class BaseModel:
+    """Abstract model. Subclasses set `arch`, `capabilities`, `official_repo` and fill the hooks."""
+
+    arch: ClassVar[str] = ""
+    capabilities: ClassVar[ModelCapabilities] = ModelCapabilities()
+    official_repo: ClassVar[str] = ""
+
+    def __init__(self, model_config, device: str | torch.device = "cpu", dtype: str | None = None):
+        self.model_config = model_config
+        self.device = torch.device(device)
+        self.torch_dtype = DTYPES[dtype or model_config.dtype]
+        self.pipeline = None  # the diffusers pipeline, built by load_model()
+        self.sources = None
+
+    # --- identity, derived from the config (never stored separately) ---
+    @property
+    def is_flux(self) -> bool:
+        return self.model_config.is_flux
+
+    @property
+    def is_flux2(self) -> bool:
+        return self.model_config.is_flux2
+
+    # --- components (owned by the pipeline so generation and training share them) ---
+    @property
+    def transformer(self):
+        return self.pipeline.transformer
+
+    @property
+    def vae(self):
+        return self.pipeline.vae
+
+    # --- hooks ---
+    def load_model(self) -> None:
+        """Resolve the weights layout, load every component, build `self.pipeline`."""
+        raise NotImplementedError
+
+    def encode_prompt(self, prompts: list[str]) -> PromptEmbeds:
+        """Text conditioning exactly as the pipeline computes it at inference."""
+        raise NotImplementedError
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] -> normalised latents (see module docstring)."""
+        raise NotImplementedError
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents -> (B, 3, H, W) in [-1, 1]."""
+        raise NotImplementedError
+
+    def get_noise_prediction(
+        self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, prompt_embeds: PromptEmbeds,
+        guidance_scale: float = 1.0,
+    ) -> torch.Tensor:
+        """Transformer output for `noisy_latents` (same layout); timesteps in [0, 1000]."""
+        raise NotImplementedError
+
+    def get_loss_target(self, noise: torch.Tensor, latents: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """Flow matching: the model predicts the velocity noise - x0."""
+        return noise - latents
+
+    def lora_targets(self) -> list[str]:
+        """Module names (relative to the transformer) that get a LoRA by default."""
+        raise NotImplementedError
+
+    def pipeline_call_kwargs(self, request: ImageRequest) -> dict:
+        """Extra keyword arguments for the pipeline call (CFG style differs per family)."""
+        return {"guidance_scale": request.guidance_scale}
+
+    # --- shared behaviour ---
+    def sample_defaults(self) -> dict:
+        caps = self.capabilities
+        return {"guidance_scale": caps.default_guidance_scale, "sample_steps": caps.default_sample_steps}
+
+    @torch.no_grad()
+    def generate_images(self, requests: list[ImageRequest]) -> list["Image.Image"]:
+        """One PIL image per request, made by the architecture's diffusers pipeline."""
+        images = []
+        for req in requests:
+            generator = torch.Generator(device="cpu").manual_seed(req.seed)
+            self._set_lora_scale(req.network_multiplier)
+            out = self.pipeline(
+                prompt=req.prompt,
+                height=req.height,
+                width=req.width,
+                num_inference_steps=req.sample_steps,
+                generator=generator,
+                **self.pipeline_call_kwargs(req),
+            )
+            images.append(out.images[0])
+        return images
+
+    def load_lora(self, path: str | Path, scale: float = 1.0) -> None:
+        """Apply a LoRA file for generation through diffusers' loader."""
+        self.pipeline.load_lora_weights(str(path), adapter_name="default")
+        self.pipeline.set_adapters(["default"], [scale])
+
+    def _set_lora_scale(self, multiplier: float) -> None:
+        if getattr(self.transformer, "peft_config", None) and "default" in self.transformer.peft_config:
+            self.pipeline.set_adapters(["default"], [multiplier * self.model_config.lora_scale])
+
+    def to(self, device=None) -> "BaseModel":
+        device = torch.device(device or self.device)
+        self.pipeline.to(device)
+        self.device = device
+        return self
