@@ -54,10 +54,11 @@ def main(argv=None) -> int:
             log.error("interrupted while running %s", config)
             return 130
         except Exception as exc:
+            from toolkit.errors import ToolkitError
+
             failed.append(config)
-            # Expected, user-facing errors carry their fix in the message; anything else keeps its traceback.
-            expected = type(exc).__name__.endswith("Error") and type(exc).__module__.startswith(("toolkit", "jobs"))
-            log.error("%s failed: %s", config, exc, exc_info=not expected)
+            # User-facing errors carry their fix in the message; anything else keeps its traceback.
+            log.error("%s failed: %s", config, exc, exc_info=not isinstance(exc, ToolkitError))
             if not args.recover:
                 return 1
     if failed:

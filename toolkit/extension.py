@@ -19,13 +19,15 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
+from toolkit.errors import ToolkitError
+
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSION_DIRS = (ROOT / "extensions_built_in", ROOT / "extensions")
 
 
-class ExtensionImportError(ImportError):
+class ExtensionImportError(ToolkitError, ImportError):
     """An extension package exists but cannot be imported."""
 
 

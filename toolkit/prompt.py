@@ -14,6 +14,8 @@ import dataclasses
 import difflib
 import re
 
+from toolkit.errors import ToolkitError
+
 # flag -> (field, converter). `--n` takes the rest of its segment as text.
 _FLAGS = {
     "n": ("neg", str),
@@ -28,7 +30,7 @@ _FLAGS = {
 _FLAG_RE = re.compile(r"(?:^|\s)--([A-Za-z_]+)")
 
 
-class PromptError(ValueError):
+class PromptError(ToolkitError, ValueError):
     """A prompt flag is unknown or its value does not parse."""
 
 

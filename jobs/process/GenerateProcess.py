@@ -15,12 +15,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from jobs.process.BaseProcess import BaseProcess
+from toolkit.errors import ToolkitError
 from toolkit.prompt import PromptError, parse_prompt
 
 log = logging.getLogger(__name__)
 
 
-class GenerateConfigError(ValueError):
+class GenerateConfigError(ToolkitError, ValueError):
     pass
 
 

@@ -18,6 +18,8 @@ import os
 import re
 from pathlib import Path
 
+from toolkit.errors import ToolkitError
+
 log = logging.getLogger(__name__)
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -27,7 +29,7 @@ DIFFUSERS_PATTERNS = ["model_index.json", "*/*.json", "*/*.safetensors", "*/*.tx
 CONFIG_PATTERNS = ["model_index.json", "*/*.json", "*/*.txt", "*/*.model", "*/*.jinja"]
 
 
-class WeightsError(ValueError):
+class WeightsError(ToolkitError, ValueError):
     """A weights path is missing, of the wrong kind, or not the expected model."""
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from toolkit.errors import ToolkitError
 
-class DeviceError(ValueError):
+
+class DeviceError(ToolkitError, ValueError):
     pass
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from toolkit.errors import ToolkitError
 from toolkit.extension import EXTENSION_DIRS, get_model_classes
 
 
-class UnknownArchError(ValueError):
+class UnknownArchError(ToolkitError, ValueError):
     pass
 
 

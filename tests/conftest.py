@@ -1,0 +1,22 @@
+"""Shared fixtures: tiny models built once per machine (cached in .tiny_models/)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_ROOT = Path(os.environ.get("TINY_MODELS_DIR", ROOT / ".tiny_models"))
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """tiny(arch, layout) -> folder holding that tiny model in that layout."""
+    from toolkit.tiny_models import ensure_tiny
+
+    def get(arch: str, layout: str = "diffusers") -> Path:
+        return ensure_tiny(arch, TINY_ROOT, layout)
+
+    return get

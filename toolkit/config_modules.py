@@ -1,0 +1,649 @@
+"""Typed, validated job configs with ai-toolkit's key names.
+
+Every section is a pydantic model with ``extra="forbid"``: an unknown key is an
+error, never silently ignored. Each default is written once, here; the UIs read
+:func:`json_schema` instead of copying them.
+
+Checks that need several keys at once (legacy ``is_flux`` flags against ``arch``,
+``prompts`` against ``prompt_file``...) run in :meth:`_Section._check`, on the raw
+mapping, *alongside* field validation, so one pass reports every problem in the
+file. Known ai-toolkit keys this toolkit does not support are listed in a
+section's ``_hints`` and fail with what to write instead.
+
+No torch, diffusers or transformers import here: validating a config must stay
+cheap (a test checks ``sys.modules``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from toolkit.errors import ConfigError
+
+__all__ = [
+    "ConfigError",
+    "ModelArch",
+    "MODEL_ARCHS",
+    "FLUX2_ARCHS",
+    "Dtype",
+    "QType",
+    "canonical_dtype",
+    "ModelConfig",
+    "SampleItem",
+    "SampleConfig",
+    "GenerateConfig",
+    "EMAConfig",
+    "TrainConfig",
+    "NetworkKwargs",
+    "NetworkConfig",
+    "SaveConfig",
+    "DatasetConfig",
+    "LoggingConfig",
+    "TrainProcessConfig",
+    "GenerateProcessConfig",
+    "ProcessConfig",
+    "PROCESS_TYPES",
+    "JobSection",
+    "JobConfig",
+    "json_schema",
+]
+
+ModelArch = Literal["flux", "flux2", "flux2_klein_4b", "flux2_klein_9b"]
+MODEL_ARCHS: tuple[str, ...] = get_args(ModelArch)
+FLUX2_ARCHS: frozenset[str] = frozenset({"flux2", "flux2_klein_4b", "flux2_klein_9b"})
+
+Dtype = Literal["bf16", "fp16", "fp32", "float32", "bfloat16", "float16"]
+QType = Literal["qfloat8", "qint8", "qint4"]
+
+_CANONICAL_DTYPES = {
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+    "fp16": "float16",
+    "float16": "float16",
+    "fp32": "float32",
+    "float32": "float32",
+}
+
+
+def canonical_dtype(dtype: str) -> str:
+    """``'bf16'`` -> ``'bfloat16'`` etc.: the torch attribute name, without importing torch."""
+    return _CANONICAL_DTYPES[dtype]
+
+
+CONFIG_ERROR_TYPE = "config_error"
+"""pydantic error type of the problems raised by :meth:`_Section._check`."""
+
+_LocProblem = tuple[tuple[str | int, ...], str]
+
+
+def _as_init_error(error: dict) -> InitErrorDetails:
+    # Re-raise an error pydantic already produced, keeping its type, loc, input and ctx.
+    # The rendered message travels in ctx so no template re-formatting can alter it.
+    ctx = {**(error.get("ctx") or {}), "message": error["msg"]}
+    return InitErrorDetails(
+        type=PydanticCustomError(error["type"], "{message}", ctx), loc=error["loc"], input=error.get("input")
+    )
+
+
+class _Section(BaseModel):
+    """Base of every config section: unknown keys are errors, cross-key checks gather."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    _hints: ClassVar[dict[str, str]] = {}
+    """ai-toolkit keys this toolkit does not take -> what to write instead."""
+    _legacy_keys: ClassVar[tuple[str, ...]] = ()
+    """Keys accepted as input for compatibility that are not fields (offered as did-you-mean)."""
+
+    @classmethod
+    def accepted_keys(cls) -> list[str]:
+        keys = list(cls._legacy_keys)
+        for name, field in cls.model_fields.items():
+            keys.append(name)
+            alias = field.validation_alias
+            if isinstance(alias, AliasChoices):
+                keys += [choice for choice in alias.choices if isinstance(choice, str)]
+            elif isinstance(alias, str):
+                keys.append(alias)
+        return list(dict.fromkeys(keys))
+
+    @classmethod
+    def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
+        """Cross-key checks and legacy rewrites on the raw mapping (may edit ``data``)."""
+        return []
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _validate_gathering_problems(cls, data: Any, handler):
+        if not isinstance(data, dict):
+            return handler(data)
+        original, data = data, dict(data)
+        problems: list[_LocProblem] = []
+        for key in [k for k in data if k in cls._hints and k not in cls.model_fields]:
+            data.pop(key)
+            problems.append(((key,), cls._hints[key]))
+        problems += cls._check(data)
+        if not problems:
+            return handler(data)
+        errors: list[InitErrorDetails] = []
+        try:
+            handler(data)
+        except ValidationError as exc:
+            errors += [_as_init_error(e) for e in exc.errors()]
+        for loc, message in problems:
+            head = loc[0] if loc else None
+            errors.append(
+                InitErrorDetails(
+                    type=PydanticCustomError(CONFIG_ERROR_TYPE, "{message}", {"message": message}),
+                    loc=loc,
+                    input=original.get(head) if isinstance(head, str) else original,
+                )
+            )
+        raise ValidationError.from_exception_data(cls.__name__, errors)
+
+
+def _both_given(data: dict, key: str, alias: str) -> list[_LocProblem]:
+    if key in data and alias in data:
+        data.pop(alias)  # reported here, not again as an unknown key
+        return [((alias,), f"'{alias}' is another name for '{key}'; give only one of them")]
+    return []
+
+
+def _lowercase(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+_BOOL = TypeAdapter(bool)
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Size = Annotated[int, Field(ge=16)]
+
+# --------------------------------------------------------------------------- model
+
+
+class ModelConfig(_Section):
+    """``model:``: which weights to load and how to fit them in memory.
+
+    ``arch`` is always set after validation. Legacy ``is_flux: true`` means
+    ``arch: flux`` and ``is_flux2: true`` means ``arch: flux2``; they are accepted
+    as input only (``false`` asserts nothing) and never stored, so ``model_dump()``
+    carries ``arch`` alone. :attr:`is_flux` / :attr:`is_flux2` derive from ``arch``.
+    """
+
+    name_or_path: str = Field(
+        description="Hub repo id, local diffusers folder, or a single .safetensors transformer file."
+    )
+    arch: ModelArch | None = Field(
+        default=None, description="Model architecture. Required unless the legacy is_flux / is_flux2 flag is set."
+    )
+    extras_name_or_path: str | None = Field(
+        default=None,
+        description="Where text encoder, tokenizer, scheduler and configs come from when name_or_path is a "
+        "single file; None = the arch's official repo.",
+    )
+    vae_path: str | None = None
+    text_encoder_path: str | None = None
+    dtype: Dtype = "bf16"
+    quantize: bool = Field(default=False, description="Quantize the transformer with optimum-quanto.")
+    qtype: QType = "qfloat8"
+    quantize_te: bool = Field(default=False, description="Quantize the text encoder with optimum-quanto.")
+    qtype_te: QType = "qfloat8"
+    low_vram: bool = False
+    layer_offloading: bool | Literal["auto"] = False
+    layer_offloading_transformer_percent: Fraction = 1.0
+    layer_offloading_text_encoder_percent: Fraction = 1.0
+    vram_budget_gb: float | None = Field(default=None, gt=0)
+    lora_path: str | None = Field(default=None, description="A LoRA to apply when generating.")
+    lora_scale: float = 1.0
+    assistant_lora_path: str | None = Field(
+        default=None,
+        description="Training adapter merged while training and removed for sampling "
+        "(ai-toolkit's FLUX.1-schnell recipe: ostris/FLUX.1-schnell-training-adapter).",
+    )
+    revision: str | None = None
+
+    _legacy_keys: ClassVar[tuple[str, ...]] = ("is_flux", "is_flux2")
+    _hints: ClassVar[dict[str, str]] = {
+        **{
+            flag: "this toolkit trains FLUX.1 and FLUX.2 only; remove it and set arch: "
+            + " / ".join(MODEL_ARCHS)
+            for flag in ("is_v2", "is_v3", "is_xl", "is_ssd", "is_vega", "is_pixart", "is_pixart_sigma",
+                         "is_auraflow", "is_lumina2", "is_v_pred")
+        },
+        "te_name_or_path": "use text_encoder_path",
+        "auto_memory": "renamed to layer_offloading",
+    }
+
+    @property
+    def is_flux(self) -> bool:
+        """FLUX.1 (dev or schnell)."""
+        return self.arch == "flux"
+
+    @property
+    def is_flux2(self) -> bool:
+        """Any of the FLUX.2 family (dev, klein 4B, klein 9B)."""
+        return self.arch in FLUX2_ARCHS
+
+    @classmethod
+    def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
+        problems: list[_LocProblem] = []
+        flags = {}
+        for flag in cls._legacy_keys:
+            if flag not in data:
+                continue
+            value = data.pop(flag)
+            try:
+                flags[flag] = _BOOL.validate_python(value)
+            except ValidationError:
+                problems.append(((flag,), f"expected true or false, got {value!r}; better, replace it with arch"))
+        arch = data.get("arch")
+        if flags.get("is_flux") and flags.get("is_flux2"):
+            problems.append(
+                (("is_flux2",), "is_flux: true and is_flux2: true conflict; remove both and set arch")
+            )
+        elif flags.get("is_flux"):
+            if arch is None:
+                data["arch"] = "flux"
+            elif arch != "flux":
+                problems.append(
+                    (("is_flux",), f"is_flux: true (FLUX.1) conflicts with arch: {arch!r}; remove is_flux")
+                )
+        elif flags.get("is_flux2"):
+            if arch is None:
+                data["arch"] = "flux2"
+            elif arch not in FLUX2_ARCHS:
+                problems.append(
+                    (("is_flux2",), f"is_flux2: true (FLUX.2 family) conflicts with arch: {arch!r}; remove is_flux2")
+                )
+        if data.get("arch") is None and not problems:
+            choices = ", ".join(repr(a) for a in MODEL_ARCHS)
+            problems.append((("arch",), f"is required: one of {choices}"))
+        return problems
+
+
+# -------------------------------------------------------------------------- sample
+
+
+class SampleItem(_Section):
+    """One entry of ``sample.samples``; a missing field takes the ``sample:`` section's value."""
+
+    prompt: str
+    width: Size | None = None
+    height: Size | None = None
+    seed: int | None = None
+    guidance_scale: float | None = Field(default=None, ge=0)
+    sample_steps: int | None = Field(default=None, ge=1)
+    neg: str | None = None
+    ctrl_img: str | None = None
+    network_multiplier: float | None = None
+
+
+class SampleConfig(_Section):
+    """``sample:``: images rendered during training to watch the LoRA learn.
+
+    Give prompts as ``prompts: [str]`` or as ``samples: [{prompt, width, ...}]``
+    (ai-toolkit's newer form), not both. :meth:`sample_items` resolves either into
+    complete items.
+    """
+
+    sampler: Literal["flowmatch"] = "flowmatch"
+    sample_every: int = Field(default=250, ge=1)
+    sample_start_step: int = Field(default=0, ge=0, description="No samples before this step.")
+    width: Size = 1024
+    height: Size = 1024
+    prompts: list[str] = []
+    samples: list[SampleItem] | None = None
+    neg: str = ""
+    seed: int = 42
+    walk_seed: bool = Field(default=True, description="Prompt i uses seed + i (unless it sets its own seed).")
+    guidance_scale: float = Field(default=4.0, ge=0)
+    sample_steps: int = Field(default=25, ge=1)
+    network_multiplier: float = 1.0
+    format: Literal["jpg", "png", "webp"] = "jpg"
+    ctrl_img: str | None = None
+
+    _hints: ClassVar[dict[str, str]] = {
+        "num_frames": "video sampling is not supported; remove it",
+        "fps": "video sampling is not supported; remove it",
+        "guidance_rescale": "not used by FLUX; remove it",
+        "ext": "use format: jpg / png / webp",
+    }
+
+    @classmethod
+    def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
+        if data.get("prompts") and data.get("samples"):
+            return [(("samples",), "give prompts or samples, not both")]
+        return []
+
+    def sample_items(self) -> list[SampleItem]:
+        """Every sample with all fields filled (seed: its own, else ``seed`` + index when ``walk_seed``)."""
+        items = self.samples if self.samples is not None else [SampleItem(prompt=p) for p in self.prompts]
+        resolved = []
+        for i, item in enumerate(items):
+            own = item.model_dump(exclude_none=True)
+            seed = self.seed + i if self.walk_seed else self.seed
+            defaults = {
+                "width": self.width, "height": self.height, "seed": seed, "guidance_scale": self.guidance_scale,
+                "sample_steps": self.sample_steps, "neg": self.neg, "ctrl_img": self.ctrl_img,
+                "network_multiplier": self.network_multiplier,
+            }
+            resolved.append(SampleItem(**{**defaults, **own}))
+        return resolved
+
+
+class GenerateConfig(_Section):
+    """``generate:`` of a ``to_folder`` process. Prompts come from ``prompts`` or ``prompt_file``, exactly one.
+
+    ai-toolkit compatibility: ``prompts: "path.txt"`` (a string) is read as a prompt
+    file, and ``prompt_file: false`` (ai-toolkit: "do not write a .txt beside each
+    image") means no prompt file.
+    """
+
+    sampler: Literal["flowmatch"] = "flowmatch"
+    width: Size = 1024
+    height: Size = 1024
+    neg: str = ""
+    seed: int = Field(default=-1, ge=-1, description="-1 = a new random seed per image.")
+    guidance_scale: float | None = Field(default=None, ge=0, description="None = the architecture's default.")
+    sample_steps: int | None = Field(default=None, ge=1, description="None = the architecture's default.")
+    ext: Literal[".png", ".jpg", ".jpeg", ".webp", "png", "jpg", "jpeg", "webp"] = ".png"
+    prompts: list[str] = []
+    prompt_file: str | None = Field(default=None, description="A text file with one prompt per line.")
+
+    _hints: ClassVar[dict[str, str]] = {
+        "size_list": "not supported; set width/height, or --w/--h flags in a prompt",
+        "compile": "not supported; remove it",
+    }
+
+    @property
+    def suffix(self) -> str:
+        """The file suffix with its dot: ``'.png'``."""
+        return self.ext if self.ext.startswith(".") else f".{self.ext}"
+
+    @classmethod
+    def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
+        if data.get("prompt_file") is False:
+            data.pop("prompt_file")
+        elif data.get("prompt_file") is True:
+            return [(("prompt_file",), "ai-toolkit's 'write a .txt per image' switch is not supported here; "
+                     "prompt_file is the path of a text file with one prompt per line")]
+        if isinstance(data.get("prompts"), str):
+            if data.get("prompt_file") is not None:
+                return [(("prompts",), "a string prompts means a prompt file; give it or prompt_file, not both")]
+            data["prompt_file"] = data.pop("prompts")
+        has_prompts = bool(data.get("prompts"))
+        has_file = data.get("prompt_file") not in (None, "")
+        if has_prompts and has_file:
+            return [(("prompt_file",), "give prompts or prompt_file, not both")]
+        if not has_prompts and not has_file:
+            return [(("prompts",), "no prompt: give prompts (a list) or prompt_file (a text file, one per line)")]
+        return []
+
+
+# --------------------------------------------------------------------------- train
+
+
+class EMAConfig(_Section):
+    use_ema: bool = False
+    ema_decay: float = Field(default=0.99, gt=0, lt=1)
+
+
+class TrainConfig(_Section):
+    """``train:``: the optimisation loop."""
+
+    batch_size: int = Field(default=1, ge=1)
+    steps: int = Field(default=1000, ge=1)
+    gradient_accumulation_steps: int = Field(
+        default=1, ge=1, validation_alias=AliasChoices("gradient_accumulation_steps", "gradient_accumulation")
+    )
+    train_unet: bool = True
+    train_text_encoder: bool = False
+    gradient_checkpointing: bool = True
+    noise_scheduler: Literal["flowmatch"] = "flowmatch"
+    timestep_type: Literal["sigmoid", "linear", "shift", "weighted", "lognorm_blend"] = "sigmoid"
+    optimizer: Literal["adamw", "adamw8bit", "prodigy", "adafactor"] = "adamw8bit"
+    lr: float = Field(default=1e-4, gt=0)
+    optimizer_params: dict[str, Any] = {}
+    lr_scheduler: Literal["constant", "cosine", "linear"] = "constant"
+    lr_warmup_steps: int = Field(default=0, ge=0)
+    max_grad_norm: float = Field(default=1.0, ge=0, description="0 disables clipping.")
+    dtype: Dtype = "bf16"
+    ema_config: EMAConfig = Field(default_factory=EMAConfig)
+    skip_first_sample: bool = False
+    disable_sampling: bool = False
+    unload_text_encoder: bool = False
+    cache_text_embeddings: bool = False
+    seed: int = 42
+    content_or_style: Literal["balanced", "content", "style"] = "balanced"
+    noise_offset: float = Field(default=0.0, ge=0)
+    loss_type: Literal["mse", "mae"] = "mse"
+    bypass_guidance_embedding: bool = False
+
+    _hints: ClassVar[dict[str, str]] = {
+        "linear_timesteps": "not supported; choose timestep_type (sigmoid, linear, shift, weighted, lognorm_blend)",
+        "linear_timesteps2": "not supported; choose timestep_type (sigmoid, linear, shift, weighted, lognorm_blend)",
+        "unet_lr": "use lr",
+        "text_encoder_lr": "use lr (the text encoder is not trained)",
+        "xformers": "the attention backend is chosen automatically; remove it",
+        "sdp": "the attention backend is chosen automatically; remove it",
+        "min_snr_gamma": "SNR weighting does not apply to flow matching; remove it",
+        "snr_gamma": "SNR weighting does not apply to flow matching; remove it",
+    }
+
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _lower_optimizer(cls, value: Any) -> Any:
+        return _lowercase(value)  # ai-toolkit matched optimizer names case-insensitively
+
+    @classmethod
+    def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
+        return _both_given(data, "gradient_accumulation_steps", "gradient_accumulation")
+
+
+class NetworkKwargs(_Section):
+    only_if_contains: list[str] = Field(
+        default=[], description="Only modules whose name contains one of these (empty = all)."
+    )
+    ignore_if_contains: list[str] = []
+
+
+class NetworkConfig(_Section):
+    """``network:``: the adapter trained. ``rank`` and ``alpha`` are ai-toolkit's older names."""
+
+    type: Literal["lora", "lokr"] = "lora"
+    linear: int = Field(default=16, ge=1, validation_alias=AliasChoices("linear", "rank"))
+    linear_alpha: float = Field(default=16, gt=0, validation_alias=AliasChoices("linear_alpha", "alpha"))
+    conv: int | None = Field(default=None, ge=1)
+    conv_alpha: float | None = Field(default=None, gt=0)
+    network_kwargs: NetworkKwargs = Field(default_factory=NetworkKwargs)
+    lokr_factor: int = Field(default=-1, description="-1 picks the largest factor automatically.")
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _normalize_type(cls, value: Any) -> Any:
+        value = _lowercase(value)  # ai-toolkit matched network types case-insensitively
+        # ai-toolkit's LoCon is LoRA plus conv layers; the FLUX transformers have none, so it is LoRA.
+        return "lora" if value == "locon" else value
+
+    @classmethod
+    def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
+        return _both_given(data, "linear", "rank") + _both_given(data, "linear_alpha", "alpha")
+
+
+class SaveConfig(_Section):
+    """``save:``: checkpoints. ``format: comfy`` writes BFL module names ComfyUI and diffusers load."""
+
+    dtype: Dtype = "float16"
+    save_every: int = Field(default=250, ge=1)
+    max_step_saves_to_keep: int = Field(default=4, ge=0)
+    push_to_hub: bool = False
+    hf_repo_id: str | None = None
+    hf_private: bool = False
+    format: Literal["comfy", "diffusers"] = "comfy"
+
+    _hints: ClassVar[dict[str, str]] = {
+        "save_format": "use format: comfy (default; ComfyUI and diffusers load it) or diffusers",
+    }
+
+    @classmethod
+    def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
+        if data.get("push_to_hub") is True and not data.get("hf_repo_id"):
+            return [(("hf_repo_id",), "push_to_hub: true needs hf_repo_id (your-username/your-model)")]
+        return []
+
+
+class DatasetConfig(_Section):
+    """One entry of ``datasets:``: a folder of images with same-named caption files.
+
+    ``caption_ext`` is stored without its leading dot (``txt``).
+    """
+
+    folder_path: str
+    caption_ext: str = "txt"
+    default_caption: str | None = None
+    caption_dropout_rate: Fraction = 0.05
+    shuffle_tokens: bool = False
+    token_dropout_rate: Fraction = 0.0
+    keep_tokens: int = Field(default=0, ge=0)
+    num_repeats: int = Field(default=1, ge=1)
+    cache_latents: bool = False
+    cache_latents_to_disk: bool = False
+    resolution: Size | Annotated[list[Size], Field(min_length=1)] = [512, 768, 1024]
+    flip_x: bool = False
+    flip_y: bool = False
+    control_path: str | list[str] | None = None
+    is_reg: bool = False
+
+    _hints: ClassVar[dict[str, str]] = {
+        "caption_type": "renamed to caption_ext",
+        **{f"control_path_{i}": "use control_path: [first, second, ...]" for i in range(1, 5)},
+    }
+
+    @field_validator("caption_ext")
+    @classmethod
+    def _strip_dot(cls, value: str) -> str:
+        return value.lstrip(".")
+
+    @field_validator("control_path")
+    @classmethod
+    def _empty_is_none(cls, value):
+        # ai-toolkit's UI writes "" for "no control images".
+        return None if value in ("", []) else value
+
+    @property
+    def resolutions(self) -> list[int]:
+        return [self.resolution] if isinstance(self.resolution, int) else list(self.resolution)
+
+    @property
+    def control_paths(self) -> list[str]:
+        if self.control_path is None:
+            return []
+        return [self.control_path] if isinstance(self.control_path, str) else list(self.control_path)
+
+
+class LoggingConfig(_Section):
+    log_every: int = Field(default=1, ge=1)
+    use_wandb: bool = False
+    verbose: bool = False
+
+
+# ------------------------------------------------------------------------ processes
+
+_EMPTY_IS_DEFAULT = ("network", "save", "train", "sample", "logging")
+
+
+class TrainProcessConfig(_Section):
+    """``type: sd_trainer``: train a LoRA. An empty section (``sample:`` with all keys
+    commented out) takes the defaults."""
+
+    type: Literal["sd_trainer"]
+    training_folder: str = "output"
+    device: str = "cuda:0"
+    trigger_word: str | None = None
+    performance_log_every: int = Field(default=0, ge=0, description="0 = off.")
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    save: SaveConfig = Field(default_factory=SaveConfig)
+    datasets: list[DatasetConfig] = Field(min_length=1)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    model: ModelConfig
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    _hints: ClassVar[dict[str, str]] = {
+        "sqlite_db_path": "ai-toolkit UI bookkeeping; remove it",
+    }
+
+    @classmethod
+    def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
+        for key in _EMPTY_IS_DEFAULT:
+            if key in data and data[key] is None:
+                del data[key]
+        return []
+
+
+class GenerateProcessConfig(_Section):
+    """``type: to_folder``: generate images into ``output_folder``."""
+
+    type: Literal["to_folder"]
+    output_folder: str
+    device: str = "cuda:0"
+    generate: GenerateConfig
+    model: ModelConfig
+
+
+ProcessConfig = Annotated[Union[TrainProcessConfig, GenerateProcessConfig], Field(discriminator="type")]
+PROCESS_TYPES: dict[str, type[_Section]] = {"sd_trainer": TrainProcessConfig, "to_folder": GenerateProcessConfig}
+JOB_PROCESS_TYPES: dict[str, str] = {"extension": "sd_trainer", "generate": "to_folder"}
+
+PROCESS_TYPE_HINTS: dict[str, str] = {
+    "diffusion_trainer": "ai-toolkit's UI writes diffusion_trainer; here it is type: sd_trainer",
+    "ui_trainer": "ai-toolkit's UI writes ui_trainer; here it is type: sd_trainer",
+}
+
+
+class JobSection(_Section):
+    """``config:``: the job's name (its output folder and file names) and processes."""
+
+    name: str = Field(min_length=1)
+    process: list[ProcessConfig] = Field(min_length=1)
+
+
+class JobConfig(_Section):
+    """A whole job file: ``job``, ``config``, ``meta``."""
+
+    job: Literal["extension", "generate"]
+    config: JobSection
+    meta: dict[str, Any] = {}
+
+    @classmethod
+    def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
+        job = data.get("job")
+        section = data.get("config")
+        if job not in JOB_PROCESS_TYPES or not isinstance(section, dict):
+            return []
+        processes = section.get("process")
+        wanted = JOB_PROCESS_TYPES[job]
+        other_job = {v: k for k, v in JOB_PROCESS_TYPES.items()}
+        problems = []
+        for i, process in enumerate(processes if isinstance(processes, list) else []):
+            kind = process.get("type") if isinstance(process, dict) else None
+            if kind in PROCESS_TYPES and kind != wanted:
+                problems.append((("job",), f"'{job}' runs only type: {wanted} processes, but config.process[{i}] "
+                                           f"is type: {kind}; use job: {other_job[kind]} for it"))
+        return problems
+
+
+def json_schema() -> dict:
+    """JSON schema of a job file, for the UIs (defaults, enums, descriptions)."""
+    return JobConfig.model_json_schema()
