@@ -16,10 +16,10 @@ from toolkit.models.base_model import BaseModel, ModelCapabilities, PromptEmbeds
 from toolkit.models.loading import (
     check_single_file,
     load_component,
-    load_single_file_transformer,
+    load_state_dict_file,
     subfolder_or_self,
 )
-from toolkit.models.weights import resolve_weights, safetensors_keys, strip_prefix
+from toolkit.models.weights import WeightsError, resolve_weights, safetensors_keys, strip_prefix
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class StableDiffusion(BaseModel):
         dtype = self.torch_dtype
         if src.transformer_file is not None:
             check_single_file(src.transformer_file, [_FLUX1_KEY], [], "FLUX.1 transformer")
-            transformer = load_single_file_transformer(FluxTransformer2DModel, src.transformer_file, src.base_folder, dtype)
+            transformer = self._load_single_file_transformer(src)
         else:
             transformer = load_component(FluxTransformer2DModel, src.base_folder, "transformer", dtype, "transformer")
         if src.vae is None:
@@ -95,6 +95,25 @@ class StableDiffusion(BaseModel):
         if self.model_config.lora_path:
             self.load_lora(self.model_config.lora_path, self.model_config.lora_scale)
         log.info("loaded FLUX.1 %s from %s", "schnell" if self.is_schnell else "dev", name)
+
+    def _load_single_file_transformer(self, src):
+        """BFL flux1-*.safetensors through diffusers' own key converter (any model width)."""
+        from diffusers import FluxTransformer2DModel
+
+        from toolkit.convert.flux_keys import flux_transformer_bfl_to_diffusers
+
+        config = FluxTransformer2DModel.load_config(str(src.base_folder), subfolder="transformer")
+        with torch.device("meta"):
+            model = FluxTransformer2DModel.from_config(config)
+        try:
+            state = flux_transformer_bfl_to_diffusers(load_state_dict_file(src.transformer_file))
+            model.load_state_dict(state, strict=True, assign=True)
+        except (ValueError, RuntimeError, KeyError) as exc:
+            raise WeightsError(
+                f"model.name_or_path: '{src.transformer_file}' does not match the FLUX.1 transformer config in "
+                f"'{src.base_folder / 'transformer'}': {exc}"
+            ) from exc
+        return model.to(self.torch_dtype)
 
     # ------------------------------------------------------------------ hooks
     def encode_prompt(self, prompts: list[str]) -> PromptEmbeds:

@@ -1,0 +1,66 @@
+"""LoRA on the diffusers transformer, through PEFT.
+
+The model chooses the default targets (`model.lora_targets()`); `network_kwargs`
+filters them the same way for every architecture. A filter that leaves nothing is
+an error, not an empty LoRA.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from toolkit.errors import ToolkitError
+
+ADAPTER = "default"
+
+
+class NetworkError(ToolkitError):
+    pass
+
+
+def select_targets(candidates: list[str], only_if_contains: list[str], ignore_if_contains: list[str], key: str) -> list[str]:
+    """Filter module names; pure, so every architecture filters alike."""
+    selected = [
+        name for name in candidates
+        if (not only_if_contains or any(s in name for s in only_if_contains))
+        and not any(s in name for s in ignore_if_contains)
+    ]
+    if not selected:
+        raise NetworkError(
+            f"{key}.network_kwargs: only_if_contains={only_if_contains} / ignore_if_contains={ignore_if_contains} "
+            f"leave no module to train (of {len(candidates)}, e.g. {candidates[:3]})"
+        )
+    return selected
+
+
+def attach_lora(transformer: torch.nn.Module, targets: list[str], rank: int, alpha: float) -> list[torch.nn.Parameter]:
+    """Add a PEFT LoRA adapter on exactly `targets`; returns the trainable parameters (fp32)."""
+    from peft import LoraConfig
+
+    transformer.requires_grad_(False)
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets)
+    transformer.add_adapter(config, adapter_name=ADAPTER)
+    params = []
+    for name, param in transformer.named_parameters():
+        if ".lora_" in name:
+            param.data = param.data.float()
+            param.requires_grad_(True)
+            params.append(param)
+    return params
+
+
+def lora_state_dict(transformer: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """PEFT keys without the adapter name: `transformer_blocks.0.attn.to_q.lora_A.weight`."""
+    from peft.utils import get_peft_model_state_dict
+
+    state = get_peft_model_state_dict(transformer, adapter_name=ADAPTER)
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+def load_lora_state_dict(transformer: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    from peft.utils import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(transformer, state, adapter_name=ADAPTER)
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise NetworkError(f"the LoRA to resume has keys this model lacks: {unexpected[:5]}")

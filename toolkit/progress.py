@@ -1,0 +1,107 @@
+"""The job folder's progress log: what the Gradio and Next.js UIs read.
+
+`progress.jsonl` holds one JSON object per line, appended and flushed as events happen:
+
+    {"time": 1732800000.1, "event": "start",  "state": "running", "step": 0, "total_steps": 500, "name": "..."}
+    {"time": ..., "event": "step",   "state": "running", "step": 12, "total_steps": 500, "loss": 0.41, "lr": 1e-4, "s_per_it": 1.9}
+    {"time": ..., "event": "sample", "state": "running", "step": 250, "paths": ["samples/000000250_0.jpg"]}
+    {"time": ..., "event": "save",   "state": "running", "step": 250, "path": "my_lora_000000250.safetensors"}
+    {"time": ..., "event": "end",    "state": "finished" | "stopped" | "error", "step": 500, "error": "..."}
+
+Paths are relative to the job folder. `loss_log.csv` (step,loss,lr) is the loss curve;
+`loss.png` is drawn from it at each save.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+
+class ProgressLog:
+    def __init__(self, folder: Path, enabled: bool = True):
+        self.folder = Path(folder)
+        self.path = self.folder / "progress.jsonl"
+        self.loss_path = self.folder / "loss_log.csv"
+        self.enabled = enabled
+
+    def event(self, event: str, state: str = "running", **fields) -> None:
+        if not self.enabled:
+            return
+        record = {"time": round(time.time(), 3), "event": event, "state": state, **fields}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def loss(self, step: int, loss: float, lr: float) -> None:
+        if not self.enabled:
+            return
+        new = not self.loss_path.exists()
+        with open(self.loss_path, "a", encoding="utf-8") as f:
+            if new:
+                f.write("step,loss,lr\n")
+            f.write(f"{step},{loss:.6g},{lr:.6g}\n")
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, drop loss rows past the checkpoint so the curve has no duplicates."""
+        if not self.loss_path.exists():
+            return
+        lines = self.loss_path.read_text().splitlines()
+        kept = [lines[0]] + [line for line in lines[1:] if int(line.split(",")[0]) <= step]
+        self.loss_path.write_text("\n".join(kept) + "\n")
+
+
+def read_events(folder: Path) -> list[dict]:
+    """All progress events of a job folder (a torn last line, mid-write, is ignored)."""
+    path = Path(folder) / "progress.jsonl"
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events
+
+
+def plot_loss(folder: Path) -> Path | None:
+    """Draw loss_log.csv into loss.png (raw and smoothed) with PIL; returns the path."""
+    from PIL import Image, ImageDraw
+
+    path = Path(folder) / "loss_log.csv"
+    if not path.exists():
+        return None
+    rows = [line.split(",") for line in path.read_text().splitlines()[1:] if line]
+    if len(rows) < 2:
+        return None
+    steps = [int(r[0]) for r in rows]
+    losses = [float(r[1]) for r in rows]
+    smooth, ema = [], losses[0]
+    for value in losses:
+        ema = 0.9 * ema + 0.1 * value
+        smooth.append(ema)
+    w, h, pad = 640, 360, 40
+    image = Image.new("RGB", (w, h), "white")
+    draw = ImageDraw.Draw(image)
+    lo, hi = min(losses), max(losses)
+    span = (hi - lo) or 1.0
+    first, last = steps[0], steps[-1]
+
+    def xy(step, value):
+        x = pad + (step - first) / max(last - first, 1) * (w - 2 * pad)
+        y = h - pad - (value - lo) / span * (h - 2 * pad)
+        return x, y
+
+    draw.rectangle([pad, pad, w - pad, h - pad], outline="#888")
+    draw.line([xy(s, v) for s, v in zip(steps, losses)], fill="#9ecae1", width=1)
+    draw.line([xy(s, v) for s, v in zip(steps, smooth)], fill="#08519c", width=2)
+    draw.text((pad, 10), f"loss (step {first}-{last}); min {lo:.4g} max {hi:.4g}", fill="black")
+    out = Path(folder) / "loss.png"
+    tmp = out.with_suffix(".png.tmp")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, out)
+    return out
