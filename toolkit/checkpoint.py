@@ -36,6 +36,9 @@ def atomic_write(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # some writers create 0600 files; checkpoints are shared artefacts
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

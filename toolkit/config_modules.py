@@ -411,7 +411,9 @@ class TrainConfig(_Section):
     train_text_encoder: bool = False
     gradient_checkpointing: bool = True
     noise_scheduler: Literal["flowmatch"] = "flowmatch"
-    timestep_type: Literal["sigmoid", "linear", "shift", "weighted", "lognorm_blend"] = "sigmoid"
+    timestep_type: Literal["sigmoid", "linear", "shift", "weighted", "lognorm_blend"] | None = Field(
+        default=None, description="None = the architecture's default (FLUX.2: shift, FLUX.1: sigmoid)."
+    )
     optimizer: Literal["adamw", "adamw8bit", "prodigy", "adafactor"] = "adamw8bit"
     lr: float = Field(default=1e-4, gt=0)
     optimizer_params: dict[str, Any] = {}

@@ -117,11 +117,13 @@ class StableDiffusion(BaseModel):
 
     # ------------------------------------------------------------------ hooks
     def encode_prompt(self, prompts: list[str]) -> PromptEmbeds:
-        """-> prompt_embeds (B, 512, 4096) T5, pooled_prompt_embeds (B, 768) CLIP, text_ids (512, 3)."""
-        embeds, pooled, text_ids = self.pipeline.encode_prompt(
-            prompt=list(prompts), prompt_2=None, device=self.device
-        )
-        return PromptEmbeds({"prompt_embeds": embeds, "pooled_prompt_embeds": pooled, "text_ids": text_ids})
+        """-> prompt_embeds (B, 512, 4096) T5, pooled_prompt_embeds (B, 768) CLIP.
+
+        The pipeline's text_ids are all zeros of shape (512, 3), not batch-first, so they are
+        rebuilt at prediction time instead of being cached per caption.
+        """
+        embeds, pooled, _ = self.pipeline.encode_prompt(prompt=list(prompts), prompt_2=None, device=self.device)
+        return PromptEmbeds({"prompt_embeds": embeds, "pooled_prompt_embeds": pooled})
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] -> (B, 16, H/8, W/8) scaled and shifted as FluxPipeline expects."""
@@ -149,12 +151,30 @@ class StableDiffusion(BaseModel):
             guidance=guidance,
             pooled_projections=prompt_embeds["pooled_prompt_embeds"],
             encoder_hidden_states=prompt_embeds["prompt_embeds"],
-            txt_ids=prompt_embeds["text_ids"],
+            txt_ids=torch.zeros(prompt_embeds["prompt_embeds"].shape[1], 3, device=hidden.device, dtype=hidden.dtype),
             img_ids=img_ids,
             return_dict=False,
         )[0]
         scale = pipe.vae_scale_factor
         return pipe._unpack_latents(pred, h * scale, w * scale, scale)
+
+    def shift_mu(self, latents: torch.Tensor) -> float:
+        """FluxPipeline's mu: linear in the packed sequence length (h/2 * w/2 tokens)."""
+        from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+        return calculate_shift(latents.shape[-2] * latents.shape[-1] // 4)
+
+    def text_encoder_names(self) -> list[str]:
+        return ["text_encoder", "text_encoder_2"]
+
+    def pipeline_call_kwargs(self, request) -> dict:
+        embeds = self.prompt_embeds(request.prompt)
+        if request.neg:
+            log.warning("FLUX.1 is guidance-distilled: the negative prompt %r is ignored", request.neg)
+        return {
+            "prompt_embeds": embeds["prompt_embeds"], "pooled_prompt_embeds": embeds["pooled_prompt_embeds"],
+            "guidance_scale": request.guidance_scale,
+        }
 
     def lora_targets(self) -> list[str]:
         """Linears in the double/single blocks except the adaLN modulation (norm*.linear)."""

@@ -113,6 +113,8 @@ class BaseModel:
         self.torch_dtype = DTYPES[dtype or model_config.dtype]
         self.pipeline = None  # the diffusers pipeline, built by load_model()
         self.sources = None
+        # Prompt text -> embeddings, filled before the text encoder leaves the device.
+        self.prompt_cache: dict[str, PromptEmbeds] = {}
 
     # --- identity, derived from the config (never stored separately) ---
     @property
@@ -164,14 +166,74 @@ class BaseModel:
         """Module names (relative to the transformer) that get a LoRA by default."""
         raise NotImplementedError
 
+    def shift_mu(self, latents: torch.Tensor) -> float:
+        """mu of the resolution-dependent timestep shift, as the pipeline computes it for `latents`."""
+        raise NotImplementedError
+
+    def text_encoder_names(self) -> list[str]:
+        """Pipeline attribute names of the text encoders."""
+        return ["text_encoder"]
+
     def pipeline_call_kwargs(self, request: ImageRequest) -> dict:
-        """Extra keyword arguments for the pipeline call (CFG style differs per family)."""
-        return {"guidance_scale": request.guidance_scale}
+        """Pipeline keyword arguments for `request`: embeddings (from `prompt_embeds`) and guidance."""
+        raise NotImplementedError
 
     # --- shared behaviour ---
     def sample_defaults(self) -> dict:
         caps = self.capabilities
         return {"guidance_scale": caps.default_guidance_scale, "sample_steps": caps.default_sample_steps}
+
+    def sampling_texts(self, request: ImageRequest) -> list[str]:
+        """Texts whose embeddings sampling `request` needs (the negative only with real CFG)."""
+        texts = [request.prompt]
+        if self.capabilities.real_cfg and request.guidance_scale > 1:
+            texts.append(request.neg)
+        return texts
+
+    def prompt_embeds(self, text: str) -> PromptEmbeds:
+        """Embeddings of one text: from `prompt_cache`, else from the text encoder."""
+        if text in self.prompt_cache:
+            return self.prompt_cache[text].to(self.device)
+        if not self.text_encoders_loaded:
+            raise RuntimeError(f"prompt {text!r} was not cached before the text encoder was unloaded")
+        return self.encode_prompt([text])
+
+    @torch.no_grad()
+    def cache_prompts(self, texts: list[str]) -> None:
+        """Encode `texts` once into `prompt_cache` (CPU) so the text encoder can leave."""
+        for text in dict.fromkeys(texts):
+            if text not in self.prompt_cache:
+                self.prompt_cache[text] = self.encode_prompt([text]).to("cpu")
+
+    @property
+    def text_encoders_loaded(self) -> bool:
+        return all(getattr(self.pipeline, name, None) is not None for name in self.text_encoder_names())
+
+    def unload_text_encoders(self, keep_on_cpu: bool) -> None:
+        """Free the device from the text encoders: to CPU (`keep_on_cpu`) or dropped entirely."""
+        for name in self.text_encoder_names():
+            module = getattr(self.pipeline, name, None)
+            if module is None:
+                continue
+            if keep_on_cpu:
+                module.to("cpu")
+            else:
+                setattr(self.pipeline, name, None)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def vae_id(self) -> str:
+        """Fingerprint of the VAE and the latent normalisation, for the latent cache key."""
+        import hashlib
+        import json
+
+        vae = self.vae
+        digest = hashlib.sha256()
+        digest.update(f"{self.arch}:{type(vae).__name__}:{json.dumps(dict(vae.config), sort_keys=True, default=str)}".encode())
+        for name, tensor in sorted(vae.state_dict().items())[:4] + sorted(vae.state_dict().items())[-4:]:
+            digest.update(name.encode())
+            digest.update(tensor.detach().float().cpu().numpy().tobytes()[:4096])
+        return digest.hexdigest()[:32]
 
     @torch.no_grad()
     def generate_images(self, requests: list[ImageRequest]) -> list["Image.Image"]:
@@ -181,7 +243,6 @@ class BaseModel:
             generator = torch.Generator(device="cpu").manual_seed(req.seed)
             self._set_lora_scale(req.network_multiplier)
             out = self.pipeline(
-                prompt=req.prompt,
                 height=req.height,
                 width=req.width,
                 num_inference_steps=req.sample_steps,

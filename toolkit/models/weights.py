@@ -119,12 +119,31 @@ def _optional_path(value: str | None, key: str) -> Path | None:
     raise WeightsError(f"{key}: '{value}' does not exist")
 
 
+TINY_SCHEME = "tiny:"
+TINY_ROOT = Path(os.environ.get("TINY_MODELS_DIR", Path(__file__).resolve().parents[2] / ".tiny_models"))
+
+
+def resolve_tiny(value: str, key: str) -> Path:
+    """`tiny:<id>` -> a tiny random model the project builds (once, cached in TINY_ROOT).
+
+    The README's demo and the tests use it: real architecture, real on-disk layout, random weights.
+    """
+    from toolkit.tiny_models import ARCHS, ensure_tiny
+
+    tiny_id = value[len(TINY_SCHEME):]
+    if tiny_id not in ARCHS:
+        raise WeightsError(f"{key}: unknown tiny model '{tiny_id}'; known: {', '.join(TINY_SCHEME + a for a in ARCHS)}")
+    return ensure_tiny(tiny_id, TINY_ROOT, "diffusers")
+
+
 def resolve_weights(model_config, default_extras: str, key_prefix: str = "model") -> WeightSources:
     """Reduce a ModelConfig to local paths (downloads hub repos when needed).
 
     `default_extras`: the repo id giving configs/text encoders when name_or_path is a single file.
     """
     name = model_config.name_or_path
+    if name.startswith(TINY_SCHEME):
+        name = str(resolve_tiny(name, f"{key_prefix}.name_or_path"))
     path = Path(name).expanduser()
     vae = _optional_path(model_config.vae_path, f"{key_prefix}.vae_path")
     te = _optional_path(model_config.text_encoder_path, f"{key_prefix}.text_encoder_path")

@@ -194,6 +194,15 @@ class Flux2Model(BaseModel):
         )[0]
         return pred[:, : h * w].permute(0, 2, 1).reshape(b, c, h, w)
 
+    def shift_mu(self, latents: torch.Tensor) -> float:
+        """Flux2Pipeline's empirical mu for this many image tokens (at its default 50 steps)."""
+        from diffusers.pipelines.flux2.pipeline_flux2 import compute_empirical_mu
+
+        return compute_empirical_mu(latents.shape[-2] * latents.shape[-1], 50)
+
+    def pipeline_call_kwargs(self, request: ImageRequest) -> dict:
+        return {"prompt_embeds": self.prompt_embeds(request.prompt)["prompt_embeds"], "guidance_scale": request.guidance_scale}
+
     def lora_targets(self) -> list[str]:
         """Every Linear inside the double and single blocks (not embedders, modulation, final layer)."""
         return [
@@ -212,9 +221,10 @@ class Flux2Klein4BModel(Flux2Model):
     )
 
     def pipeline_call_kwargs(self, request: ImageRequest) -> dict:
-        kwargs = {"guidance_scale": request.guidance_scale}
-        if request.guidance_scale > 1 and request.neg:
-            kwargs["negative_prompt_embeds"] = self.encode_prompt([request.neg])["prompt_embeds"]
+        kwargs = super().pipeline_call_kwargs(request)
+        if request.guidance_scale > 1:
+            # The pipeline's own negative is "" (encoded on the fly); ours may be cached or a user's `neg`.
+            kwargs["negative_prompt_embeds"] = self.prompt_embeds(request.neg)["prompt_embeds"]
         return kwargs
 
 

@@ -1,0 +1,40 @@
+"""The flow-matching LoRA recipe: the loss of one batch.
+
+    x_t = (1 - s) x0 + s noise,  s = t / 1000 drawn by `train.timestep_type`
+    loss = mse(model(x_t, t, text), model.get_loss_target(noise, x0, t))
+"""
+
+from __future__ import annotations
+
+import torch
+
+from jobs.process.BaseSDTrainProcess import BaseSDTrainProcess
+from toolkit.train_math import add_noise, sample_noise, sample_timesteps
+
+
+class SDTrainer(BaseSDTrainProcess):
+    def compute_loss(self, batch) -> torch.Tensor:
+        """batch: TrainBatch (latents (B, C, h, w) or images (B, 3, H, W)) -> scalar fp32 loss."""
+        train, model = self.config.train, self.model
+        latents = self.batch_latents(batch).to(model.transformer.dtype)
+        embeds = self.batch_prompt_embeds(batch.captions)
+        noise = sample_noise(tuple(latents.shape), self.generator, noise_offset=train.noise_offset,
+                             dtype=latents.dtype, device=latents.device)
+        timesteps = sample_timesteps(
+            self.timestep_type, latents.shape[0], self.generator, mu=model.shift_mu(latents),
+            content_or_style=train.content_or_style, device=latents.device,
+        )
+        noisy = add_noise(latents, noise, timesteps)
+        with self.autocast():
+            prediction = model.get_noise_prediction(noisy, timesteps, embeds)
+        target = model.get_loss_target(noise, latents, timesteps)
+        if train.loss_type == "mae":
+            return torch.nn.functional.l1_loss(prediction.float(), target.float())
+        return torch.nn.functional.mse_loss(prediction.float(), target.float())
+
+    def autocast(self):
+        from toolkit.models.base_model import DTYPES
+
+        dtype = DTYPES[self.config.train.dtype]
+        enabled = dtype != torch.float32
+        return torch.autocast(device_type=self.device.type, dtype=dtype, enabled=enabled)

@@ -1,0 +1,382 @@
+"""LoRA training orchestration: setup -> fit -> save, for every architecture.
+
+No architecture branches here: the model class answers every model-specific
+question (`encode_images`, `encode_prompt`, `get_noise_prediction`,
+`get_loss_target`, `lora_targets`, `shift_mu`, `capabilities`). Subclasses (the
+`sd_trainer` extension) supply the loss of one batch in `compute_loss`.
+
+Job folder (`<training_folder>/<name>/`), the contract every front end reads:
+  config.yaml                      the resolved job config
+  <name>_<step:09d>.safetensors    LoRA checkpoints (+ .state.pt: optimizer, RNG, ... for resume)
+  <name>.safetensors               the final LoRA
+  samples/<step:09d>_<i>.<fmt>     sample images
+  progress.jsonl, loss_log.csv, loss.png   (see toolkit/progress.py)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from jobs.process.BaseProcess import BaseProcess
+from toolkit import checkpoint as ckpt
+from toolkit.errors import ToolkitError
+from toolkit.progress import ProgressLog, plot_loss
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(ToolkitError):
+    pass
+
+
+class BaseSDTrainProcess(BaseProcess):
+    def __init__(self, index, job, config):
+        super().__init__(index, job, config)
+        self.name = job.name
+        self.folder = Path(config.training_folder).expanduser() / self.name
+        self.progress = ProgressLog(self.folder)
+        self.model = None
+        self.step = 0
+        self.params: list[torch.nn.Parameter] = []
+        self.ema = None
+        self.loader_state = None
+        self.last_saved_step = -1
+        self.sample_requests = []
+
+    # ================================================================== setup
+    def plan(self):
+        """Everything checkable before weights load: model class, prompts, datasets, folder, device."""
+        from toolkit.data.dataset import build_items
+        from toolkit.util.device import resolve_device
+        from toolkit.util.get_model import get_model_class
+
+        cfg = self.config
+        self.model_cls = get_model_class(cfg.model)
+        self.sample_specs = self._parse_sample_prompts()
+        keys = [f"{self.key}.datasets[{i}]" for i in range(len(cfg.datasets))]
+        self.items = build_items(cfg.datasets, cfg.trigger_word, self.model_cls.capabilities.bucket_divisibility, keys)
+        self.device = resolve_device(cfg.device, f"{self.key}.device")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            probe = self.folder / f".write-test-{os.getpid()}"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise TrainingError(f"{self.key}.training_folder: cannot write to '{self.folder}': {exc}") from exc
+        log.info("%d training items from %d dataset(s)", len(self.items), len(cfg.datasets))
+
+    def _parse_sample_prompts(self):
+        from toolkit.prompt import PromptError, apply_trigger, parse_prompt
+
+        problems, specs = [], []
+        for i, item in enumerate(self.config.sample.sample_items()):
+            try:
+                specs.append((item, parse_prompt(apply_trigger(item.prompt, self.config.trigger_word))))
+            except PromptError as exc:
+                problems.append(f"{self.key}.sample.prompts[{i}]: {exc}")
+        if problems:
+            raise TrainingError("\n".join(problems))
+        return specs
+
+    def setup(self) -> None:
+        cfg = self.config
+        self.plan()
+        self._write_resolved_config()
+        self.model = self.model_cls(cfg.model, device=self.device)
+        self.model.load_model()
+        self._prepare_sample_requests()
+        self._prepare_data()
+        self._prepare_network()
+        self._prepare_optimizer()
+        self._resume()
+
+    def _write_resolved_config(self) -> None:
+        data = self.job.job_config.model_dump(mode="json")
+        text = yaml.safe_dump(data, sort_keys=False)
+        ckpt.atomic_write(self.folder / "config.yaml", lambda tmp: Path(tmp).write_text(text))
+        ckpt.clean_temp_files(self.folder)
+
+    def _prepare_sample_requests(self) -> None:
+        from toolkit.models.base_model import ImageRequest
+
+        defaults = self.model.sample_defaults()
+        self.sample_requests = []
+        for item, spec in self.sample_specs:
+            base = {"neg": item.neg, "width": item.width, "height": item.height, "seed": item.seed,
+                    "guidance_scale": item.guidance_scale, "sample_steps": item.sample_steps,
+                    "network_multiplier": item.network_multiplier}
+            base = {**defaults, **{k: v for k, v in base.items() if v is not None}}
+            self.sample_requests.append(ImageRequest.from_spec(spec, base))
+
+    def _prepare_data(self) -> None:
+        from toolkit.data.dataset import caption_variants, make_dataloader
+        from toolkit.data.latent_cache import LatentCache, TextEmbeddingCache
+
+        cfg, model = self.config, self.model
+        self.latent_cache = None
+        if any(item.latents_cached for item in self.items):
+            self.latent_cache = LatentCache(model.encode_images, vae_id=model.vae_id())
+            self.latent_cache.fill(self.items)
+        self.text_cache = None
+        if cfg.train.cache_text_embeddings or cfg.train.unload_text_encoder:
+            self.text_cache = TextEmbeddingCache(model.encode_prompt)
+            self.text_cache.fill(caption_variants(self.items))
+            texts = [t for request in self.sample_requests for t in model.sampling_texts(request)]
+            model.cache_prompts(texts)
+            self.text_cache.release_encoder()
+            # unload_text_encoder drops it; cache_text_embeddings parks it on the CPU.
+            model.unload_text_encoders(keep_on_cpu=not cfg.train.unload_text_encoder)
+            log.info("text embeddings cached (%d captions); text encoder %s", len(self.text_cache),
+                     "unloaded" if cfg.train.unload_text_encoder else "moved to CPU")
+        if self.latent_cache is not None and all(item.latents_cached for item in self.items) and cfg.train.disable_sampling:
+            model.vae.to("cpu")
+        self.loader = make_dataloader(self.items, cfg.train.batch_size, cfg.train.seed, latent_cache=self.latent_cache)
+
+    def _prepare_network(self) -> None:
+        from toolkit.network import attach_lora, select_targets
+
+        net = self.config.network
+        if net.type != "lora":
+            raise TrainingError(f"{self.key}.network.type: '{net.type}' is not supported yet; use lora")
+        transformer = self.model.transformer
+        targets = select_targets(self.model.lora_targets(), net.network_kwargs.only_if_contains,
+                                 net.network_kwargs.ignore_if_contains, f"{self.key}.network")
+        self.params = attach_lora(transformer, targets, net.linear, net.linear_alpha)
+        if self.config.train.gradient_checkpointing:
+            transformer.enable_gradient_checkpointing()
+        transformer.train()
+        count = sum(p.numel() for p in self.params)
+        log.info("LoRA rank %d alpha %g on %d modules: %.2fM parameters", net.linear, net.linear_alpha, len(targets), count / 1e6)
+
+    def _prepare_optimizer(self) -> None:
+        from toolkit.ema import build_ema
+        from toolkit.optim import build_optimizer, build_scheduler
+
+        train = self.config.train
+        self.optimizer = build_optimizer(train.optimizer, self.params, train.lr, train.optimizer_params)
+        self.scheduler = build_scheduler(train.lr_scheduler, self.optimizer, train.steps, train.lr_warmup_steps)
+        if train.ema_config.use_ema:
+            self.ema = build_ema(self.params, train.ema_config.ema_decay)
+        self.generator = torch.Generator("cpu").manual_seed(train.seed)
+        self.timestep_type = train.timestep_type or self.model.capabilities.default_timestep_type
+
+    def _resume(self) -> None:
+        from toolkit.network import load_lora_state_dict
+
+        state = ckpt.load_latest_state(self.folder, self.name)
+        if state is None:
+            return
+        load_lora_state_dict(self.model.transformer, state["lora"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        random.setstate(state["python_random"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.step = self.last_saved_step = state["step"]
+        self.loader_state = state["loader"]
+        self.progress.truncate_after(self.step)
+        log.info("resumed from step %d (%s)", self.step, ckpt.step_file(self.folder, self.name, self.step))
+
+    # ================================================================== loop
+    def run(self) -> None:
+        self.setup()
+        total = self.config.train.steps
+        self.progress.event("start", step=self.step, total_steps=total, name=self.name)
+        previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _raise_interrupt)  # a UI's Stop button: same clean stop as Ctrl-C
+        try:
+            self.fit()
+        except KeyboardInterrupt:
+            log.warning("interrupted at step %d: saving before exit", self.step)
+            if self.step > self.last_saved_step:
+                self.save()
+            self.progress.event("end", state="stopped", step=self.step)
+            raise
+        except BaseException as exc:
+            self.progress.event("end", state="error", step=self.step, error=f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        self.progress.event("end", state="finished", step=self.step, path=f"{self.name}.safetensors")
+
+    def fit(self) -> None:
+        train, sample = self.config.train, self.config.sample
+        total = train.steps
+        if self.step == 0 and not train.skip_first_sample and not train.disable_sampling:
+            self.sample()
+        batches = self._batches()
+        bar = tqdm(total=total, initial=self.step, desc=self.name, unit="step", dynamic_ncols=True)
+        while self.step < total:
+            started = time.perf_counter()
+            loss = self.train_step(batches)
+            self.step += 1
+            lr = self.scheduler.get_last_lr()[0]
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+            if self.step % self.config.logging.log_every == 0 or self.step == total:
+                self.progress.loss(self.step, loss, lr)
+                self.progress.event("step", step=self.step, total_steps=total, loss=round(loss, 6), lr=lr,
+                                    s_per_it=round(time.perf_counter() - started, 4))
+            if self.step < total and self.step % self.config.save.save_every == 0:
+                self.save()
+            if (self.step < total and not train.disable_sampling and self.step >= sample.sample_start_step
+                    and self.step % sample.sample_every == 0):
+                self.sample()
+        bar.close()
+        self.save(final=True)
+        if not train.disable_sampling:
+            self.sample()
+
+    def _batches(self):
+        """Endless batches; the first resumes right after the last batch the checkpoint had consumed."""
+        sampler = self.loader.batch_sampler
+        if self.loader_state is not None:
+            sampler.load_state_dict(self.loader_state)
+        while True:
+            yielded = False
+            for batch in self.loader:
+                yielded = True
+                self.loader_state = batch.resume_state()
+                yield batch
+            if not yielded:
+                raise TrainingError("the datasets gave no batch (batch_size larger than every bucket?)")
+
+    def train_step(self, batches) -> float:
+        """One optimizer step over `gradient_accumulation_steps` batches; returns the mean loss."""
+        train = self.config.train
+        accumulation = train.gradient_accumulation_steps
+        losses = []
+        for _ in range(accumulation):
+            loss = self.compute_loss(next(batches))
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"loss is {loss.item()} at step {self.step + 1}; stopping before it overwrites a checkpoint "
+                    f"(last good save: step {max(self.last_saved_step, 0)}). Lower train.lr or check the data"
+                )
+            (loss / accumulation).backward()
+            losses.append(loss.item())
+        if train.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, train.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.step(self.params)
+        return sum(losses) / len(losses)
+
+    def compute_loss(self, batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    # ================================================================== conditioning
+    def batch_latents(self, batch) -> torch.Tensor:
+        if batch.latents is not None:
+            return batch.latents.to(self.device)
+        with torch.no_grad():
+            return self.model.encode_images(batch.images)
+
+    def batch_prompt_embeds(self, captions: list[str]):
+        if self.text_cache is not None:
+            return self.text_cache.get(captions).to(self.device)
+        with torch.no_grad():
+            return self.model.encode_prompt(captions)
+
+    # ================================================================== outputs
+    def _weights_context(self):
+        import contextlib
+
+        from toolkit.ema import ema_weights
+
+        return ema_weights(self.ema, self.params) if self.ema is not None else contextlib.nullcontext()
+
+    def sample(self) -> None:
+        if not self.sample_requests:
+            return
+        folder = self.folder / "samples"
+        folder.mkdir(exist_ok=True)
+        fmt = self.config.sample.format
+        self.model.transformer.eval()
+        paths = []
+        with self._weights_context():
+            for i, request in enumerate(tqdm(self.sample_requests, desc="sampling", unit="img", leave=False)):
+                image = self.model.generate_images([request])[0]
+                path = folder / f"{self.step:09d}_{i}.{fmt}"
+                ckpt.atomic_write(path, lambda tmp: image.save(tmp, format="JPEG" if fmt == "jpg" else fmt.upper()))
+                paths.append(str(path.relative_to(self.folder)))
+        self.model.transformer.train()
+        self.progress.event("sample", step=self.step, paths=paths)
+
+    def lora_file_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(file tensors in the configured format, exact fp32 PEFT state for resume)."""
+        from toolkit.lora_format import peft_to_comfy, peft_to_diffusers
+        from toolkit.models.base_model import DTYPES
+        from toolkit.network import lora_state_dict
+
+        net, save = self.config.network, self.config.save
+        with self._weights_context():
+            state = lora_state_dict(self.model.transformer)
+        dtype = DTYPES[save.dtype]
+        if save.format == "diffusers":
+            tensors = peft_to_diffusers(state, net.linear_alpha, net.linear, dtype=dtype)
+        else:
+            tensors = peft_to_comfy(state, net.linear_alpha, net.linear, self.model.arch, dtype=dtype)
+        return tensors, state
+
+    def metadata(self) -> dict[str, str]:
+        cfg = self.config
+        return {
+            "format": "pt",
+            "software": "flux-lora-toolkit",
+            "arch": cfg.model.arch,
+            "base_model": cfg.model.name_or_path,
+            "step": str(self.step),
+            "lora_format": cfg.save.format,
+            "network_rank": str(cfg.network.linear),
+            "network_alpha": str(cfg.network.linear_alpha),
+            "alpha_folded_into_weights": "true" if cfg.save.format == "comfy" else "false",
+            "trigger_word": cfg.trigger_word or "",
+            "training_config": json.dumps(self.job.job_config.model_dump(mode="json")),
+        }
+
+    def save(self, final: bool = False) -> None:
+        tensors, peft_state = self.lora_file_tensors()
+        meta = self.metadata()
+        step_path = ckpt.step_file(self.folder, self.name, self.step)
+        state = {
+            "step": self.step, "lora": peft_state, "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
+            "python_random": random.getstate(), "ema": self.ema.state_dict() if self.ema is not None else None,
+            "loader": self.loader_state,
+        }
+        # LoRA first, state last: a step counts as saved (for resume) only once both exist.
+        ckpt.save_safetensors(step_path, tensors, meta)
+        ckpt.save_state(ckpt.step_file(self.folder, self.name, self.step, ".state.pt"), state)
+        paths = [step_path.name]
+        if final:
+            final_path = self.folder / f"{self.name}.safetensors"
+            ckpt.save_safetensors(final_path, tensors, meta)
+            paths.append(final_path.name)
+        ckpt.prune(self.folder, self.name, max(self.config.save.max_step_saves_to_keep, 1))
+        self.last_saved_step = self.step
+        plot_loss(self.folder)
+        for path in paths:
+            self.progress.event("save", step=self.step, path=path)
+        log.info("saved %s", ", ".join(paths))
+
+    def cleanup(self) -> None:
+        self.model = None
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+

@@ -1,0 +1,15 @@
+"""The training data pipeline: folders -> items -> buckets -> batches, plus latent and text caches.
+
+Model-agnostic by construction: nothing here imports a model class or reads an
+architecture name. What depends on the model arrives as arguments: the bucket
+``divisibility`` (``model.capabilities.bucket_divisibility``), the VAE fingerprint
+``vae_id``, and the ``encode_images`` / ``encode_prompt`` callables.
+
+Modules:
+- :mod:`toolkit.data.captions`: caption maths (pure, seeded ``random.Random``, no torch)
+- :mod:`toolkit.data.buckets`: aspect-ratio buckets and the bucket batch sampler (no torch)
+- :mod:`toolkit.data.dataset`: folder scanning, items, image loading, the torch Dataset
+- :mod:`toolkit.data.latent_cache`: ``LatentCache`` (memory / disk) and ``TextEmbeddingCache``
+
+This package's ``__init__`` imports nothing so that the torch-free modules stay cheap.
+"""
