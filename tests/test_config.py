@@ -590,7 +590,7 @@ def test_defaults():
     )
     assert NetworkConfig().type == "lora" and NetworkConfig().linear == 16
     train = TrainConfig()
-    assert (train.optimizer, train.timestep_type, train.noise_scheduler) == ("adamw8bit", "sigmoid", "flowmatch")
+    assert (train.optimizer, train.timestep_type, train.noise_scheduler) == ("adamw8bit", None, "flowmatch")  # None: the architecture picks
     data = DatasetConfig(folder_path="/d")
     assert data.resolution == [512, 768, 1024] and data.caption_dropout_rate == 0.05
     assert canonical_dtype("bf16") == "bfloat16" and canonical_dtype("fp32") == "float32"

@@ -138,3 +138,11 @@ def build_scheduler(
     if name == "constant":
         name = "constant_with_warmup" if warmup_steps else "constant"
     return get_scheduler(name, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
+
+
+def check_optimizer(name: str) -> None:
+    """Raise OptimizerUnavailableError now (before any model loads) if `name` cannot run here."""
+    factory = _FACTORIES.get(name.lower())
+    if factory is None:
+        raise ConfigError([("train.optimizer", f"unknown optimizer '{name}'; expected one of {', '.join(OPTIMIZERS)}")])
+    factory()

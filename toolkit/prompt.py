@@ -27,6 +27,10 @@ _FLAGS = {
     "m": ("network_multiplier", float),
 }
 
+# Long names people type for the short flags, used only to suggest the right one.
+_SUGGEST = {**{f: f for f in _FLAGS}, "width": "w", "height": "h", "neg": "n", "negative": "n", "guidance": "cfg",
+            "guidance_scale": "cfg", "sample_steps": "steps", "multiplier": "m", "network_multiplier": "m"}
+
 _FLAG_RE = re.compile(r"(?:^|\s)--([A-Za-z_]+)")
 
 
@@ -65,8 +69,8 @@ def parse_prompt(text: str) -> PromptSpec:
         end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
         raw = text[match.end():end].strip()
         if flag not in _FLAGS:
-            close = difflib.get_close_matches(flag, list(_FLAGS), n=1)
-            hint = f"; did you mean --{close[0]}?" if close else ""
+            close = difflib.get_close_matches(flag, list(_SUGGEST), n=1, cutoff=0.5)
+            hint = f"; did you mean --{_SUGGEST[close[0]]}?" if close else ""
             raise PromptError(
                 f"unknown prompt flag --{flag} in {text!r}{hint} "
                 f"(known: {', '.join('--' + f for f in _FLAGS)})"

@@ -62,6 +62,7 @@ class BaseSDTrainProcess(BaseProcess):
 
         cfg = self.config
         self.model_cls = get_model_class(cfg.model)
+        self._check_supported()
         self.sample_specs = self._parse_sample_prompts()
         keys = [f"{self.key}.datasets[{i}]" for i in range(len(cfg.datasets))]
         self.items = build_items(cfg.datasets, cfg.trigger_word, self.model_cls.capabilities.bucket_divisibility, keys)
@@ -74,6 +75,26 @@ class BaseSDTrainProcess(BaseProcess):
         except OSError as exc:
             raise TrainingError(f"{self.key}.training_folder: cannot write to '{self.folder}': {exc}") from exc
         log.info("%d training items from %d dataset(s)", len(self.items), len(cfg.datasets))
+
+    def _check_supported(self) -> None:
+        """Options this trainer or the architecture cannot honour: an error, never silently ignored."""
+        from toolkit.optim import check_optimizer
+
+        cfg, caps, arch = self.config, self.model_cls.capabilities, self.model_cls.arch
+        problems = []
+        if cfg.network.type != "lora":
+            problems.append(f"{self.key}.network.type: '{cfg.network.type}' is not supported yet; use lora")
+        if cfg.train.train_text_encoder and not caps.text_encoder_trainable:
+            problems.append(f"{self.key}.train.train_text_encoder: training the text encoder is not supported for "
+                            f"{arch}; set it to false")
+        if not cfg.train.train_unet:
+            problems.append(f"{self.key}.train.train_unet: false would train nothing; set it to true")
+        try:
+            check_optimizer(cfg.train.optimizer)
+        except ToolkitError as exc:
+            problems.append(f"{self.key}.train.optimizer: {exc}")
+        if problems:
+            raise TrainingError("\n".join(problems))
 
     def _parse_sample_prompts(self):
         from toolkit.prompt import PromptError, apply_trigger, parse_prompt
@@ -91,6 +112,9 @@ class BaseSDTrainProcess(BaseProcess):
     def setup(self) -> None:
         cfg = self.config
         self.plan()
+        # The LoRA's initial A matrices come from torch's global RNG: seed it so runs repeat.
+        torch.manual_seed(cfg.train.seed)
+        random.seed(cfg.train.seed)
         self._write_resolved_config()
         self.model = self.model_cls(cfg.model, device=self.device)
         self.model.load_model()
@@ -146,8 +170,6 @@ class BaseSDTrainProcess(BaseProcess):
         from toolkit.network import attach_lora, select_targets
 
         net = self.config.network
-        if net.type != "lora":
-            raise TrainingError(f"{self.key}.network.type: '{net.type}' is not supported yet; use lora")
         transformer = self.model.transformer
         targets = select_targets(self.model.lora_targets(), net.network_kwargs.only_if_contains,
                                  net.network_kwargs.ignore_if_contains, f"{self.key}.network")
@@ -317,20 +339,21 @@ class BaseSDTrainProcess(BaseProcess):
         self.progress.event("sample", step=self.step, paths=paths)
 
     def lora_file_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """(file tensors in the configured format, exact fp32 PEFT state for resume)."""
+        """(file tensors in the configured format (EMA weights when EMA is on), exact fp32 training state)."""
         from toolkit.lora_format import peft_to_comfy, peft_to_diffusers
         from toolkit.models.base_model import DTYPES
         from toolkit.network import lora_state_dict
 
         net, save = self.config.network, self.config.save
+        training_state = lora_state_dict(self.model.transformer)
         with self._weights_context():
-            state = lora_state_dict(self.model.transformer)
+            published = lora_state_dict(self.model.transformer)
         dtype = DTYPES[save.dtype]
         if save.format == "diffusers":
-            tensors = peft_to_diffusers(state, net.linear_alpha, net.linear, dtype=dtype)
+            tensors = peft_to_diffusers(published, net.linear_alpha, net.linear, dtype=dtype)
         else:
-            tensors = peft_to_comfy(state, net.linear_alpha, net.linear, self.model.arch, dtype=dtype)
-        return tensors, state
+            tensors = peft_to_comfy(published, net.linear_alpha, net.linear, self.model.arch, dtype=dtype)
+        return tensors, training_state
 
     def metadata(self) -> dict[str, str]:
         cfg = self.config
@@ -343,7 +366,7 @@ class BaseSDTrainProcess(BaseProcess):
             "lora_format": cfg.save.format,
             "network_rank": str(cfg.network.linear),
             "network_alpha": str(cfg.network.linear_alpha),
-            "alpha_folded_into_weights": "true" if cfg.save.format == "comfy" else "false",
+            "alpha_folded_into_weights": "true",  # both formats fold alpha/rank, so no .alpha keys are needed
             "trigger_word": cfg.trigger_word or "",
             "training_config": json.dumps(self.job.job_config.model_dump(mode="json")),
         }
