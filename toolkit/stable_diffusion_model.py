@@ -91,7 +91,8 @@ class StableDiffusion(BaseModel):
             transformer=transformer,
         )
         self.pipeline.set_progress_bar_config(disable=True)
-        self.pipeline.to(self.device)
+        self.apply_quantization()
+        self.place_on_device()
         if self.model_config.lora_path:
             self.load_lora(self.model_config.lora_path, self.model_config.lora_scale)
         log.info("loaded FLUX.1 %s from %s", "schnell" if self.is_schnell else "dev", name)
@@ -122,8 +123,8 @@ class StableDiffusion(BaseModel):
         The pipeline's text_ids are all zeros of shape (512, 3), not batch-first, so they are
         rebuilt at prediction time instead of being cached per caption.
         """
-        embeds, pooled, _ = self.pipeline.encode_prompt(prompt=list(prompts), prompt_2=None, device=self.device)
-        return PromptEmbeds({"prompt_embeds": embeds, "pooled_prompt_embeds": pooled})
+        embeds, pooled, _ = self.pipeline.encode_prompt(prompt=list(prompts), prompt_2=None, device=self.text_encoder_device())
+        return PromptEmbeds({"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}).to(self.device)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] -> (B, 16, H/8, W/8) scaled and shifted as FluxPipeline expects."""

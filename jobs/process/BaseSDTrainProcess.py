@@ -78,10 +78,11 @@ class BaseSDTrainProcess(BaseProcess):
 
     def _check_supported(self) -> None:
         """Options this trainer or the architecture cannot honour: an error, never silently ignored."""
+        from toolkit.models.base_model import unsupported_model_options
         from toolkit.optim import check_optimizer
 
         cfg, caps, arch = self.config, self.model_cls.capabilities, self.model_cls.arch
-        problems = []
+        problems = unsupported_model_options(cfg.model, f"{self.key}.model")
         if cfg.network.type != "lora":
             problems.append(f"{self.key}.network.type: '{cfg.network.type}' is not supported yet; use lora")
         if cfg.train.train_text_encoder and not caps.text_encoder_trainable:

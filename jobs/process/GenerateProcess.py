@@ -44,9 +44,11 @@ class GenerateProcess(BaseProcess):
         """Parse prompts and resolve sizes against the model class: errors before any load."""
         from toolkit.models.base_model import ImageRequest
 
+        from toolkit.models.base_model import unsupported_model_options
+
         gen = self.config.generate
         div = model_cls.capabilities.bucket_divisibility
-        problems, specs = [], []
+        problems, specs = unsupported_model_options(self.config.model, f"{self.key}.model"), []
         for i, text in enumerate(self._prompts()):
             try:
                 specs.append(parse_prompt(text))

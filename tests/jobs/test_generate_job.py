@@ -87,7 +87,7 @@ def test_prompt_file_and_defaults_from_the_architecture(tmp_path, tiny):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a fox\n\na cat --seed 3\n")
     folder = tiny("flux2_klein_4b", "diffusers")
-    job = write_job(tmp_path, {"name_or_path": str(folder), "arch": "flux2_klein_4b"}, [], prompt_file=str(prompts),
+    job = write_job(tmp_path, {"name_or_path": str(folder), "arch": "flux2_klein_4b", "low_vram": True}, [], prompt_file=str(prompts),
                     ext="jpg", sample_steps=1)
     raw = yaml.safe_load(job.read_text())
     gen = raw["config"]["process"][0]["generate"]

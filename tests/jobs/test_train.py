@@ -177,6 +177,7 @@ def test_ctrl_c_saves_before_exit(tmp_path):
     ({"train": {"train_text_encoder": True}}, r"train.train_text_encoder.*not supported for flux2"),
     ({"sample": {"prompts": ["a cat --wdth 3"]}}, r"sample.prompts\[0\].*did you mean --w"),
     ({"device": "cuda:0"}, r"CUDA is not available"),
+    ({"model": {"layer_offloading": True}}, r"model.layer_offloading is not implemented yet"),
 ])
 def test_bad_input_fails_before_the_model_loads(tmp_path, caplog, change, message):
     import re
@@ -199,3 +200,22 @@ def test_empty_and_corrupt_datasets(tmp_path, caplog):
     process = train_process(tmp_path, datasets=[{"folder_path": str(empty)}])
     assert run.main([str(write_job(tmp_path, process))]) == 1
     assert "broken.png" in caplog.text and "datasets[0]" in caplog.text
+
+
+@pytest.mark.parametrize("qtype", ["qfloat8", "qint8"])
+def test_quantized_transformer_trains_and_saves_the_same_format(tmp_path, qtype):
+    from optimum.quanto import QLinear
+
+    process = train_process(tmp_path, steps=6, save={"save_every": 100}, train={"disable_sampling": True},
+                            model={"quantize": True, "qtype": qtype, "quantize_te": True, "qtype_te": qtype})
+    from toolkit.job import get_job
+
+    job = get_job(str(write_job(tmp_path, process)))
+    job.run()
+    model = job.processes[0].model
+    assert isinstance(model.transformer.transformer_blocks[0].attn.to_q.base_layer, QLinear)
+    assert isinstance(model.pipeline.text_encoder.model.language_model.layers[0].mlp.up_proj, QLinear)
+    losses = [float(line.split(",")[1]) for line in (job_folder(tmp_path) / "loss_log.csv").read_text().splitlines()[1:]]
+    assert len(losses) == 6 and all(np.isfinite(losses))
+    with safe_open(str(job_folder(tmp_path) / "tiny_lora.safetensors"), "pt") as f:
+        assert "diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight" in f.keys()

@@ -100,6 +100,16 @@ class ImageRequest:
         return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
 
 
+def unsupported_model_options(model_config, key: str) -> list[str]:
+    """Model options that are validated but not implemented yet: errors, never silently ignored."""
+    problems = []
+    if model_config.layer_offloading:
+        problems.append(f"{key}.layer_offloading is not implemented yet; use quantize / quantize_te and low_vram")
+    if model_config.vram_budget_gb is not None:
+        problems.append(f"{key}.vram_budget_gb is not implemented yet (it drives layer offloading); remove it")
+    return problems
+
+
 class BaseModel:
     """Abstract model. Subclasses set `arch`, `capabilities`, `official_repo` and fill the hooks."""
 
@@ -261,8 +271,27 @@ class BaseModel:
         if getattr(self.transformer, "peft_config", None) and "default" in self.transformer.peft_config:
             self.pipeline.set_adapters(["default"], [multiplier * self.model_config.lora_scale])
 
-    def to(self, device=None) -> "BaseModel":
-        device = torch.device(device or self.device)
-        self.pipeline.to(device)
-        self.device = device
-        return self
+    def apply_quantization(self) -> None:
+        """Quantize what the config asks for; called by load_model before the move to the device."""
+        from toolkit.models.quantize import quantize_text_encoder, quantize_transformer
+
+        cfg = self.model_config
+        if cfg.quantize:
+            quantize_transformer(self.transformer, cfg.qtype)
+        if cfg.quantize_te:
+            for name in self.text_encoder_names():
+                quantize_text_encoder(getattr(self.pipeline, name), cfg.qtype_te)
+
+    def place_on_device(self) -> None:
+        """Move the pipeline to the device; with `low_vram` the text encoders stay on the CPU."""
+        if not self.model_config.low_vram:
+            self.pipeline.to(self.device)
+            return
+        keep = set(self.text_encoder_names())
+        for name, module in self.pipeline.components.items():
+            if isinstance(module, torch.nn.Module) and name not in keep:
+                module.to(self.device)
+
+    def text_encoder_device(self) -> torch.device:
+        """Where the text encoders run (the CPU under `low_vram`)."""
+        return torch.device("cpu") if self.model_config.low_vram else self.device

@@ -87,7 +87,8 @@ class Flux2Model(BaseModel):
             transformer=transformer, **extra,
         )
         self.pipeline.set_progress_bar_config(disable=True)
-        self.pipeline.to(self.device)
+        self.apply_quantization()
+        self.place_on_device()
         if self.model_config.lora_path:
             self.load_lora(self.model_config.lora_path, self.model_config.lora_scale)
         log.info("loaded %s (%s) from %s", self.arch, self.variant.pipeline, self.model_config.name_or_path)
@@ -158,9 +159,9 @@ class Flux2Model(BaseModel):
     def encode_prompt(self, prompts: list[str]) -> PromptEmbeds:
         """-> prompt_embeds (B, 512, 3*hidden), text_ids (B, 512, 4) int64."""
         embeds, text_ids = self.pipeline.encode_prompt(
-            prompt=list(prompts), device=self.device, text_encoder_out_layers=self.variant.hidden_state_layers
+            prompt=list(prompts), device=self.text_encoder_device(), text_encoder_out_layers=self.variant.hidden_state_layers
         )
-        return PromptEmbeds({"prompt_embeds": embeds, "text_ids": text_ids})
+        return PromptEmbeds({"prompt_embeds": embeds, "text_ids": text_ids}).to(self.device)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] -> (B, 128, H/16, W/16): patchified, batch-norm normalised."""

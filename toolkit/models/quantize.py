@@ -1,0 +1,58 @@
+"""Weight quantization with optimum-quanto (`model.quantize` / `qtype`, `quantize_te` / `qtype_te`).
+
+The transformer is quantized block by block (its double and single blocks, where
+nearly all parameters live; embedders, modulation and the final layer keep their
+dtype), on the CPU before it moves to the device, so the device never holds the
+full-precision model. PEFT's LoRA layers wrap quanto's QLinear like any Linear, so
+LoRA trains on top and saves in the same format as without quantization.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+log = logging.getLogger(__name__)
+
+QTYPES = ("qfloat8", "qint8", "qint4")
+
+
+def _qtype(name: str):
+    from optimum import quanto
+
+    return {"qfloat8": quanto.qfloat8, "qint8": quanto.qint8, "qint4": quanto.qint4}[name]
+
+
+def quantize_blocks(blocks: list[torch.nn.Module], qtype: str) -> None:
+    """Quantize and freeze each block in turn (peak extra memory: one block)."""
+    from optimum.quanto import freeze, quantize
+
+    weights = _qtype(qtype)
+    for block in blocks:
+        quantize(block, weights=weights)
+        freeze(block)
+
+
+def quantize_transformer(transformer: torch.nn.Module, qtype: str) -> None:
+    blocks = [*getattr(transformer, "transformer_blocks", []), *getattr(transformer, "single_transformer_blocks", [])]
+    quantize_blocks(blocks, qtype)
+    log.info("quantized %d transformer blocks to %s", len(blocks), qtype)
+
+
+def quantize_text_encoder(text_encoder: torch.nn.Module, qtype: str) -> None:
+    """Quantize the decoder layers (the bulk of an LLM text encoder) block by block."""
+    layers = None
+    for path in ("model.language_model.layers", "model.layers", "encoder.block", "text_model.encoder.layers"):
+        module = text_encoder
+        for part in path.split("."):
+            module = getattr(module, part, None)
+            if module is None:
+                break
+        if module is not None:
+            layers = list(module)
+            break
+    if layers is None:
+        raise ValueError(f"do not know the layers of {type(text_encoder).__name__} to quantize")
+    quantize_blocks(layers, qtype)
+    log.info("quantized %d %s layers to %s", len(layers), type(text_encoder).__name__, qtype)
