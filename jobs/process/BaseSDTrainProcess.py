@@ -88,6 +88,9 @@ class BaseSDTrainProcess(BaseProcess):
         if cfg.train.train_text_encoder and not caps.text_encoder_trainable:
             problems.append(f"{self.key}.train.train_text_encoder: training the text encoder is not supported for "
                             f"{arch}; set it to false")
+        if cfg.model.lora_path:
+            problems.append(f"{self.key}.model.lora_path applies a LoRA when generating; it cannot be merged into a "
+                            "training run yet. Remove it")
         if not cfg.train.train_unet:
             problems.append(f"{self.key}.train.train_unet: false would train nothing; set it to true")
         try:

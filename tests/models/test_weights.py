@@ -103,3 +103,21 @@ def test_vae_and_text_encoder_overrides(tiny):
         assert first.equal(next(iter(b.state_dict().values())))
     file_model = load("flux2_klein_4b", name_or_path=str(base), vae_path=str(tiny("flux2_klein_9b", "single_file") / "ae.safetensors"))
     assert next(iter(file_model.vae.state_dict().values())).equal(next(iter(reference.vae.state_dict().values())))
+
+
+def test_pixtral_processor_without_torchvision_says_what_to_install(tmp_path, tiny):
+    """The real FLUX.2-dev tokenizer folder is a PixtralProcessor; without torchvision: a clear error."""
+    import importlib.util
+    import json
+    import shutil
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed")
+    folder = tmp_path / "FLUX.2-dev"
+    shutil.copytree(tiny("flux2"), folder)
+    (folder / "tokenizer" / "processor_config.json").write_text(json.dumps(
+        {"processor_class": "PixtralProcessor", "patch_size": 16, "spatial_merge_size": 2}))
+    (folder / "tokenizer" / "preprocessor_config.json").write_text(json.dumps(
+        {"image_processor_type": "PixtralImageProcessor", "processor_class": "PixtralProcessor", "patch_size": 16}))
+    with pytest.raises(WeightsError, match=r"PixtralProcessor, which needs torchvision.*torchvision==0.29.1"):
+        load("flux2", name_or_path=str(folder))

@@ -107,6 +107,9 @@ def unsupported_model_options(model_config, key: str) -> list[str]:
         problems.append(f"{key}.layer_offloading is not implemented yet; use quantize / quantize_te and low_vram")
     if model_config.vram_budget_gb is not None:
         problems.append(f"{key}.vram_budget_gb is not implemented yet (it drives layer offloading); remove it")
+    if model_config.assistant_lora_path:
+        problems.append(f"{key}.assistant_lora_path (ai-toolkit's schnell training adapter) is not supported yet; "
+                        "remove it, or train on FLUX.1-dev")
     return problems
 
 

@@ -152,7 +152,18 @@ class Flux2Model(BaseModel):
         else:
             folder, sub = src.base_folder, "text_encoder"
         text_encoder = load_component(te_cls, folder, sub, self.torch_dtype, "text encoder")
-        tokenizer = load_component(tok_cls, src.base_folder, "tokenizer", None, "tokenizer")
+        try:
+            tokenizer = load_component(tok_cls, src.base_folder, "tokenizer", None, "tokenizer")
+        except ImportError as exc:
+            if "torchvision" not in str(exc).lower():
+                raise
+            # The FLUX.2-dev release ships its tokenizer as a PixtralProcessor, a class transformers
+            # only builds with torchvision present (even though text encoding never touches images).
+            raise WeightsError(
+                f"model.name_or_path: the tokenizer in '{src.base_folder / 'tokenizer'}' is a PixtralProcessor, which "
+                "needs torchvision. Install the torchvision build matching your torch (CUDA: pip install torchvision; "
+                "CPU: pip install torch==2.14.1 torchvision==0.29.1)"
+            ) from exc
         return text_encoder, tokenizer
 
     # ------------------------------------------------------------------ hooks
