@@ -91,6 +91,18 @@ class BaseSDTrainProcess(BaseProcess):
         if cfg.model.lora_path:
             problems.append(f"{self.key}.model.lora_path applies a LoRA when generating; it cannot be merged into a "
                             "training run yet. Remove it")
+        unsupported = {
+            "train.bypass_guidance_embedding": cfg.train.bypass_guidance_embedding,
+            "save.push_to_hub": cfg.save.push_to_hub,
+            "logging.use_wandb": cfg.logging.use_wandb,
+            "performance_log_every": cfg.performance_log_every > 0,
+            "sample.ctrl_img": cfg.sample.ctrl_img is not None or any(s.ctrl_img for s in cfg.sample.samples or []),
+        }
+        problems += [f"{self.key}.{key} is not supported yet; remove it" for key, used in unsupported.items() if used]
+        if cfg.network.conv:
+            problems.append(f"{self.key}.network.conv: the FLUX transformers have no conv layers to train; remove it")
+        problems += [f"{self.key}.datasets[{i}].is_reg: regularisation datasets are not supported yet; remove it"
+                     for i, d in enumerate(cfg.datasets) if d.is_reg]
         if not cfg.train.train_unet:
             problems.append(f"{self.key}.train.train_unet: false would train nothing; set it to true")
         try:
@@ -115,6 +127,8 @@ class BaseSDTrainProcess(BaseProcess):
 
     def setup(self) -> None:
         cfg = self.config
+        if cfg.logging.verbose:
+            logging.getLogger().setLevel(logging.DEBUG)
         self.plan()
         # The LoRA's initial A matrices come from torch's global RNG: seed it so runs repeat.
         torch.manual_seed(cfg.train.seed)

@@ -178,6 +178,8 @@ def test_ctrl_c_saves_before_exit(tmp_path):
     ({"sample": {"prompts": ["a cat --wdth 3"]}}, r"sample.prompts\[0\].*did you mean --w"),
     ({"device": "cuda:0"}, r"CUDA is not available"),
     ({"model": {"layer_offloading": True}}, r"model.layer_offloading is not implemented yet"),
+    ({"save": {"push_to_hub": True, "hf_repo_id": "me/x"}}, r"save.push_to_hub is not supported yet"),
+    ({"network": {"conv": 4}}, r"network.conv: the FLUX transformers have no conv layers"),
 ])
 def test_bad_input_fails_before_the_model_loads(tmp_path, caplog, change, message):
     import re
