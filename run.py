@@ -25,11 +25,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def setup_logging(log_file: str | None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if log_file:
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(log_file: str | None) -> logging.Handler | None:
+    """Console logging (unless the host already set it up), plus `--log FILE`; returns the file handler."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    logging.getLogger().setLevel(logging.INFO)
+    if not log_file:
+        return None
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger().addHandler(handler)
+    return handler
 
 
 def run_one(config: str, name: str | None) -> None:
@@ -44,7 +52,16 @@ def run_one(config: str, name: str | None) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    setup_logging(args.log)
+    file_handler = setup_logging(args.log)
+    try:
+        return run_all(args)
+    finally:
+        if file_handler is not None:
+            logging.getLogger().removeHandler(file_handler)
+            file_handler.close()
+
+
+def run_all(args: argparse.Namespace) -> int:
     failed = []
     for config in args.config_file_list:
         log.info("running %s", config)

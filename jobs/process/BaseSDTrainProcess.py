@@ -253,6 +253,11 @@ class BaseSDTrainProcess(BaseProcess):
     def fit(self) -> None:
         train, sample = self.config.train, self.config.sample
         total = train.steps
+        if self.step >= total:
+            if not (self.folder / f"{self.name}.safetensors").exists():
+                self.save(final=True)  # killed between the last step save and the final file
+            log.info("already trained to step %d of %d; nothing to do (raise train.steps to continue)", self.step, total)
+            return
         if self.step == 0 and not train.skip_first_sample and not train.disable_sampling:
             self.sample()
         batches = self._batches()

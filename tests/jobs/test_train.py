@@ -152,6 +152,12 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-6)
     lines = (job_folder(tmp_path, "killed") / "loss_log.csv").read_text().splitlines()
     assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(1, 13))
+    # a finished run started again changes nothing
+    final = job_folder(tmp_path, "killed") / "killed.safetensors"
+    before = final.stat().st_mtime_ns
+    again = run_subprocess(killed)
+    assert again.returncode == 0 and "nothing to do" in again.stderr
+    assert final.stat().st_mtime_ns == before
 
 
 def test_ctrl_c_saves_before_exit(tmp_path):
@@ -248,3 +254,33 @@ def test_ai_toolkit_flux1_example_runs(tmp_path):
     with safe_open(str(folder / "my_first_flux_lora_v1.safetensors"), "pt") as f:
         assert f.metadata()["arch"] == "flux"
         assert any(k.startswith("diffusion_model.double_blocks.0.img_attn.qkv.") for k in f.keys())
+
+
+def test_unload_text_encoder_samples_from_cached_prompts(tmp_path):
+    from toolkit.job import get_job
+
+    process = train_process(tmp_path, steps=2, save={"save_every": 100},
+                            train={"unload_text_encoder": True, "cache_text_embeddings": False})
+    job = get_job(str(write_job(tmp_path, process)))
+    job.run()
+    model = job.processes[0].model
+    assert model.pipeline.text_encoder is None and not model.text_encoders_loaded
+    assert len(list((job_folder(tmp_path) / "samples").glob("000000002_*.png"))) == 2
+
+
+def test_exploding_loss_stops_before_overwriting_a_checkpoint(tmp_path, caplog):
+    process = train_process(tmp_path, steps=50, save={"save_every": 1, "max_step_saves_to_keep": 100},
+                            train={"disable_sampling": True, "lr": 1e30, "max_grad_norm": 0.0, "optimizer": "adamw"})
+    assert run.main([str(write_job(tmp_path, process))]) == 1
+    assert re_search(r"loss is (nan|inf) at step (\d+); stopping", caplog.text)
+    events = read_events(job_folder(tmp_path))
+    assert events[-1]["state"] == "error" and "loss is" in events[-1]["error"]
+    bad_step = events[-1]["step"] + 1
+    assert not (job_folder(tmp_path) / f"tiny_lora_{bad_step:09d}.safetensors").exists()
+    assert not (job_folder(tmp_path) / "tiny_lora.safetensors").exists()
+
+
+def re_search(pattern, text):
+    import re
+
+    return re.search(pattern, text)
