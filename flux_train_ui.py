@@ -1,11 +1,353 @@
-"""Gradio app for training FLUX.1 / FLUX.2 LoRAs from a few images.
+"""Gradio app: train a FLUX.2 or FLUX.1 LoRA from a few uploaded images.
 
-Not built yet: the app is issue 6 ("flux_train_ui.py: a Gradio app that trains
-FLUX.1 and FLUX.2 LoRAs"). Until then, write a YAML job (see config/examples/)
-and run it with `python run.py CONFIG`.
+    python flux_train_ui.py                      # http://127.0.0.1:7860
+    python flux_train_ui.py --host 0.0.0.0 --port 7861 --share
+
+Pick a model preset (the shipped example configs), upload images, edit their captions, set the
+trigger word, steps, learning rate, rank, resolutions, a memory preset and sample prompts, press
+Start. The app writes the dataset and ``config/ui_<name>.yaml`` and runs ``python run.py`` on it
+in its own process group; progress, loss, samples and the LoRA files are read back from the job
+folder. Training does not depend on the browser (or on this app): reopen the page and the job is
+there. The non-Gradio parts live in ``toolkit/ui_jobs.py``.
 """
 
+from __future__ import annotations
+
+import argparse
+import logging
+import os
 import sys
+from pathlib import Path
+
+import gradio as gr
+
+from toolkit import ui_jobs as jobs
+from toolkit.ui_schema import presets
+
+log = logging.getLogger("flux_train_ui")
+
+ROOT = Path(__file__).resolve().parent
+DEMO_IMAGES = ROOT / "config" / "examples" / "demo_dataset"
+REFRESH_S = 2.0
+STATE_ICONS = {"new": "⚪", "starting": "🟡", "running": "🟢", "stopping": "🟠", "finished": "✅", "stopped": "⏹️",
+               "error": "❌"}
+INTRO = """# FLUX LoRA trainer
+1. Pick the model and how much GPU memory you have. 2. Upload a few images (same-name `.txt` files fill the captions)
+and edit the captions. 3. Set the trigger word and training settings. 4. **Start**. Progress, loss, samples and the
+LoRA appear under *Jobs*; training goes on if you close this page."""
+
+
+class App:
+    """The app's settings and event handlers (plain functions of component values)."""
+
+    def __init__(self, config_dir: Path, training_folder: str | None):
+        self.config_dir = Path(config_dir)
+        self.training_folder = training_folder  # None: each preset's own
+        self.presets = {p["label"]: p for p in presets()}
+
+    # ------------------------------------------------------------------ form
+    def default_label(self) -> str:
+        return next(iter(self.presets))
+
+    def job_root(self, label: str) -> Path:
+        folder = self.training_folder or jobs.typed_process(self.presets[label]).training_folder
+        return jobs._resolve(folder, ROOT)
+
+    def select_preset(self, label: str):
+        """The form filled with the preset's values (and a job name nobody uses yet)."""
+        preset = self.presets[label]
+        fields = jobs.UserFields.from_preset(preset)
+        options = list(jobs.vram_options(preset))
+        name = jobs.suggest_name(fields.name, self.job_root(label), self.config_dir)
+        return (gr.update(choices=options, value=fields.vram), name, fields.trigger_word, fields.default_caption,
+                fields.steps, fields.lr, fields.rank, ", ".join(map(str, fields.resolutions)), fields.sample_every,
+                "\n".join(fields.sample_prompts))
+
+    def build_yaml(self, label, vram, name, trigger, default_caption, steps, lr, rank, resolutions, sample_every,
+                   prompts) -> tuple[str, str]:
+        """The YAML for the form, twice: for the editor and as the last generated text."""
+        try:
+            text = self._yaml(label, vram, name, trigger, default_caption, steps, lr, rank, resolutions,
+                              sample_every, prompts)
+        except (jobs.JobError, ValueError, TypeError, ZeroDivisionError) as exc:
+            text = f"# cannot build the config: {exc}\n"
+        return text, text
+
+    def _yaml(self, label, vram, name, trigger, default_caption, steps, lr, rank, resolutions, sample_every,
+              prompts) -> str:
+        preset = self.presets[label]
+        fields = jobs.UserFields(
+            name=(name or "").strip(), trigger_word=trigger or "", default_caption=default_caption or "",
+            steps=int(steps or 0), lr=float(lr or 0), rank=int(rank or 0),
+            resolutions=jobs.parse_resolutions(resolutions), sample_every=int(sample_every or 0),
+            sample_prompts=(prompts or "").splitlines(), vram=vram)
+        return jobs.to_yaml(jobs.build_job_config(preset, fields, self.training_folder), preset)
+
+    # ------------------------------------------------------------------ images
+    @staticmethod
+    def _table(images: list[str], captions: dict[str, str]):
+        rows = [[Path(p).name, captions.get(Path(p).stem, "")] for p in images]
+        gallery = [(p, Path(p).name) for p in images]
+        return images, gallery, rows
+
+    def upload(self, files):
+        """Uploaded files -> (image paths, gallery, caption table); a ``name.txt`` captions ``name.*``."""
+        paths = [str(getattr(f, "name", f)) for f in files or []]
+        images = [p for p in paths if Path(p).suffix.lower() != ".txt"]
+        captions = {Path(p).stem: Path(p).read_text(encoding="utf-8-sig").strip()
+                    for p in paths if Path(p).suffix.lower() == ".txt"}
+        return self._table(images, captions)
+
+    def demo_images(self):
+        images = sorted(str(p) for p in DEMO_IMAGES.glob("*.png"))
+        captions = {Path(p).stem: Path(p).with_suffix(".txt").read_text(encoding="utf-8").strip()
+                    for p in images if Path(p).with_suffix(".txt").is_file()}
+        return self._table(images, captions)
+
+    @staticmethod
+    def pair_captions(images: list[str] | None, table) -> list[tuple[str, str]]:
+        rows = _rows(table)
+        images = images or []
+        if len(rows) != len(images):
+            raise jobs.JobError(f"the caption table has {len(rows)} rows for {len(images)} images; upload again")
+        return [(path, str(row[1] if len(row) > 1 and row[1] is not None else "")) for path, row in zip(images, rows)]
+
+    # ------------------------------------------------------------------ jobs
+    def job_choices(self) -> list[str]:
+        return [s.name for s in jobs.list_jobs(self.config_dir, ROOT)]
+
+    def on_load(self):
+        """Reopening the page: list the jobs, select the running one (else the newest)."""
+        statuses = jobs.list_jobs(self.config_dir, ROOT)
+        live = [s for s in statuses if s.alive] or statuses
+        value = live[0].name if live else None
+        return gr.update(choices=[s.name for s in statuses], value=value)
+
+    def start(self, label, vram, name, trigger, default_caption, steps, lr, rank, resolutions, sample_every, prompts,
+              yaml_text, generated, images, table):
+        """Start: the YAML as shown, or rebuilt from the fields when the person did not edit it
+        (so a field typed just before pressing Start is never lost to a late rebuild)."""
+        form = (label, vram, name, trigger, default_caption, steps, lr, rank, resolutions, sample_every, prompts)
+        try:
+            if not (yaml_text or "").strip() or yaml_text == generated:
+                yaml_text = self._yaml(*form)
+            job, config_file = jobs.start_job(yaml_text, self.pair_captions(images, table), self.config_dir, ROOT)
+        except jobs.JobError as exc:
+            return _refusal(exc), gr.update()
+        except (ValueError, TypeError, ZeroDivisionError) as exc:
+            return f"**Not started.** {exc}", gr.update()
+        message = (f"**Started `{job.name}`** with {len(images or [])} images: `{_show_path(config_file)}` -> "
+                   f"`{_show_path(job.job_folder)}`. Progress below.")
+        return message, gr.update(choices=self.job_choices(), value=job.name)
+
+    def stop(self, name):
+        if not name:
+            return "Select a job first."
+        try:
+            return jobs.stop_job(jobs.find_job(name, self.config_dir, ROOT).folder)
+        except (jobs.JobError, OSError) as exc:
+            return f"**Not stopped.** {exc}"
+
+    def resume(self, name):
+        if not name:
+            return "Select a job first."
+        try:
+            jobs.resume_job(jobs.find_job(name, self.config_dir, ROOT).folder, ROOT)
+        except jobs.JobError as exc:
+            return f"**Not resumed.** {exc}"
+        return f"Resuming `{name}` from its last save."
+
+    def refresh(self, name):
+        """(status markdown, loss curve, samples, LoRA files, log tail) of the selected job."""
+        if not name:
+            return "No job selected.", None, [], None, ""
+        try:
+            status = jobs.find_job(name, self.config_dir, ROOT)
+        except jobs.JobError as exc:
+            return str(exc), None, [], None, ""
+        curve = jobs.loss_curve(status.folder)
+        plot = _frame(curve) if curve else None
+        samples = [(str(p), _sample_caption(p)) for p in status.samples if self.servable(p)]
+        loras = [str(p) for p in status.loras if self.servable(p)] or None
+        return _status_markdown(status), plot, samples[::-1], loras, jobs.log_tail(status.folder)
+
+    def servable(self, path: Path) -> bool:
+        """Gradio serves files only below its allowed paths (launch(allowed_paths=...))."""
+        return any(_is_below(path, root) for root in self.allowed_paths())
+
+    def allowed_paths(self) -> list[Path]:
+        """The demo images and the folders jobs go to; not the whole project (configs, .git)."""
+        roots = {DEMO_IMAGES.resolve()} | {self.job_root(label).resolve() for label in self.presets}
+        return sorted(roots)
+
+
+# ---------------------------------------------------------------------- formatting
+
+
+def _rows(table) -> list[list]:
+    if table is None:
+        return []
+    if hasattr(table, "values") and hasattr(table, "columns"):  # a pandas DataFrame
+        return table.values.tolist()
+    if isinstance(table, dict):
+        return list(table.get("data") or [])
+    return [list(r) for r in table]
+
+
+def _frame(curve):
+    import pandas as pd
+
+    return pd.DataFrame({"step": [s for s, _ in curve], "loss": [v for _, v in curve]})
+
+
+def _is_below(path: Path, root: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+def _show_path(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if _is_below(path, ROOT) else str(path)
+
+
+def _sample_caption(path: Path) -> str:
+    step, _, index = path.stem.partition("_")
+    return f"step {int(step)}, prompt {index}" if step.isdigit() else path.name
+
+
+def _refusal(exc: jobs.JobError) -> str:
+    if exc.problems:
+        lines = "\n".join(f"- `{p['path'] or '(file)'}`: {p['message']}" for p in exc.problems)
+        return f"**Not started: the config has {len(exc.problems)} problem(s).**\n{lines}"
+    return f"**Not started.** {exc}"
+
+
+def _status_markdown(status: jobs.JobStatus) -> str:
+    icon = STATE_ICONS.get(status.state, "")
+    parts = [f"### {icon} `{status.name}`: {status.state}"]
+    if status.total_steps:
+        percent = 100 * status.step / status.total_steps
+        parts.append(f"step **{status.step} / {status.total_steps}** ({percent:.0f}%)")
+    if status.loss is not None:
+        parts.append(f"loss {status.loss:.4f}")
+    if status.s_per_it is not None:
+        parts.append(f"{status.s_per_it:.2f} s/it")
+    if status.eta_s is not None:
+        parts.append(f"about {_duration(status.eta_s)} left")
+    text = parts[0] + "\n\n" + " · ".join(parts[1:])
+    if status.state == "starting":
+        text += "\n\nLoading the model and caching latents and captions..."
+    if status.error:
+        text += f"\n\n**Error:** {status.error}"
+    if status.final_lora:
+        text += f"\n\nFinal LoRA: `{_show_path(status.final_lora)}`"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m {seconds % 60:02d}s"
+
+
+# ---------------------------------------------------------------------- layout
+
+
+def build_ui(app: App) -> gr.Blocks:
+    label = app.default_label()
+    with gr.Blocks(title="FLUX LoRA trainer") as demo:
+        gr.Markdown(INTRO)
+        images = gr.State([])
+        generated = gr.State("")
+        with gr.Row():
+            with gr.Column():
+                preset = gr.Dropdown(list(app.presets), value=label, label="Model")
+                vram = gr.Dropdown([], allow_custom_value=True, label="GPU memory (estimates; fills quantization / offload settings)")
+                name = gr.Textbox(label="Job name (output folder and file names)")
+                files = gr.File(file_count="multiple", file_types=["image", ".txt"],
+                                label="Images (optional same-name .txt captions)")
+                demo_button = gr.Button("Use the demo images (tiny robot dataset)", size="sm")
+                gallery = gr.Gallery(label="Images", columns=6, height=200)
+                captions = gr.Dataframe(headers=["image", "caption"], datatype=["str", "str"], type="array",
+                                        interactive=True, label="Captions ([trigger] marks the trigger word)")
+            with gr.Column():
+                trigger = gr.Textbox(label="Trigger word")
+                default_caption = gr.Textbox(label="Default caption (for images with an empty caption)")
+                with gr.Row():
+                    steps = gr.Number(label="Steps", precision=0, minimum=1)
+                    lr = gr.Number(label="Learning rate")
+                    rank = gr.Number(label="LoRA rank", precision=0, minimum=1)
+                with gr.Row():
+                    resolutions = gr.Textbox(label="Resolutions (comma separated)")
+                    sample_every = gr.Number(label="Sample every N steps", precision=0, minimum=1)
+                prompts = gr.Textbox(label="Sample prompts (one per line; [trigger] and --w/--h/--seed flags)",
+                                     lines=4)
+                with gr.Accordion("Advanced: the YAML that runs (edit it last: changing a field above rebuilds it)",
+                                  open=False):
+                    yaml_box = gr.Code(language="yaml", interactive=True, label="config/ui_<name>.yaml")
+                start_button = gr.Button("Start training", variant="primary")
+                message = gr.Markdown()
+        gr.Markdown("## Jobs")
+        with gr.Row():
+            job = gr.Dropdown([], allow_custom_value=True, label="Job", scale=3)
+            refresh_button = gr.Button("Refresh", size="sm", scale=0)
+            stop_button = gr.Button("Stop (saves first)", variant="stop", size="sm", scale=0)
+            resume_button = gr.Button("Resume", size="sm", scale=0)
+        job_message = gr.Markdown()
+        status = gr.Markdown()
+        with gr.Row():
+            loss_plot = gr.LinePlot(x="step", y="loss", label="Loss", height=260)
+            samples = gr.Gallery(label="Samples (newest first)", columns=4, height=260)
+        lora_files = gr.File(file_count="multiple", label="LoRA files (the final one is <name>.safetensors)",
+                             interactive=False)
+        with gr.Accordion("Log (train.log)", open=False):
+            log_box = gr.Textbox(lines=14, max_lines=14, show_label=False, interactive=False)
+
+        fields = [preset, vram, name, trigger, default_caption, steps, lr, rank, resolutions, sample_every, prompts]
+        form = fields[1:]
+        preset.change(app.select_preset, preset, form, api_name="select_preset").then(
+            app.build_yaml, fields, [yaml_box, generated], api_name=False)
+        gr.on([f.change for f in form], app.build_yaml, fields, [yaml_box, generated], api_name="build_yaml")
+        files.upload(app.upload, files, [images, gallery, captions], api_name="upload")
+        demo_button.click(app.demo_images, None, [images, gallery, captions], api_name="demo_images")
+        start_button.click(app.start, fields + [yaml_box, generated, images, captions], [message, job],
+                           api_name="start")
+        view = [status, loss_plot, samples, lora_files, log_box]
+        refresh_button.click(app.refresh, job, view, api_name="refresh")
+        job.change(app.refresh, job, view, api_name=False)
+        gr.Timer(REFRESH_S).tick(app.refresh, job, view, api_name=False, show_progress="hidden",
+                                 concurrency_limit=None)
+        stop_button.click(app.stop, job, job_message, api_name="stop")
+        resume_button.click(app.resume, job, job_message, api_name="resume")
+        demo.load(app.select_preset, preset, form, api_name=False).then(
+            app.build_yaml, fields, [yaml_box, generated], api_name=False).then(app.on_load, None, job, api_name="jobs")
+    return demo
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Gradio app that trains FLUX.1 / FLUX.2 LoRAs.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: the whole network)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--share", action="store_true",
+                        help="a public gradio.live link: anyone with it can start jobs on this machine")
+    parser.add_argument("--config-dir", default=str(jobs.CONFIG_DIR), help="where config/ui_<name>.yaml go")
+    parser.add_argument("--training-folder", default=None,
+                        help="job folders go here instead of each preset's training_folder (output/)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    app = App(Path(args.config_dir).resolve(), args.training_folder)
+    demo = build_ui(app)
+    demo.queue(default_concurrency_limit=4)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                allowed_paths=[str(p) for p in app.allowed_paths()])
+    return 0
+
 
 if __name__ == "__main__":
-    sys.exit("flux_train_ui.py is not implemented yet (issue 6); use `python run.py CONFIG` meanwhile.")
+    sys.exit(main())

@@ -13,17 +13,21 @@ from toolkit.train_math import add_noise, sample_noise, sample_timesteps
 
 
 class SDTrainer(BaseSDTrainProcess):
-    def compute_loss(self, batch) -> torch.Tensor:
-        """batch: TrainBatch (latents (B, C, h, w) or images (B, 3, H, W)) -> scalar fp32 loss."""
+    def compute_loss(self, batch, lo: int, hi: int, size: int) -> torch.Tensor:
+        """batch: this process's items [lo, hi) of a global batch of `size` (latents (n, C, h, w) or
+        images (n, 3, H, W)) -> scalar fp32 mean loss over them (0 when the shard is empty)."""
         train, model = self.config.train, self.model
         latents = self.batch_latents(batch).to(model.transformer.dtype)
-        embeds = self.batch_prompt_embeds(batch.captions)
-        noise = sample_noise(tuple(latents.shape), self.generator, noise_offset=train.noise_offset,
-                             dtype=latents.dtype, device=latents.device)
+        # Drawn for the whole global batch, then sliced: the same numbers whatever the process count.
+        noise = sample_noise((size, *latents.shape[1:]), self.generator, noise_offset=train.noise_offset,
+                             dtype=latents.dtype, device=latents.device)[lo:hi]
         timesteps = sample_timesteps(
-            self.timestep_type, latents.shape[0], self.generator, mu=model.shift_mu(latents),
+            self.timestep_type, size, self.generator, mu=model.shift_mu(latents),
             content_or_style=train.content_or_style, device=latents.device,
-        )
+        )[lo:hi]
+        if hi == lo:
+            return torch.zeros((), device=latents.device)
+        embeds = self.batch_prompt_embeds(batch.captions)
         noisy = add_noise(latents, noise, timesteps)
         with self.autocast():
             prediction = model.get_noise_prediction(noisy, timesteps, embeds)

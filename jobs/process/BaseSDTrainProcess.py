@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import signal
@@ -52,21 +53,33 @@ class BaseSDTrainProcess(BaseProcess):
         self.loader_state = None
         self.last_saved_step = -1
         self.sample_requests = []
+        self.dist = None
+        self.stop_requested = False
 
     # ================================================================== setup
     def plan(self):
         """Everything checkable before weights load: model class, prompts, datasets, folder, device."""
         from toolkit.data.dataset import build_items
+        from toolkit.distributed import Distributed
         from toolkit.util.device import resolve_device
         from toolkit.util.get_model import get_model_class
 
         cfg = self.config
+        self.dist = Distributed()
+        self.progress.enabled = self.dist.is_main
         self.model_cls = get_model_class(cfg.model)
         self._check_supported()
         self.sample_specs = self._parse_sample_prompts()
         keys = [f"{self.key}.datasets[{i}]" for i in range(len(cfg.datasets))]
         self.items = build_items(cfg.datasets, cfg.trigger_word, self.model_cls.capabilities.bucket_divisibility, keys)
         self.device = resolve_device(cfg.device, f"{self.key}.device")
+        if self.dist.enabled:
+            # accelerate assigned this process its own device (cuda:<local rank>, or the CPU with gloo)
+            self.device = self.dist.device
+        effective = cfg.train.batch_size * self.dist.world * cfg.train.gradient_accumulation_steps
+        log.info("process %d of %d on %s; effective batch size %d (batch_size %d x %d process(es) x %d accumulation)",
+                 self.dist.rank, self.dist.world, self.device, effective, cfg.train.batch_size, self.dist.world,
+                 cfg.train.gradient_accumulation_steps)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             probe = self.folder / f".write-test-{os.getpid()}"
@@ -143,6 +156,8 @@ class BaseSDTrainProcess(BaseProcess):
         self._resume()
 
     def _write_resolved_config(self) -> None:
+        if not self.dist.is_main:
+            return
         data = self.job.job_config.model_dump(mode="json")
         text = yaml.safe_dump(data, sort_keys=False)
         ckpt.atomic_write(self.folder / "config.yaml", lambda tmp: Path(tmp).write_text(text))
@@ -167,8 +182,13 @@ class BaseSDTrainProcess(BaseProcess):
         cfg, model = self.config, self.model
         self.latent_cache = None
         if any(item.latents_cached for item in self.items):
-            self.latent_cache = LatentCache(model.encode_images, vae_id=model.vae_id())
-            self.latent_cache.fill(self.items)
+            self.latent_cache = LatentCache(model.encode_images, vae_id=model.vae_id(), show_progress=self.dist.is_main)
+            # The main process encodes first so the others read its disk cache instead of racing it.
+            if self.dist.is_main:
+                self.latent_cache.fill(self.items)
+            self.dist.barrier()
+            if not self.dist.is_main:
+                self.latent_cache.fill(self.items)
         self.text_cache = None
         if cfg.train.cache_text_embeddings or cfg.train.unload_text_encoder:
             self.text_cache = TextEmbeddingCache(model.encode_prompt)
@@ -182,7 +202,9 @@ class BaseSDTrainProcess(BaseProcess):
                      "unloaded" if cfg.train.unload_text_encoder else "moved to CPU")
         if self.latent_cache is not None and all(item.latents_cached for item in self.items) and cfg.train.disable_sampling:
             model.vae.to("cpu")
-        self.loader = make_dataloader(self.items, cfg.train.batch_size, cfg.train.seed, latent_cache=self.latent_cache)
+        # Every process walks the same global batches (batch_size x processes) and keeps its shard.
+        global_batch = cfg.train.batch_size * self.dist.world
+        self.loader = make_dataloader(self.items, global_batch, cfg.train.seed, latent_cache=self.latent_cache)
 
     def _prepare_network(self) -> None:
         from toolkit.network import attach_lora, select_targets
@@ -233,22 +255,36 @@ class BaseSDTrainProcess(BaseProcess):
         self.setup()
         total = self.config.train.steps
         self.progress.event("start", step=self.step, total_steps=total, name=self.name)
-        previous = signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, _raise_interrupt)  # a UI's Stop button: same clean stop as Ctrl-C
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in previous:  # Ctrl-C and a UI's Stop button (SIGTERM): finish the step, save, exit
+            signal.signal(sig, self._request_stop)
         try:
             self.fit()
         except KeyboardInterrupt:
-            log.warning("interrupted at step %d: saving before exit", self.step)
-            if self.step > self.last_saved_step:
-                self.save()
-            self.progress.event("end", state="stopped", step=self.step)
+            self._stop_and_save()
             raise
         except BaseException as exc:
             self.progress.event("end", state="error", step=self.step, error=f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if self.stop_requested:
+            self._stop_and_save()
+            raise KeyboardInterrupt("stopped by signal")
         self.progress.event("end", state="finished", step=self.step, path=f"{self.name}.safetensors")
+
+    def _request_stop(self, signum, frame) -> None:
+        if self.stop_requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt(f"signal {signum}")
+        log.warning("stop requested (signal %d): finishing step %d, then saving", signum, self.step + 1)
+        self.stop_requested = True
+
+    def _stop_and_save(self) -> None:
+        log.warning("stopped at step %d: saving before exit", self.step)
+        if self.step > self.last_saved_step:
+            self.save()
+        self.progress.event("end", state="stopped", step=self.step)
 
     def fit(self) -> None:
         train, sample = self.config.train, self.config.sample
@@ -261,8 +297,12 @@ class BaseSDTrainProcess(BaseProcess):
         if self.step == 0 and not train.skip_first_sample and not train.disable_sampling:
             self.sample()
         batches = self._batches()
-        bar = tqdm(total=total, initial=self.step, desc=self.name, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=total, initial=self.step, desc=self.name, unit="step", dynamic_ncols=True,
+                   disable=not self.dist.is_main)
         while self.step < total:
+            if self.dist.any(self.stop_requested):
+                self.stop_requested = True
+                break
             started = time.perf_counter()
             loss = self.train_step(batches)
             self.step += 1
@@ -279,12 +319,17 @@ class BaseSDTrainProcess(BaseProcess):
                     and self.step % sample.sample_every == 0):
                 self.sample()
         bar.close()
+        if self.stop_requested:
+            return
         self.save(final=True)
         if not train.disable_sampling:
             self.sample()
 
     def _batches(self):
-        """Endless batches; the first resumes right after the last batch the checkpoint had consumed."""
+        """Endless (shard, lo, hi, size): this process's slice [lo, hi) of each global batch of `size`.
+
+        The first batch resumes right after the last one the checkpoint had consumed.
+        """
         sampler = self.loader.batch_sampler
         if self.loader_state is not None:
             sampler.load_state_dict(self.loader_state)
@@ -293,7 +338,10 @@ class BaseSDTrainProcess(BaseProcess):
             for batch in self.loader:
                 yielded = True
                 self.loader_state = batch.resume_state()
-                yield batch
+                size = len(batch.indices)
+                lo, hi = self.dist.shard(size)
+                # An empty shard (a short last batch) still gets one item: its shape sizes the random draws.
+                yield _slice_batch(batch, lo, hi) if hi > lo else _slice_batch(batch, 0, 1), lo, hi, size
             if not yielded:
                 raise TrainingError("the datasets gave no batch (batch_size larger than every bucket?)")
 
@@ -303,14 +351,19 @@ class BaseSDTrainProcess(BaseProcess):
         accumulation = train.gradient_accumulation_steps
         losses = []
         for _ in range(accumulation):
-            loss = self.compute_loss(next(batches))
-            if not torch.isfinite(loss):
+            shard, lo, hi, size = next(batches)
+            # The shard's mean loss weighted by its share: summed over processes, the global batch mean.
+            loss = self.compute_loss(shard, lo, hi, size) * ((hi - lo) / size)
+            global_loss = self.dist.sum_scalar(loss.item())
+            if not math.isfinite(global_loss):
                 raise TrainingError(
-                    f"loss is {loss.item()} at step {self.step + 1}; stopping before it overwrites a checkpoint "
+                    f"loss is {global_loss} at step {self.step + 1}; stopping before it overwrites a checkpoint "
                     f"(last good save: step {max(self.last_saved_step, 0)}). Lower train.lr or check the data"
                 )
-            (loss / accumulation).backward()
-            losses.append(loss.item())
+            if hi > lo:
+                (loss / accumulation).backward()
+            losses.append(global_loss)
+        self.dist.sum_gradients(self.params)
         if train.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.params, train.max_grad_norm)
         self.optimizer.step()
@@ -320,7 +373,12 @@ class BaseSDTrainProcess(BaseProcess):
             self.ema.step(self.params)
         return sum(losses) / len(losses)
 
-    def compute_loss(self, batch) -> torch.Tensor:
+    def compute_loss(self, batch, lo: int, hi: int, size: int) -> torch.Tensor:
+        """Mean loss of `batch`, this process's items [lo, hi) of a global batch of `size`.
+
+        Random draws (noise, timesteps) are made for the whole global batch and sliced, so the
+        result does not depend on how many processes share the batch.
+        """
         raise NotImplementedError
 
     # ================================================================== conditioning
@@ -347,6 +405,9 @@ class BaseSDTrainProcess(BaseProcess):
     def sample(self) -> None:
         if not self.sample_requests:
             return
+        if not self.dist.is_main:
+            self.dist.barrier()
+            return
         folder = self.folder / "samples"
         folder.mkdir(exist_ok=True)
         fmt = self.config.sample.format
@@ -360,6 +421,7 @@ class BaseSDTrainProcess(BaseProcess):
                 paths.append(str(path.relative_to(self.folder)))
         self.model.transformer.train()
         self.progress.event("sample", step=self.step, paths=paths)
+        self.dist.barrier()
 
     def lora_file_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """(file tensors in the configured format (EMA weights when EMA is on), exact fp32 training state)."""
@@ -395,6 +457,9 @@ class BaseSDTrainProcess(BaseProcess):
         }
 
     def save(self, final: bool = False) -> None:
+        self.last_saved_step = self.step
+        if not self.dist.is_main:
+            return
         tensors, peft_state = self.lora_file_tensors()
         meta = self.metadata()
         step_path = ckpt.step_file(self.folder, self.name, self.step)
@@ -413,7 +478,6 @@ class BaseSDTrainProcess(BaseProcess):
             ckpt.save_safetensors(final_path, tensors, meta)
             paths.append(final_path.name)
         ckpt.prune(self.folder, self.name, max(self.config.save.max_step_saves_to_keep, 1))
-        self.last_saved_step = self.step
         plot_loss(self.folder)
         for path in paths:
             self.progress.event("save", step=self.step, path=path)
@@ -423,6 +487,13 @@ class BaseSDTrainProcess(BaseProcess):
         self.model = None
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
+def _slice_batch(batch, lo: int, hi: int):
+    """Items [lo, hi) of a collated TrainBatch."""
+    import dataclasses
+
+    def cut(tensor):
+        return None if tensor is None else tensor[lo:hi]
+
+    return dataclasses.replace(batch, indices=batch.indices[lo:hi], captions=batch.captions[lo:hi],
+                               latents=cut(batch.latents), images=cut(batch.images), is_reg=batch.is_reg[lo:hi])
 

@@ -34,25 +34,37 @@ def quantize_blocks(blocks: list[torch.nn.Module], qtype: str) -> None:
         freeze(block)
 
 
-def quantize_transformer(transformer: torch.nn.Module, qtype: str) -> None:
-    blocks = [*getattr(transformer, "transformer_blocks", []), *getattr(transformer, "single_transformer_blocks", [])]
-    quantize_blocks(blocks, qtype)
-    log.info("quantized %d transformer blocks to %s", len(blocks), qtype)
+def transformer_blocks(transformer: torch.nn.Module) -> list[torch.nn.Module]:
+    """The FLUX transformers' double then single blocks: execution order (layer offloading relies on it)."""
+    return [*getattr(transformer, "transformer_blocks", []), *getattr(transformer, "single_transformer_blocks", [])]
 
 
-def quantize_text_encoder(text_encoder: torch.nn.Module, qtype: str) -> None:
-    """Quantize the decoder layers (the bulk of an LLM text encoder) block by block."""
-    layers = None
-    for path in ("model.language_model.layers", "model.layers", "encoder.block", "text_model.encoder.layers"):
+# Where the repeated layers of each supported text encoder live: Mistral3 (FLUX.2-dev), Qwen3 (klein),
+# T5 and CLIP (FLUX.1).
+_TEXT_ENCODER_LAYERS = ("model.language_model.layers", "model.layers", "encoder.block", "text_model.encoder.layers")
+
+
+def text_encoder_layers(text_encoder: torch.nn.Module) -> list[torch.nn.Module]:
+    """The repeated layers of a text encoder (the bulk of its weights), in execution order."""
+    for path in _TEXT_ENCODER_LAYERS:
         module = text_encoder
         for part in path.split("."):
             module = getattr(module, part, None)
             if module is None:
                 break
         if module is not None:
-            layers = list(module)
-            break
-    if layers is None:
-        raise ValueError(f"do not know the layers of {type(text_encoder).__name__} to quantize")
+            return list(module)
+    raise ValueError(f"do not know the layers of {type(text_encoder).__name__}")
+
+
+def quantize_transformer(transformer: torch.nn.Module, qtype: str) -> None:
+    blocks = transformer_blocks(transformer)
+    quantize_blocks(blocks, qtype)
+    log.info("quantized %d transformer blocks to %s", len(blocks), qtype)
+
+
+def quantize_text_encoder(text_encoder: torch.nn.Module, qtype: str) -> None:
+    """Quantize the decoder layers (the bulk of an LLM text encoder) block by block."""
+    layers = text_encoder_layers(text_encoder)
     quantize_blocks(layers, qtype)
     log.info("quantized %d %s layers to %s", len(layers), type(text_encoder).__name__, qtype)

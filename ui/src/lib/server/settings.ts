@@ -1,0 +1,62 @@
+// Everything the server reads from the environment, read on each call so tests (and a restart
+// with other settings) see the current values. Paths are absolute.
+import fs from "node:fs";
+import path from "node:path";
+
+export interface Settings {
+  /** ui/ itself (the server's working directory). */
+  uiDir: string;
+  /** The trainer's repository: where `python run.py` and `python -m toolkit.ui_schema` run. */
+  repoRoot: string;
+  python: string;
+  /** Root of everything the UI writes: database, datasets, job files, training outputs. */
+  dataRoot: string;
+  datasetsDir: string;
+  outputDir: string;
+  jobsDir: string;
+  dbPath: string;
+  authToken: string;
+  maxConcurrentJobs: number;
+  /** Per uploaded file. */
+  maxUploadBytes: number;
+  workerPollMs: number;
+  workerEnabled: boolean;
+}
+
+function intEnv(name: string, fallback: number, min: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min) {
+    throw new Error(`${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+export function settings(): Settings {
+  const uiDir = path.resolve(process.env.UI_DIR || process.cwd());
+  const repoRoot = path.resolve(process.env.REPO_ROOT || path.join(uiDir, ".."));
+  const dataRoot = path.resolve(process.env.DATA_ROOT || path.join(uiDir, "data"));
+  return {
+    uiDir,
+    repoRoot,
+    python: process.env.PYTHON || "python3",
+    dataRoot,
+    datasetsDir: path.join(dataRoot, "datasets"),
+    outputDir: path.join(dataRoot, "output"),
+    jobsDir: path.join(dataRoot, "jobs"),
+    dbPath: path.join(dataRoot, "ui.sqlite"),
+    authToken: process.env.AI_TOOLKIT_AUTH || "",
+    maxConcurrentJobs: intEnv("MAX_CONCURRENT_JOBS", 1, 1),
+    maxUploadBytes: intEnv("MAX_UPLOAD_MB", 50, 1) * 1024 * 1024,
+    workerPollMs: intEnv("WORKER_POLL_MS", 1000, 50),
+    workerEnabled: process.env.AITK_WORKER !== "off",
+  };
+}
+
+/** Creates the data folders (once per root). */
+export function ensureDataDirs(s: Settings = settings()): void {
+  for (const dir of [s.dataRoot, s.datasetsDir, s.outputDir, s.jobsDir]) {
+    fs.mkdirSync(dir, { recursive: true });
+  }
+}
