@@ -1,0 +1,121 @@
+// Shapes shared by the API routes and the pages.
+
+/** A job file as YAML holds it: `{job, config: {name, process: [...]}, meta}`. */
+export type JobConfig = Record<string, unknown>;
+
+export interface Preset {
+  id: string;
+  label: string;
+  arch: string;
+  name_or_path: string;
+  file: string;
+  config: JobConfig;
+}
+
+export interface ArchInfo {
+  class: string;
+  official_repo: string;
+  capabilities: Record<string, unknown>;
+}
+
+/** What `python -m toolkit.ui_schema` prints. */
+export interface UiSchema {
+  schema: JsonSchema;
+  archs_known: string[];
+  presets: Preset[];
+  archs: Record<string, ArchInfo>;
+}
+
+export interface JsonSchema {
+  $ref?: string;
+  $defs?: Record<string, JsonSchema>;
+  type?: string | string[];
+  enum?: unknown[];
+  const?: unknown;
+  anyOf?: JsonSchema[];
+  items?: JsonSchema;
+  properties?: Record<string, JsonSchema>;
+  required?: string[];
+  default?: unknown;
+  title?: string;
+  description?: string;
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: number;
+  exclusiveMaximum?: number;
+  additionalProperties?: boolean | JsonSchema;
+  [key: string]: unknown;
+}
+
+export interface Problem {
+  path: string;
+  message: string;
+}
+
+export interface ValidationResult {
+  ok: boolean;
+  problems: Problem[];
+}
+
+export type JobState = "queued" | "running" | "stopping" | "finished" | "stopped" | "failed";
+export const ACTIVE_STATES: JobState[] = ["running", "stopping"];
+
+export interface JobSummary {
+  id: number;
+  name: string;
+  preset: string | null;
+  arch: string | null;
+  device: string;
+  state: JobState;
+  pid: number | null;
+  step: number;
+  total_steps: number;
+  loss: number | null;
+  s_per_it: number | null;
+  error: string | null;
+  exit_code: number | null;
+  run_count: number;
+  created_at: number;
+  queued_at: number | null;
+  started_at: number | null;
+  finished_at: number | null;
+}
+
+export interface SampleImage {
+  file: string;
+  url: string;
+  step: number;
+  index: number;
+  prompt: string | null;
+}
+
+export interface LoraFile {
+  file: string;
+  url: string;
+  step: number | null;
+  size: number;
+  mtime: number;
+}
+
+export interface JobDetail extends JobSummary {
+  config_yaml: string;
+  log_tail: string[];
+  loss: [number, number][];
+  samples: SampleImage[];
+  loras: LoraFile[];
+  queue_position: number | null;
+}
+
+export interface DatasetSummary {
+  name: string;
+  images: number;
+  captions: number;
+  cover: string | null;
+}
+
+export interface DatasetImage {
+  file: string;
+  url: string;
+  size: number;
+  caption: string | null;
+}
