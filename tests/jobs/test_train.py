@@ -172,7 +172,8 @@ def test_ctrl_c_saves_before_exit(tmp_path):
     events = read_events(folder)
     assert events[-1]["event"] == "end" and events[-1]["state"] == "stopped"
     stopped_at = events[-1]["step"]
-    assert stopped_at > 3 and (folder / f"tiny_lora_{stopped_at:09d}.safetensors").is_file()
+    assert stopped_at >= 3 and (folder / f"tiny_lora_{stopped_at:09d}.safetensors").is_file()
+    assert ckpt_steps(folder)[-1] == stopped_at
 
 
 @pytest.mark.parametrize("change,message", [
@@ -278,6 +279,12 @@ def test_exploding_loss_stops_before_overwriting_a_checkpoint(tmp_path, caplog):
     bad_step = events[-1]["step"] + 1
     assert not (job_folder(tmp_path) / f"tiny_lora_{bad_step:09d}.safetensors").exists()
     assert not (job_folder(tmp_path) / "tiny_lora.safetensors").exists()
+
+
+def ckpt_steps(folder):
+    from toolkit.checkpoint import saved_steps
+
+    return saved_steps(folder, "tiny_lora")
 
 
 def re_search(pattern, text):

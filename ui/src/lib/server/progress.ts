@@ -81,7 +81,7 @@ export function lossPoints(events: ProgressEvent[], max = 1500): [number, number
   return out;
 }
 
-/** The last `lines` lines of a (possibly huge) log file; tqdm's carriage returns split lines too. */
+/** The last `lines` lines of a (possibly huge) log file, as a terminal would show them. */
 export function tailLines(file: string, lines = 200, maxBytes = 256 * 1024): string[] {
   let fd: number;
   try {

@@ -1,0 +1,471 @@
+"""toolkit.ui_jobs: configs built from presets, name claims (also raced), run/stop/resume, progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from toolkit import ui_jobs as jobs
+from toolkit.ui_schema import presets
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_LABEL = "Tiny FLUX.2 demo (CPU)"
+
+# Keys the form may change; every other key of the preset must come through untouched.
+USER_PATHS = {
+    "config.name", "config.process[0].trigger_word", "config.process[0].training_folder",
+    "config.process[0].datasets[0].folder_path", "config.process[0].datasets[0].resolution",
+    "config.process[0].datasets[0].default_caption", "config.process[0].train.steps",
+    "config.process[0].train.lr", "config.process[0].network.linear", "config.process[0].network.linear_alpha",
+    "config.process[0].sample.sample_every", "config.process[0].sample.prompts",
+}
+VRAM_PATHS = {f"config.process[0].model.{k}" for k in ("quantize", "qtype", "quantize_te", "low_vram")} | {
+    "config.process[0].device"}
+
+
+def diff_paths(a, b, path="") -> set[str]:
+    """Key paths where two raw configs differ (numbers compared as numbers: '1e-4' == 0.0001)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = set()
+        for key in set(a) | set(b):
+            sub = f"{path}.{key}" if path else str(key)
+            out |= {sub} if (key in a) != (key in b) else diff_paths(a[key], b[key], sub)
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(isinstance(x, dict) for x in a):
+        return set().union(*(diff_paths(x, y, f"{path}[{i}]") for i, (x, y) in enumerate(zip(a, b))))
+    try:
+        same = float(a) == float(b) if not isinstance(a, (bool, list, dict, type(None))) else a == b
+    except (TypeError, ValueError):
+        same = a == b
+    return set() if same else {path}
+
+
+def changed_fields(preset: dict, **changes) -> jobs.UserFields:
+    fields = jobs.UserFields.from_preset(preset)
+    for key, value in changes.items():
+        setattr(fields, key, value)
+    return fields
+
+
+def write_images(folder: Path, count: int = 2) -> list[tuple[Path, str]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(count):
+        path = folder / f"img {i}.png"
+        Image.new("RGB", (64, 48), (40 * i, 100, 200)).save(path)
+        out.append((path, f"a photo of [trigger], number {i}" if i else ""))
+    return out
+
+
+# ------------------------------------------------------------------------ building
+
+
+def test_image_extensions_match_the_dataset_reader():
+    from toolkit.data.dataset import IMAGE_EXTENSIONS
+
+    assert jobs.IMAGE_EXTENSIONS == IMAGE_EXTENSIONS
+
+
+@pytest.mark.parametrize("preset", presets(), ids=lambda p: p["id"])
+def test_config_for_each_preset_validates_and_changes_only_the_users_fields(preset):
+    fields = changed_fields(preset, name="my_test_lora", trigger_word="zq7", default_caption="a photo", steps=7,
+                            lr=3e-4, rank=4, resolutions=[256, 512], sample_every=5,
+                            sample_prompts=["[trigger] on a beach", "", "[trigger] in snow --seed 3"])
+    raw = jobs.build_job_config(preset, fields)
+    job, problems = jobs.check_yaml(jobs.to_yaml(raw, preset))
+    assert problems == [] and job.name == "my_test_lora"
+    assert job.job_folder == ROOT / "output" / "my_test_lora"
+    assert job.dataset_folders == [job.job_folder / "dataset"]
+    assert diff_paths(preset["config"], raw) <= USER_PATHS
+    process, original = raw["config"]["process"][0], preset["config"]["config"]["process"][0]
+    for section, key in [("model", "arch"), ("model", "name_or_path"), ("model", "quantize"), ("model", "qtype"),
+                         ("model", "quantize_te"), ("model", "low_vram"), ("train", "optimizer"),
+                         ("train", "timestep_type"), ("train", "dtype"), ("sample", "guidance_scale"),
+                         ("sample", "sample_steps"), ("save", "format")]:
+        assert process[section].get(key) == original[section].get(key), (section, key)
+    assert process["train"]["steps"] == 7 and process["train"]["lr"] == 3e-4
+    assert process["datasets"][0]["resolution"] == [256, 512]
+    assert process["datasets"][0]["default_caption"] == "a photo"
+    assert process["sample"]["prompts"] == ["[trigger] on a beach", "[trigger] in snow --seed 3"]
+    ratio = original["network"]["linear_alpha"] / original["network"]["linear"]
+    assert process["network"]["linear"] == 4 and process["network"]["linear_alpha"] == 4 * ratio
+    assert job.raw["config"]["process"][0]["datasets"][0]["folder_path"] == "output/my_test_lora/dataset"
+
+
+@pytest.mark.parametrize("preset", presets(), ids=lambda p: p["id"])
+def test_the_untouched_form_reproduces_the_preset(preset):
+    raw = jobs.build_job_config(preset, jobs.UserFields.from_preset(preset))
+    assert diff_paths(preset["config"], raw) == {"config.process[0].datasets[0].folder_path"}
+
+
+@pytest.mark.parametrize("preset", presets(), ids=lambda p: p["id"])
+def test_vram_options_come_from_the_preset_and_validate(preset):
+    options = jobs.vram_options(preset)
+    first, first_overrides = next(iter(options.items()))
+    assert first_overrides == {}  # the example's own settings come first
+    model = preset["config"]["config"]["process"][0]["model"]
+    for label in options:
+        raw = jobs.build_job_config(preset, changed_fields(preset, vram=label))
+        assert jobs.check_yaml(jobs.to_yaml(raw))[1] == []
+        assert diff_paths(preset["config"], raw) <= VRAM_PATHS | {"config.process[0].datasets[0].folder_path"}
+    if preset["config"]["config"]["process"][0]["device"] == "cpu":
+        assert first == "CPU (tiny demo)"
+    else:
+        assert first == "24 GB (example)"
+    if model.get("quantize") or model.get("quantize_te"):
+        label = next(label for label in options if "no quantization" in label)
+        raw = jobs.build_job_config(preset, changed_fields(preset, vram=label))
+        assert raw["config"]["process"][0]["model"]["quantize"] is False
+        assert raw["config"]["process"][0]["model"]["quantize_te"] is False
+    with pytest.raises(jobs.JobError, match="unknown memory preset"):
+        jobs.build_job_config(preset, changed_fields(preset, vram="1 GB"))
+
+
+def test_flux2_dev_gets_a_float8_step_between_int4_and_bf16():
+    preset = jobs.preset_by_label("FLUX.2-dev")
+    assert list(jobs.vram_options(preset)) == ["24 GB (example)", "48 GB (qfloat8 transformer)",
+                                              "96 GB+ (no quantization)"]
+
+
+def test_parse_resolutions():
+    assert jobs.parse_resolutions("512, 768 1024") == [512, 768, 1024]
+    with pytest.raises(jobs.JobError, match="whole numbers"):
+        jobs.parse_resolutions("512px")
+
+
+def test_check_yaml_reports_problems_by_key_path(tmp_path):
+    preset = jobs.preset_by_label(TINY_LABEL)
+    raw = jobs.build_job_config(preset, changed_fields(preset, name="x"))
+    raw["config"]["process"][0]["model"]["quantise"] = True
+    raw["config"]["process"][0]["train"]["steps"] = 0
+    job, problems = jobs.check_yaml(yaml.safe_dump(raw))
+    assert job is None
+    paths = {p["path"] for p in problems}
+    assert paths == {"config.process[0].model.quantise", "config.process[0].train.steps"}
+    assert "quantize" in next(p["message"] for p in problems if p["path"].endswith("quantise"))
+    assert jobs.check_yaml("job: [unclosed")[1][0]["message"].startswith("YAML error")
+    raw["config"]["process"][0]["model"].pop("quantise")
+    raw["config"]["process"][0]["train"]["steps"] = 5
+    raw["config"]["name"] = "../escape"
+    assert jobs.check_yaml(yaml.safe_dump(raw))[1][0]["path"] == "config.name"
+    generate = (ROOT / "config/examples/generate_flux2.yaml").read_text()
+    assert "one training process" in jobs.check_yaml(generate)[1][0]["message"]
+
+
+# ------------------------------------------------------------------------ claiming
+
+
+def checked_job(tmp_path: Path, name: str = "claimed", **changes) -> tuple[jobs.CheckedJob, str]:
+    preset = jobs.preset_by_label(TINY_LABEL)
+    raw = jobs.build_job_config(preset, changed_fields(preset, name=name, **changes), str(tmp_path / "output"))
+    text = jobs.to_yaml(raw, preset)
+    job, problems = jobs.check_yaml(text)
+    assert problems == []
+    return job, text
+
+
+def test_claim_refuses_an_existing_job_and_suggests_a_free_name(tmp_path):
+    config_dir = tmp_path / "config"
+    job, text = checked_job(tmp_path)
+    path = jobs.claim(job, text, config_dir)
+    assert path == config_dir / "ui_claimed.yaml" and path.read_text() == text and job.job_folder.is_dir()
+    with pytest.raises(jobs.JobError, match="already exists.*pick another name, e.g. 'claimed_2'"):
+        jobs.claim(job, text, config_dir)
+    assert jobs.suggest_name("claimed", tmp_path / "output", config_dir) == "claimed_2"
+    (tmp_path / "output" / "claimed_2").mkdir()
+    assert jobs.suggest_name("claimed_2", tmp_path / "output", config_dir) == "claimed_3"
+    # A leftover config alone also blocks the name (the job folder may be elsewhere).
+    other, other_text = checked_job(tmp_path, name="other")
+    (config_dir / "ui_other.yaml").write_text("x")
+    with pytest.raises(jobs.JobError, match="ui_other.yaml already exists"):
+        jobs.claim(other, other_text, config_dir)
+    assert not other.job_folder.exists()
+
+
+def test_claim_race_has_exactly_one_winner(tmp_path, monkeypatch):
+    """Many simultaneous starts, also past the friendly pre-check: the atomic mkdir decides."""
+    config_dir = tmp_path / "config"
+    for bypass_precheck in (False, True):
+        name = f"race_{bypass_precheck}"
+        candidates = [checked_job(tmp_path, name=name, steps=10 + i) for i in range(12)]
+        if bypass_precheck:
+            monkeypatch.setattr(jobs, "name_taken", lambda *a, **k: None)
+        barrier, results = threading.Barrier(len(candidates)), []
+
+        def start(job, text):
+            barrier.wait()
+            try:
+                jobs.claim(job, text, config_dir)
+                results.append(("won", text))
+            except jobs.JobError as exc:
+                results.append(("refused", str(exc)))
+
+        threads = [threading.Thread(target=start, args=c) for c in candidates]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners = [text for kind, text in results if kind == "won"]
+        assert len(winners) == 1 and len(results) == len(candidates)
+        assert (config_dir / f"ui_{name}.yaml").read_text() == winners[0]
+        assert all("pick another name" in msg for kind, msg in results if kind == "refused")
+
+
+def test_claim_race_across_processes(tmp_path):
+    job, text = checked_job(tmp_path, name="procrace")
+    script = (
+        "import sys, time; from pathlib import Path; from toolkit import ui_jobs as j\n"
+        "job, _ = j.check_yaml(Path(sys.argv[1]).read_text())\n"
+        "while time.time() < float(sys.argv[2]): pass\n"
+        "try:\n    j.claim(job, sys.argv[3], Path(sys.argv[4])); print('won')\n"
+        "except j.JobError: print('refused')\n"
+    )
+    source = tmp_path / "job.yaml"
+    source.write_text(text)
+    go = time.time() + 3.0
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(source), str(go), f"{text}# {i}\n",
+                               str(tmp_path / "config")], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+             for i in range(4)]
+    outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+    assert outcomes == ["refused", "refused", "refused", "won"]
+
+
+# ------------------------------------------------------------------------ dataset
+
+
+def test_write_dataset_copies_converts_and_captions(tmp_path):
+    images = write_images(tmp_path / "up")
+    bmp = tmp_path / "up" / "odd.bmp"
+    Image.new("RGB", (32, 32)).save(bmp)
+    folder = tmp_path / "dataset"
+    assert jobs.write_dataset(folder, images + [(bmp, "bmp one")]) == 3
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["000_img_0.png", "001_img_1.png", "001_img_1.txt", "002_odd.png", "002_odd.txt"]
+    assert (folder / "000_img_0.png").read_bytes() == images[0][0].read_bytes()  # copied, not re-encoded
+    assert (folder / "001_img_1.txt").read_text() == "a photo of [trigger], number 1\n"
+    bad = tmp_path / "up" / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(jobs.JobError, match="notes.png is not an image"):
+        jobs.write_dataset(tmp_path / "d2", [(bad, "")])
+
+
+# ------------------------------------------------------------------------ running (a fake run.py)
+
+FAKE_RUN = '''
+import json, signal, sys, time
+from pathlib import Path
+import yaml
+
+raw = yaml.safe_load(open(sys.argv[1]))
+name = raw["config"]["name"]
+process = raw["config"]["process"][0]
+folder = Path(process["training_folder"]) / name
+total = process["train"]["steps"]
+step = 0
+
+def event(kind, state="running", **fields):
+    with open(folder / "progress.jsonl", "a") as f:
+        f.write(json.dumps({"time": time.time(), "event": kind, "state": state, **fields}) + "\\n")
+
+def stop(signum, frame):
+    (folder / f"{name}_{step:09d}.safetensors").write_bytes(b"lora")
+    event("end", "stopped", step=step)
+    sys.exit(130)
+
+print("fake run.py", sys.argv[1], flush=True)
+if name.startswith("crash"):
+    sys.exit(3)
+if name.startswith("slow"):
+    time.sleep(30)  # like loading a model: no SIGTERM handler yet, no progress
+signal.signal(signal.SIGTERM, stop)
+step = int(max([0] + [json.loads(l).get("step", 0) for l in open(folder / "progress.jsonl")]
+               if (folder / "progress.jsonl").exists() else [0]))
+event("start", step=step, total_steps=total, name=name)
+while step < total:
+    time.sleep(0.02)
+    step += 1
+    with open(folder / "loss_log.csv", "a") as f:
+        f.write(("step,loss,lr\\n" if step == 1 else "") + f"{step},{1 / step},0.0001\\n")
+    event("step", step=step, total_steps=total, loss=1 / step, lr=1e-4, s_per_it=0.02)
+(folder / f"{name}.safetensors").write_bytes(b"lora")
+event("end", "finished", step=step, path=f"{name}.safetensors")
+'''
+
+
+@pytest.fixture
+def fake_root(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "run.py").write_text(FAKE_RUN)
+    return root
+
+
+def wait_for(folder: Path, states: tuple[str, ...], timeout: float = 30.0, min_step: int = 0) -> jobs.JobStatus:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = jobs.job_status(folder)
+        if status.state in states and status.step >= min_step:
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"{folder.name} never reached {states}: {jobs.job_status(folder)}")
+
+
+def start(tmp_path, fake_root, name, steps):
+    job, text = checked_job(tmp_path, name=name, steps=steps)
+    job, config = jobs.start_job(text, write_images(tmp_path / "up"), tmp_path / "config", fake_root)
+    return job
+
+
+def test_start_runs_in_its_own_process_group_and_finishes(tmp_path, fake_root):
+    job = start(tmp_path, fake_root, "quick", steps=5)
+    status = wait_for(job.job_folder, ("finished",))
+    assert status.final_lora == job.job_folder / "quick.safetensors" and status.step == 5
+    assert status.total_steps == 5 and status.loss == pytest.approx(0.2)
+    meta = json.loads((job.job_folder / jobs.JOB_FILE).read_text())
+    assert meta["config"] == str(tmp_path / "config" / "ui_quick.yaml")
+    assert sorted(p.name for p in (job.job_folder / "dataset").iterdir()) == ["000_img_0.png", "001_img_1.png",
+                                                                             "001_img_1.txt"]
+    assert "fake run.py" in jobs.log_tail(job.job_folder)
+    assert jobs.loss_curve(job.job_folder)[-1] == (5, 0.2)
+    assert [s.name for s in jobs.list_jobs(tmp_path / "config", fake_root)] == ["quick"]
+    deadline = time.time() + 10
+    while not (job.job_folder / jobs.EXIT_FILE).exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert (job.job_folder / jobs.EXIT_FILE).read_text() == "0"
+
+
+def test_stop_saves_then_resume_continues(tmp_path, fake_root):
+    job = start(tmp_path, fake_root, "long", steps=100_000)
+    wait_for(job.job_folder, ("running",), min_step=3)
+    assert "stop sent" in jobs.stop_job(job.job_folder)
+    status = wait_for(job.job_folder, ("stopped",))
+    saved = status.step
+    assert (job.job_folder / f"long_{saved:09d}.safetensors").is_file()
+    with pytest.raises(jobs.JobError, match="already exists"):  # a stopped job's name stays taken
+        start(tmp_path, fake_root, "long", steps=10)
+    jobs.resume_job(job.job_folder, fake_root)
+    wait_for(job.job_folder, ("running",), min_step=saved + 3)
+    with pytest.raises(jobs.JobError, match="still running"):
+        jobs.resume_job(job.job_folder, fake_root)
+    jobs.stop_job(job.job_folder)
+    assert wait_for(job.job_folder, ("stopped",)).step > saved
+    assert "not running" in jobs.stop_job(job.job_folder)
+
+
+def test_stop_while_loading_and_a_crash_before_training(tmp_path, fake_root):
+    slow = start(tmp_path, fake_root, "slow", steps=10)
+    assert wait_for(slow.job_folder, ("starting",)).alive
+    jobs.stop_job(slow.job_folder)  # the real trainer handles SIGTERM only once training runs
+    assert wait_for(slow.job_folder, ("stopped",)).error is None
+    crash = start(tmp_path, fake_root, "crash", steps=10)
+    wait_for(crash.job_folder, ("error",))
+    deadline = time.time() + 10
+    while not (crash.job_folder / jobs.EXIT_FILE).exists() and time.time() < deadline:
+        time.sleep(0.05)  # the app's waiter thread records the exit code
+    assert "code 3" in jobs.job_status(crash.job_folder).error
+
+
+def test_start_refuses_and_leaves_nothing_behind(tmp_path, fake_root):
+    job, text = checked_job(tmp_path, name="nothing")
+    config_dir = tmp_path / "config"
+    with pytest.raises(jobs.JobError, match="upload some images"):
+        jobs.start_job(text, [], config_dir, fake_root)
+    with pytest.raises(jobs.JobError, match=r"1 problem\(s\):\n  config.process\[0\].train.steps"):
+        jobs.start_job(text.replace("steps: 120", "steps: -1"), write_images(tmp_path / "up"), config_dir, fake_root)
+    bad = tmp_path / "bad.png"
+    bad.write_text("no")
+    with pytest.raises(jobs.JobError, match="not an image"):
+        jobs.start_job(text, [(bad, "")], config_dir, fake_root)
+    assert not job.job_folder.exists() and not list(config_dir.glob("*.yaml"))  # the name is free again
+
+
+# ------------------------------------------------------------------------ progress
+
+
+def write_events(folder: Path, events: list[dict], torn: bool = False) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(e) + "\n" for e in events) + ('{"time": 9, "event": "st' if torn else "")
+    (folder / "progress.jsonl").write_text(text)
+
+
+def test_summarize_events_takes_the_latest_run():
+    events = [
+        {"time": 1, "event": "start", "state": "running", "step": 0, "total_steps": 10},
+        {"time": 2, "event": "step", "state": "running", "step": 4, "total_steps": 10, "loss": 0.5, "s_per_it": 2.0},
+        {"time": 3, "event": "end", "state": "error", "step": 4, "error": "boom"},
+        {"time": 4, "event": "start", "state": "running", "step": 4, "total_steps": 20},
+        {"time": 5, "event": "step", "state": "running", "step": 5, "total_steps": 20, "loss": 0.4, "s_per_it": 1.0},
+        {"time": 6, "event": "step", "state": "running", "step": 6, "total_steps": 20, "loss": 0.3, "s_per_it": 3.0},
+        {"time": 7, "event": "sample", "state": "running", "step": 6, "paths": ["samples/000000006_0.jpg"]},
+    ]
+    summary = jobs.summarize_events(events)
+    assert summary == {"state": "running", "step": 6, "total_steps": 20, "loss": 0.3, "lr": None, "s_per_it": 2.0,
+                       "error": None}
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_job_status_from_the_folder(tmp_path):
+    folder = tmp_path / "output" / "job"
+    assert jobs.job_status(folder).state == "new"
+    write_events(folder, [{"time": 1, "event": "start", "state": "running", "step": 0, "total_steps": 8},
+                          {"time": 2, "event": "step", "state": "running", "step": 8, "total_steps": 8, "loss": 0.1,
+                           "s_per_it": 0.5},
+                          {"time": 3, "event": "end", "state": "finished", "step": 8}], torn=True)
+    (folder / "samples").mkdir()
+    for name in ("000000000_0.jpg", "000000008_0.jpg", "notes.txt"):
+        (folder / "samples" / name).write_bytes(b"x")
+    (folder / "job.safetensors").write_bytes(b"x")
+    (folder / "job_000000008.safetensors").write_bytes(b"x")
+    status = jobs.job_status(folder)  # made by run.py, not the app: no pid
+    assert (status.state, status.step, status.total_steps, status.loss) == ("finished", 8, 8, 0.1)
+    assert [p.name for p in status.samples] == ["000000000_0.jpg", "000000008_0.jpg"]
+    assert status.final_lora == folder / "job.safetensors" and len(status.loras) == 2
+    # Launched by the app (pid recorded), gone without an end event of its own.
+    (folder / jobs.JOB_FILE).write_text(json.dumps({"pid": dead_pid(), "config": "c.yaml", "started": 100}))
+    assert jobs.job_status(folder).state == "error"
+    (folder / jobs.EXIT_FILE).write_text("0")
+    assert jobs.job_status(folder).state == "finished"
+    (folder / jobs.STOP_FILE).write_text("1")
+    assert jobs.job_status(folder).state == "stopped"
+
+
+def test_job_status_of_a_live_process_checks_it_is_the_run(tmp_path):
+    folder = tmp_path / "job"
+    write_events(folder, [])
+    config = str(tmp_path / "ui_job.yaml")
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", config])
+    try:
+        (folder / jobs.JOB_FILE).write_text(json.dumps({"pid": proc.pid, "config": config, "started": time.time()}))
+        assert jobs.job_status(folder).state == "starting"
+        write_events(folder, [{"time": time.time(), "event": "start", "state": "running", "step": 0}])
+        assert jobs.job_status(folder).state == "running"
+        (folder / jobs.STOP_FILE).write_text("1")
+        assert jobs.job_status(folder).state == "stopping"
+        if Path(f"/proc/{proc.pid}").is_dir():  # a reused pid running something else is not our run
+            (folder / jobs.JOB_FILE).write_text(json.dumps({"pid": proc.pid, "config": "other.yaml", "started": 1}))
+            assert not jobs.job_status(folder).alive
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_log_tail_and_loss_curve_tolerate_partial_writes(tmp_path):
+    (tmp_path / jobs.LOG_FILE).write_bytes(b"loading\nbar:  10%\rbar:  50%\rbar: 100%\ndone\r\n")
+    assert jobs.log_tail(tmp_path).splitlines() == ["loading", "bar: 100%", "done"]
+    (tmp_path / "loss_log.csv").write_text("step,loss,lr\n1,0.5,1e-4\n2,0.4,1e-4\n3,")
+    assert jobs.loss_curve(tmp_path) == [(1, 0.5), (2, 0.4)]
+    assert jobs.loss_curve(tmp_path / "missing") == []

@@ -1,0 +1,443 @@
+"""Layer offloading: stream the frozen weights of some blocks from host memory, forward and backward.
+
+`model.layer_offloading: true` streams the last `layer_offloading_transformer_percent` of the
+transformer's blocks (double then single blocks, in execution order; `round(percent * blocks)` of
+them, counted from the end) and the last `layer_offloading_text_encoder_percent` of each text
+encoder's layers (when the text encoder is on the device, i.e. not `low_vram`).
+`layer_offloading: auto` or `vram_budget_gb` lets `plan_offload` choose those counts from the
+measured sizes so that the predicted peak fits the budget.
+
+How a streamed block works (`BlockStreamer`). The module stays *logically* on the device: every
+parameter reports the device, so diffusers, PEFT and the trainer see nothing unusual. What moves is
+the storage behind the block's frozen tensors (plain weights, and the inner tensors of quanto's
+quantized weights): a copy lives in pinned host memory, and on the device the storage is resized to
+zero bytes between uses. Before a block runs, its storages are re-allocated and filled from the host
+copy on a side CUDA stream; the compute stream waits on that copy only when the block starts, and the
+next block's copy is issued at the same moment, so transfer overlaps compute. After the block the
+storage is freed again. Because autograd saved the *same* tensor objects (for a frozen weight it keeps
+the parameter itself, not a copy), backward needs no special casing: a hook on the block's outputs
+re-loads the block (and prefetches the one before it) just before its backward runs, and a hook on
+its inputs frees it once their gradients exist. With gradient checkpointing the re-computation of the
+block happens inside that window. Trainable parameters (PEFT's `lora_*`) are never streamed: they,
+their gradients and the optimizer state stay on the device.
+
+Why not diffusers' `apply_group_offloading(use_stream=True)`, which streams blocks from pinned memory
+the same way at inference: it is forward-only. Its hooks onload in `pre_forward` and offload in
+`post_forward`, with no backward hooks and no backward-order prefetch; its streamed offload
+(`_offload_to_memory`) resets every parameter of the group to the pinned copy taken when the hooks
+were applied, so a LoRA inside an offloaded block would lose its updates at every step (and PEFT
+layers added after `apply_group_offloading` have no pinned copy at all); and it swaps
+`param.data` between devices, which breaks quanto weights saved by autograd. Training needs the three
+things above, so this module implements them directly on top of plain PyTorch hooks.
+
+Memory on the device per streamed component: its resident part plus a window of streamed blocks:
+the running block and `prefetch` blocks ahead (forward-only components), plus, in training, the block
+whose backward just finished but whose input gradients are still being consumed (at most
+`prefetch + 2` blocks). `plan_offload` uses exactly that window.
+
+On a CPU "device" the same code runs with synchronous copies and no pinning, and a released block is
+overwritten with 0xFF bytes (NaN in every float format) instead of being freed, so a missing re-load
+shows up as a wrong result in tests rather than as a crash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+from typing import Iterable
+
+import torch
+
+from toolkit.errors import ToolkitError
+
+log = logging.getLogger(__name__)
+
+GiB = 1024**3
+TEXT_TOKENS = 512  # every FLUX pipeline pads prompts to 512 tokens
+HEADROOM_BYTES = GiB  # allocator fragmentation and library workspaces (cuBLAS, attention) on top of the estimate
+
+
+class OffloadError(ToolkitError):
+    pass
+
+
+# ============================================================================ planning (pure)
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentSizes:
+    """Device bytes of one pipeline component, split into streamable blocks and the rest.
+
+    blocks: bytes of each block, in execution order, as they will sit on the device (after quantization);
+        a plan streams the last N of them.
+    other: everything else (embedders, modulation, norms, final layer): always on the device.
+    trains: runs forward and backward every step (the transformer); otherwise forward only.
+    in_training: on the device during the training loop (False for a text encoder whose embeddings are cached).
+    """
+
+    name: str
+    blocks: tuple[int, ...]
+    other: int
+    trains: bool = False
+    in_training: bool = True
+
+    def idle(self, n: int) -> int:
+        """Device bytes with the last n blocks streamed and none of them loaded."""
+        return self.other + sum(self.blocks[: len(self.blocks) - n])
+
+    def active(self, n: int, prefetch: int) -> int:
+        """Device bytes while running: idle plus the streaming window."""
+        if n == 0:
+            return self.idle(0)
+        window = min(n, prefetch + (2 if self.trains else 1))
+        return self.idle(n) + window * max(self.blocks[len(self.blocks) - n :])
+
+
+@dataclasses.dataclass(frozen=True)
+class OffloadPlan:
+    """How many trailing blocks of each component are streamed, and the peak that leads to.
+
+    phases: predicted device bytes while encoding (text encoders and VAE running) and while training,
+    headroom included; predicted_peak is their maximum.
+    """
+
+    offloaded: dict[str, int]
+    phases: dict[str, int]
+    budget: int | None
+    streamed_bytes_per_step: int
+
+    @property
+    def predicted_peak(self) -> int:
+        return max(self.phases.values())
+
+    @property
+    def fits(self) -> bool:
+        return self.budget is None or self.predicted_peak <= self.budget
+
+    def describe(self, components: Iterable[ComponentSizes] = ()) -> str:
+        totals = {c.name: len(c.blocks) for c in components}
+        parts = [f"{name} {n}/{totals[name]}" if name in totals else f"{name} {n}" for name, n in self.offloaded.items()]
+        budget = "no budget" if self.budget is None else f"budget {self.budget / GiB:.1f} GiB"
+        phases = ", ".join(f"{k} {v / GiB:.1f} GiB" for k, v in self.phases.items())
+        return (f"layer offloading: streaming the last blocks of {', '.join(parts) or 'nothing'}; predicted peak "
+                f"{self.predicted_peak / GiB:.1f} GiB ({phases}; {budget}); "
+                f"{self.streamed_bytes_per_step / GiB:.2f} GiB streamed per step")
+
+
+def predict_phases(components: list[ComponentSizes], offloaded: dict[str, int], *, activation_bytes: int,
+                   encode_activation_bytes: int = 0, train_state_bytes: int = 0, fixed_bytes: int = 0,
+                   prefetch: int = 1, headroom_bytes: int = HEADROOM_BYTES) -> dict[str, int]:
+    """Device bytes of the two phases of a run.
+
+    encode: everything is on the device (the trainer loads, then caches captions and latents); text
+        encoders run with their window, the transformer sits idle; plus text-encoder/VAE activations.
+    train: the transformer runs with its window; text encoders that stay on the device sit idle; plus
+        LoRA weights, gradients and optimizer state (`train_state_bytes`) and the activations.
+    `fixed_bytes`: modules that are never streamed (the VAE).
+    """
+    encode = fixed_bytes + encode_activation_bytes + headroom_bytes
+    train = fixed_bytes + train_state_bytes + activation_bytes + headroom_bytes
+    for c in components:
+        n = offloaded.get(c.name, 0)
+        encode += c.idle(n) if c.trains else c.active(n, prefetch)
+        if c.trains:
+            train += c.active(n, prefetch)
+        elif c.in_training:
+            train += c.idle(n)
+    return {"encode": encode, "train": train}
+
+
+def plan_offload(components: list[ComponentSizes], budget_bytes: int | None, activation_bytes: int, *,
+                 encode_activation_bytes: int = 0, train_state_bytes: int = 0, fixed_bytes: int = 0,
+                 prefetch: int = 1, headroom_bytes: int = HEADROOM_BYTES,
+                 fixed_counts: dict[str, int] | None = None) -> OffloadPlan:
+    """Choose how many trailing blocks of each component to stream so the predicted peak fits `budget_bytes`.
+
+    Among the choices that fit, the plan streams the fewest bytes per training step (a trained block
+    crosses the bus twice per step, a text-encoder layer used every step once, a text encoder whose
+    embeddings are cached only once per run), then the fewest blocks. When nothing fits it streams
+    everything and `plan.fits` is False. `budget_bytes=None` streams nothing; `fixed_counts` skips the
+    search and only predicts (the percentages of `layer_offloading: true`).
+    """
+    kwargs = dict(activation_bytes=activation_bytes, encode_activation_bytes=encode_activation_bytes,
+                  train_state_bytes=train_state_bytes, fixed_bytes=fixed_bytes, prefetch=prefetch,
+                  headroom_bytes=headroom_bytes)
+
+    def cost(counts: dict[str, int]) -> tuple[int, int, int]:
+        per_step = once = 0
+        for c in components:
+            moved = sum(c.blocks[len(c.blocks) - counts[c.name]:]) if counts[c.name] else 0
+            if c.trains:
+                per_step += 2 * moved
+            elif c.in_training:
+                per_step += moved
+            else:
+                once += moved
+        return per_step, once, sum(counts.values())
+
+    def make(counts: dict[str, int]) -> OffloadPlan:
+        return OffloadPlan(dict(counts), predict_phases(components, counts, **kwargs), budget_bytes, cost(counts)[0])
+
+    if fixed_counts is not None:
+        return make({c.name: min(fixed_counts.get(c.name, 0), len(c.blocks)) for c in components})
+    if budget_bytes is None:
+        return make({c.name: 0 for c in components})
+    best = None
+    for choice in itertools.product(*(range(len(c.blocks) + 1) for c in components)):
+        counts = {c.name: n for c, n in zip(components, choice)}
+        if max(predict_phases(components, counts, **kwargs).values()) <= budget_bytes:
+            if best is None or cost(counts) < cost(best):
+                best = counts
+    return make(best if best is not None else {c.name: len(c.blocks) for c in components})
+
+
+def percent_to_count(percent: float, num_blocks: int) -> int:
+    """`layer_offloading_*_percent` (0..1) -> how many trailing blocks are streamed."""
+    return min(num_blocks, max(0, round(percent * num_blocks)))
+
+
+def estimate_activation_bytes(hidden: int, mlp_hidden: int, num_blocks: int, tokens: int, batch_size: int,
+                              gradient_checkpointing: bool, bytes_per_element: int = 2) -> int:
+    """Activation memory of one LoRA training step of a FLUX transformer (frozen base weights).
+
+    Per token, a block keeps for backward about 11*hidden + 4*mlp_hidden elements: the norm input and
+    the modulated input (2 hidden), q and k before the QK-norm (2), q, k, v and the output that
+    attention saves (4), the output-projection and second-norm inputs (3), and the gated MLP
+    (SwiGLU input halves and activation: 3 mlp_hidden, plus the mlp_hidden input of the output
+    linear). Memory-efficient attention keeps no tokens x tokens matrix. LoRA adds only rank-sized
+    tensors. Backward of one block needs a workspace of about 4*hidden + 2*mlp_hidden more.
+    With gradient checkpointing every block keeps only its input (hidden) and one block at a time is
+    recomputed. A test checks the per-block figure against the tensors autograd really saves.
+    """
+    per_block = 11 * hidden + 4 * mlp_hidden
+    workspace = 4 * hidden + 2 * mlp_hidden
+    if gradient_checkpointing:
+        elements = num_blocks * hidden + per_block + workspace
+    else:
+        elements = num_blocks * per_block + workspace
+    return elements * tokens * batch_size * bytes_per_element
+
+
+# ============================================================================ sizes
+
+
+def _leaf_tensors(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """Plain tensors holding `tensor`'s data: itself, or the inner tensors of a quanto (wrapper) tensor."""
+    from torch.utils._python_dispatch import is_traceable_wrapper_subclass
+
+    if not is_traceable_wrapper_subclass(tensor):
+        return [tensor]
+    leaves = []
+    for name in tensor.__tensor_flatten__()[0]:
+        inner = getattr(tensor, name)
+        if inner is not None:
+            leaves += _leaf_tensors(inner)
+    return leaves
+
+
+def frozen_tensors(module: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Parameters and buffers of `module` that streaming may move: everything but PEFT's `lora_*`."""
+    named = [*module.named_parameters(), *module.named_buffers()]
+    return [(name, t) for name, t in named if t is not None and "lora_" not in name]
+
+
+def _storages(tensors: Iterable[torch.Tensor]) -> list[torch.UntypedStorage]:
+    seen, out = set(), []
+    for tensor in tensors:
+        for leaf in _leaf_tensors(tensor):
+            storage = leaf.untyped_storage()
+            key = (storage.device, storage.data_ptr()) if storage.data_ptr() else id(storage)
+            if storage.nbytes() and key not in seen:
+                seen.add(key)
+                out.append(storage)
+    return out
+
+
+def module_nbytes(module: torch.nn.Module) -> int:
+    """Bytes of the distinct storages behind `module`'s frozen tensors (quantized sizes when quantized)."""
+    return sum(s.nbytes() for s in _storages(t for _, t in frozen_tensors(module)))
+
+
+# ============================================================================ streaming
+
+
+class _BlockWeights:
+    """The storages of one block's frozen tensors, their host copy, and their state on the device."""
+
+    def __init__(self, block: torch.nn.Module, device: torch.device):
+        self.device = device
+        self.params = [t for _, t in frozen_tensors(block) if isinstance(t, torch.nn.Parameter)]
+        storages = _storages(t for _, t in frozen_tensors(block))
+        self.views = [torch.empty(0, dtype=torch.uint8, device=device).set_(s) for s in storages]
+        self.sizes = [s.nbytes() for s in storages]
+        self.nbytes = sum(self.sizes)
+        pin = device.type == "cuda"
+        host = torch.empty(self.nbytes, dtype=torch.uint8, pin_memory=pin)
+        self.host, offset = [], 0
+        for view, size in zip(self.views, self.sizes):
+            self.host.append(host[offset : offset + size])
+            offset += size
+            self.host[-1].copy_(view)
+        self.loaded = True
+        self.event = None
+
+    def load(self, stream) -> None:
+        """Re-allocate the device storages and fill them from the host copy (asynchronously on `stream`)."""
+        if self.loaded:
+            return
+        if self.device.type == "cpu":
+            for view, host in zip(self.views, self.host):
+                view.copy_(host)
+        else:
+            # Allocate on the compute stream, then make the copy stream wait for everything queued on it:
+            # the allocator may hand out memory that kernels queued before this point still read.
+            for view, size in zip(self.views, self.sizes):
+                view.untyped_storage().resize_(size)
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(stream):
+                for view, host in zip(self.views, self.host):
+                    view.copy_(host, non_blocking=True)
+                self.event = stream.record_event()
+        self.loaded = True
+
+    def wait(self) -> None:
+        """Make the compute stream wait until the copy issued by `load` has landed."""
+        if self.event is not None:
+            torch.cuda.current_stream(self.device).wait_event(self.event)
+            self.event = None
+
+    def release(self) -> None:
+        if not self.loaded:
+            return
+        if self.device.type == "cpu":
+            for view in self.views:
+                view.fill_(0xFF)  # NaN in every float format: a missed re-load cannot pass unnoticed
+        else:
+            # Freed on the compute stream, after the kernels already queued there (the caching allocator
+            # only reuses the memory in that stream's order; `load` orders the copy stream after it).
+            for view in self.views:
+                view.untyped_storage().resize_(0)
+        self.loaded = False
+        self.event = None
+
+
+class BlockStreamer:
+    """Streams the frozen weights of the `offloaded` blocks of `blocks` (a module's blocks in execution order).
+
+    Hooks go on every block so that a resident block can prefetch an offloaded neighbour. Blocks are
+    handed over with `offload(i)` (each goes to the device alone, is copied to host memory and released),
+    so a caller can also materialise and offload them one at a time (the benchmark does).
+    """
+
+    def __init__(self, blocks: list[torch.nn.Module], device: str | torch.device, prefetch: int = 1):
+        self.blocks = list(blocks)
+        self.device = torch.device(device)
+        self.prefetch = max(1, prefetch)
+        self.weights: dict[int, _BlockWeights] = {}
+        self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        self._callback_queued_for = None
+        self._handles = []
+        for i, block in enumerate(self.blocks):
+            self._handles.append(block.register_forward_pre_hook(self._hook_pre(i), with_kwargs=True, prepend=True))
+            self._handles.append(block.register_forward_hook(self._hook_post(i), with_kwargs=True))
+
+    # ----------------------------------------------------------------- setup
+    def offload(self, index: int) -> None:
+        """Stream block `index` from now on: move it to the device, keep a host copy, free its device storage."""
+        block = self.blocks[index]
+        for _, tensor in frozen_tensors(block):
+            if isinstance(tensor, torch.nn.Parameter):
+                tensor.requires_grad_(False)  # streamed weights are frozen by construction
+        block.to(self.device)
+        weights = _BlockWeights(block, self.device)
+        weights.release()
+        self.weights[index] = weights
+
+    @property
+    def streamed_bytes(self) -> int:
+        return sum(w.nbytes for w in self.weights.values())
+
+    def detach(self) -> None:
+        """Stop streaming: every block is loaded back on the device and the hooks removed."""
+        for index in sorted(self.weights):
+            self._ensure(index)
+        self.weights.clear()
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    # ----------------------------------------------------------------- runtime
+    def _ensure(self, index: int) -> None:
+        weights = self.weights.get(index)
+        if weights is not None:
+            weights.load(self.stream)
+            weights.wait()
+
+    def _prefetch(self, indices: Iterable[int]) -> None:
+        for j in indices:
+            if 0 <= j < len(self.blocks) and j in self.weights:
+                self.weights[j].load(self.stream)
+
+    def _release(self, index: int) -> None:
+        if index in self.weights:
+            self.weights[index].release()
+
+    def _hook_pre(self, index: int):
+        def hook(module, args, kwargs):
+            self._ensure(index)
+            if _in_backward():
+                return None  # re-computation under gradient checkpointing: the backward hooks drive prefetch
+            self._prefetch(range(index + 1, index + 1 + self.prefetch))
+            if torch.is_grad_enabled():
+                weights = self.weights.get(index)
+                if weights is not None and any(p.requires_grad for p in weights.params):
+                    raise OffloadError(f"block {index} is streamed by layer offloading but has trainable weights; "
+                                       "only frozen weights can be streamed (LoRA parameters stay on the device)")
+                inputs = _grad_tensors((args, kwargs))
+                if inputs:
+                    torch.autograd.graph.register_multi_grad_hook(inputs, lambda _: self._release(index), mode="all")
+            return None
+
+        return hook
+
+    def _hook_post(self, index: int):
+        def hook(module, args, kwargs, output):
+            if _in_backward():
+                return None
+            outputs = _grad_tensors(output) if torch.is_grad_enabled() else []
+            if outputs:
+                torch.autograd.graph.register_multi_grad_hook(outputs, lambda _: self._pre_backward(index), mode="any")
+            # Backward starts with the last block: keep it rather than release and reload it at once.
+            if not (outputs and index == len(self.blocks) - 1):
+                self._release(index)
+            return None
+
+        return hook
+
+    def _pre_backward(self, index: int) -> None:
+        task = torch._C._current_graph_task_id()
+        if self._callback_queued_for != task:
+            self._callback_queued_for = task
+            torch.autograd.Variable._execution_engine.queue_callback(self._end_of_backward)
+        self._ensure(index)
+        self._prefetch(range(index - 1, index - 1 - self.prefetch, -1))
+
+    def _end_of_backward(self) -> None:
+        """Blocks whose inputs need no gradient (the first ones) get no release hook: free them here,
+        and start loading the first streamed block for the next forward."""
+        self._callback_queued_for = None
+        for index in self.weights:
+            self._release(index)
+        self._prefetch(sorted(self.weights)[: self.prefetch])
+
+
+def _in_backward() -> bool:
+    # The same test FSDP2 uses: a graph task is running only inside autograd's backward.
+    return torch._C._current_graph_task_id() != -1
+
+
+def _grad_tensors(tree) -> list[torch.Tensor]:
+    from torch.utils._pytree import tree_leaves
+
+    return [t for t in tree_leaves(tree) if isinstance(t, torch.Tensor) and t.requires_grad]

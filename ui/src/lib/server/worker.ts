@@ -1,0 +1,261 @@
+// The queue and the worker. Every tick (WORKER_POLL_MS): follow each running job's
+// progress.jsonl, notice processes that ended, then start queued jobs while a slot is free
+// (MAX_CONCURRENT_JOBS in all, one job at a time per device).
+//
+// A job runs as `PYTHON run.py <job file>` in its own process group (detached, output appended to
+// its log file), so it outlives the UI. The pid is stored: after a restart the worker carries on
+// following jobs whose process is still alive, and a job whose process is gone without an `end`
+// event is marked failed with the last lines of its log.
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import type { JobState } from "../types";
+import { getDb } from "./db";
+import { getJob, jobPaths, now, updateJob, type JobRow } from "./jobs";
+import { readEventsFrom } from "./progress";
+import { settings } from "./settings";
+
+/** How long a process may linger after writing its `end` event before the slot is freed anyway. */
+const END_GRACE_S = 120;
+
+interface WorkerState {
+  timer: NodeJS.Timeout | null;
+  /** Exit codes of processes this server started (absent for re-attached ones). */
+  exitCodes: Map<number, number | null>;
+}
+
+const KEY = Symbol.for("aitk.worker");
+
+function state(): WorkerState {
+  const g = globalThis as unknown as Record<symbol, WorkerState | undefined>;
+  return (g[KEY] ??= { timer: null, exitCodes: new Map() });
+}
+
+/** Whether `pid` is still our trainer: alive, not a zombie, and (on Linux) running this job file. */
+export function processAlive(pid: number, configPath: string): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EPERM") return false;
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return false;
+    const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    // a pid the system reused for another program is not our job
+    if (!cmdline.split("\0").includes(configPath)) return false;
+  } catch {
+    // no /proc (macOS): kill(pid, 0) is all we can know
+  }
+  return true;
+}
+
+function deviceKey(device: string): string {
+  const d = device.trim().toLowerCase();
+  if (d === "cuda") return "cuda:0";
+  return d || "default";
+}
+
+/** Reads the new progress events of a running job into its row. */
+function syncProgress(job: JobRow): JobRow {
+  const paths = jobPaths(job.name);
+  const { events, offset } = readEventsFrom(paths.progress, job.progress_offset);
+  if (events.length === 0 && offset === job.progress_offset) return job;
+  const update: Partial<JobRow> = { progress_offset: offset };
+  for (const e of events) {
+    if (typeof e.step === "number") update.step = e.step;
+    if (typeof e.total_steps === "number") update.total_steps = e.total_steps;
+    if (e.event === "step") {
+      if (typeof e.loss === "number") update.loss = e.loss;
+      if (typeof e.s_per_it === "number") update.s_per_it = e.s_per_it;
+    }
+    if (e.event === "start") {
+      update.end_state = null;
+    }
+    if (e.event === "end") {
+      update.end_state = e.state ?? "error";
+      update.error = e.error ?? null;
+    }
+  }
+  updateJob(job.id, update);
+  return { ...job, ...update };
+}
+
+function finalState(endState: string | null): JobState {
+  if (endState === "finished") return "finished";
+  if (endState === "stopped") return "stopped";
+  return "failed";
+}
+
+function lastLogLines(job: JobRow, n = 20): string {
+  const paths = jobPaths(job.name);
+  try {
+    const text = fs.readFileSync(paths.log, "utf8");
+    const lines = text
+      .replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "")
+      .split("\n")
+      .map((l) => l.split("\r").filter((p) => p.trim()).pop() ?? "")
+      .filter((l) => l.trim());
+    return lines.slice(-n).join("\n");
+  } catch {
+    return "(no log)";
+  }
+}
+
+function finishJob(job: JobRow, exitCode: number | null): void {
+  const fields: Partial<JobRow> = { pid: null, finished_at: now(), exit_code: exitCode };
+  if (job.end_state) {
+    fields.state = finalState(job.end_state);
+    if (fields.state === "failed" && !job.error) fields.error = `the trainer reported an error; last log lines:\n${lastLogLines(job)}`;
+    if (fields.state !== "failed") fields.error = null;
+  } else if (job.state === "stopping") {
+    // Stopped before the trainer installed its handler (still loading): nothing was trained to save.
+    fields.state = "stopped";
+    fields.error = null;
+  } else {
+    fields.state = "failed";
+    const code = exitCode === null ? "" : ` with code ${exitCode}`;
+    fields.error = `the training process exited${code} without an end event; last log lines:\n${lastLogLines(job)}`;
+  }
+  updateJob(job.id, fields);
+}
+
+function followRunning(): void {
+  const s = state();
+  const active = getDb().prepare("SELECT * FROM jobs WHERE state IN ('running', 'stopping')").all() as JobRow[];
+  for (let job of active) {
+    job = syncProgress(job);
+    const configPath = jobPaths(job.name).config;
+    const alive = job.pid !== null && processAlive(job.pid, configPath);
+    if (alive) {
+      if (job.end_state) {
+        // the end event is written; give the process a moment to exit before freeing its slot
+        if (job.end_seen_at === null) updateJob(job.id, { end_seen_at: now() });
+        else if (now() - job.end_seen_at > END_GRACE_S) finishJob(job, null);
+      }
+      continue;
+    }
+    job = syncProgress(job); // lines written just before the exit
+    const exitCode = job.pid !== null ? (s.exitCodes.get(job.pid) ?? null) : null;
+    if (job.pid !== null) s.exitCodes.delete(job.pid);
+    finishJob(job, exitCode);
+  }
+}
+
+function launch(job: JobRow): void {
+  const s = settings();
+  const paths = jobPaths(job.name);
+  if (!fs.existsSync(paths.config)) {
+    updateJob(job.id, { state: "failed", error: `the job file ${paths.config} is missing`, finished_at: now() });
+    return;
+  }
+  let offset = 0;
+  try {
+    offset = fs.statSync(paths.progress).size;
+  } catch {
+    offset = 0;
+  }
+  fs.mkdirSync(paths.dir, { recursive: true });
+  const out = fs.openSync(paths.log, "a");
+  const run = job.run_count + 1;
+  fs.writeSync(out, `\n===== run ${run} at ${new Date().toISOString()}: ${s.python} run.py ${paths.config}\n`);
+  const env = { ...process.env, PYTHONUNBUFFERED: "1" };
+  delete env.AI_TOOLKIT_AUTH; // the trainer has no use for the UI's secret
+  let child;
+  try {
+    child = spawn(s.python, ["run.py", paths.config], {
+      cwd: s.repoRoot,
+      detached: true,
+      stdio: ["ignore", out, out],
+      env,
+    });
+  } finally {
+    fs.closeSync(out);
+  }
+  const pid = child.pid;
+  child.on("error", (err) => {
+    fs.appendFileSync(paths.log, `cannot start ${s.python}: ${err.message} (set PYTHON)\n`);
+  });
+  if (pid === undefined) {
+    updateJob(job.id, {
+      state: "failed",
+      error: `cannot start ${s.python} run.py (set PYTHON to the trainer's interpreter)`,
+      finished_at: now(),
+      run_count: run,
+    });
+    return;
+  }
+  state().exitCodes.set(pid, null);
+  child.on("exit", (code, signal) => {
+    state().exitCodes.set(pid, code ?? (signal ? 128 + (signalNumber(signal) ?? 0) : null));
+  });
+  child.unref();
+  updateJob(job.id, {
+    state: "running",
+    pid,
+    started_at: now(),
+    finished_at: null,
+    run_count: run,
+    progress_offset: offset,
+    end_state: null,
+    error: null,
+    exit_code: null,
+    stop_requested_at: null,
+    end_seen_at: null,
+  });
+}
+
+function signalNumber(signal: NodeJS.Signals): number | undefined {
+  const table: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
+  return table[signal];
+}
+
+function startQueued(): void {
+  const s = settings();
+  const db = getDb();
+  const active = db.prepare("SELECT device FROM jobs WHERE state IN ('running', 'stopping')").all() as { device: string }[];
+  let slots = s.maxConcurrentJobs - active.length;
+  const busy = new Set(active.map((j) => deviceKey(j.device)));
+  if (slots <= 0) return;
+  const queued = db.prepare("SELECT * FROM jobs WHERE state = 'queued' ORDER BY queued_at, id").all() as JobRow[];
+  for (const job of queued) {
+    if (slots <= 0) break;
+    const key = deviceKey(job.device);
+    if (busy.has(key)) continue;
+    launch(job);
+    if (getJob(job.id)?.state === "running") {
+      slots -= 1;
+      busy.add(key);
+    }
+  }
+}
+
+/** One pass of the worker (exported for tests). */
+export function tick(): void {
+  followRunning();
+  startQueued();
+}
+
+export function startWorker(): void {
+  const s = state();
+  if (s.timer) return;
+  const loop = () => {
+    try {
+      tick();
+    } catch (err) {
+      console.error("[worker]", err);
+    }
+  };
+  loop();
+  s.timer = setInterval(loop, settings().workerPollMs);
+  s.timer.unref();
+}
+
+export function stopWorker(): void {
+  const s = state();
+  if (s.timer) clearInterval(s.timer);
+  s.timer = null;
+}
+
+export function workerRunning(): boolean {
+  return state().timer !== null;
+}
