@@ -91,31 +91,17 @@ class BaseSDTrainProcess(BaseProcess):
 
     def _check_supported(self) -> None:
         """Options this trainer or the architecture cannot honour: an error, never silently ignored."""
+        from toolkit.features import check_features
         from toolkit.models.base_model import unsupported_model_options
         from toolkit.optim import check_optimizer
+        from toolkit.util.get_model import model_registry
 
-        cfg, caps, arch = self.config, self.model_cls.capabilities, self.model_cls.arch
+        cfg = self.config
         problems = unsupported_model_options(cfg.model, f"{self.key}.model")
-        if cfg.network.type != "lora":
-            problems.append(f"{self.key}.network.type: '{cfg.network.type}' is not supported yet; use lora")
-        if cfg.train.train_text_encoder and not caps.text_encoder_trainable:
-            problems.append(f"{self.key}.train.train_text_encoder: training the text encoder is not supported for "
-                            f"{arch}; set it to false")
+        problems += check_features(cfg, self.model_cls, model_registry(), self.key)
         if cfg.model.lora_path:
             problems.append(f"{self.key}.model.lora_path applies a LoRA when generating; it cannot be merged into a "
                             "training run yet. Remove it")
-        unsupported = {
-            "train.bypass_guidance_embedding": cfg.train.bypass_guidance_embedding,
-            "save.push_to_hub": cfg.save.push_to_hub,
-            "logging.use_wandb": cfg.logging.use_wandb,
-            "performance_log_every": cfg.performance_log_every > 0,
-            "sample.ctrl_img": cfg.sample.ctrl_img is not None or any(s.ctrl_img for s in cfg.sample.samples or []),
-        }
-        problems += [f"{self.key}.{key} is not supported yet; remove it" for key, used in unsupported.items() if used]
-        if cfg.network.conv:
-            problems.append(f"{self.key}.network.conv: the FLUX transformers have no conv layers to train; remove it")
-        problems += [f"{self.key}.datasets[{i}].is_reg: regularisation datasets are not supported yet; remove it"
-                     for i, d in enumerate(cfg.datasets) if d.is_reg]
         if not cfg.train.train_unet:
             problems.append(f"{self.key}.train.train_unet: false would train nothing; set it to true")
         try:

@@ -52,7 +52,10 @@ class ModelCapabilities:
     guidance_distilled: bool = False
     real_cfg: bool = False
     max_reference_images: int = 0
+    reference_training: bool = False  # edit training with reference images (control_path, ctrl_img)
     text_encoder_trainable: bool = False
+    lokr: bool = False
+    conv_lora: bool = False
     default_guidance_scale: float = 4.0
     default_sample_steps: int = 28
     default_timestep_type: str = "sigmoid"
@@ -101,12 +104,13 @@ class ImageRequest:
 
 
 def unsupported_model_options(model_config, key: str) -> list[str]:
-    """Model options that are validated but not implemented yet: errors, never silently ignored."""
+    """Model options that are validated but not implemented yet, or contradict each other: errors, never
+    silently ignored."""
     problems = []
-    if model_config.layer_offloading:
-        problems.append(f"{key}.layer_offloading is not implemented yet; use quantize / quantize_te and low_vram")
-    if model_config.vram_budget_gb is not None:
-        problems.append(f"{key}.vram_budget_gb is not implemented yet (it drives layer offloading); remove it")
+    if model_config.layer_offloading is True and model_config.vram_budget_gb is not None:
+        problems.append(f"{key}.vram_budget_gb plans layer offloading automatically, but layer_offloading: true "
+                        "streams the fixed layer_offloading_*_percent; set layer_offloading: auto (or remove "
+                        "vram_budget_gb)")
     if model_config.assistant_lora_path:
         problems.append(f"{key}.assistant_lora_path (ai-toolkit's schnell training adapter) is not supported yet; "
                         "remove it, or train on FLUX.1-dev")
@@ -286,14 +290,40 @@ class BaseModel:
                 quantize_text_encoder(getattr(self.pipeline, name), cfg.qtype_te)
 
     def place_on_device(self) -> None:
-        """Move the pipeline to the device; with `low_vram` the text encoders stay on the CPU."""
-        if not self.model_config.low_vram:
-            self.pipeline.to(self.device)
-            return
-        keep = set(self.text_encoder_names())
-        for name, module in self.pipeline.components.items():
-            if isinstance(module, torch.nn.Module) and name not in keep:
+        """Move the pipeline to the device; with `low_vram` the text encoders stay on the CPU.
+
+        With `layer_offloading` (or `vram_budget_gb`) the last blocks of the transformer and of the text
+        encoders on the device are streamed from host memory instead (toolkit/models/offload.py): the
+        plan is logged, and `self.block_streamers` maps each streamed component to its streamer.
+        """
+        from toolkit.models.offload import plan_model_offload, stream_blocks
+
+        on_cpu = set(self.text_encoder_names()) if self.model_config.low_vram else set()
+        modules = {name: module for name, module in self.pipeline.components.items()
+                   if isinstance(module, torch.nn.Module) and name not in on_cpu}
+        plan = plan_model_offload(self, list(modules))
+        self.block_streamers = {}
+        for name, module in modules.items():
+            count = plan.offloaded.get(name, 0) if plan is not None else 0
+            if count:
+                self.block_streamers[name] = stream_blocks(module, self.offload_blocks(name), count, self.device)
+            else:
                 module.to(self.device)
+
+    def offload_blocks(self, component: str) -> list[torch.nn.Module]:
+        """The blocks of a pipeline component that layer offloading may stream, in execution order ([]: none)."""
+        from toolkit.models.quantize import text_encoder_layers, transformer_blocks
+
+        if component == "transformer":
+            return transformer_blocks(self.transformer)
+        if component in self.text_encoder_names():
+            return text_encoder_layers(getattr(self.pipeline, component))
+        return []
+
+    def set_training_shape(self, shape) -> None:
+        """Resolution, batch, checkpointing, rank... of the run (`offload.TrainingShape`): sizes the offload
+        plan of `layer_offloading: auto` / `vram_budget_gb`. Call before `load_model()`."""
+        self.training_shape = shape
 
     def text_encoder_device(self) -> torch.device:
         """Where the text encoders run (the CPU under `low_vram`)."""

@@ -1,0 +1,64 @@
+"""The feature x architecture matrix: every feature is guarded for every arch, and README shows the table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from toolkit.config_modules import TrainProcessConfig
+from toolkit.features import FEATURES, README_BEGIN, README_END, check_features, markdown_table
+from toolkit.util.get_model import model_registry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# One way to switch each feature on. A new Feature without an entry here fails test_every_feature_has_an_example.
+EXAMPLES = {
+    "network.type": {"network": {"type": "lokr"}},
+    "network.conv": {"network": {"conv": 4}},
+    "train.train_text_encoder": {"train": {"train_text_encoder": True}},
+    "datasets[i].control_path": {"datasets": [{"folder_path": "/data", "control_path": "/refs"}]},
+    "sample.ctrl_img": {"sample": {"prompts": ["x"], "ctrl_img": "/ref.png"}},
+    "model.assistant_lora_path": {"model": {"assistant_lora_path": "ostris/FLUX.1-schnell-training-adapter"}},
+    "datasets[i].is_reg": {"datasets": [{"folder_path": "/data", "is_reg": True}]},
+    "train.bypass_guidance_embedding": {"train": {"bypass_guidance_embedding": True}},
+    "save.push_to_hub": {"save": {"push_to_hub": True, "hf_repo_id": "me/lora"}},
+    "logging.use_wandb": {"logging": {"use_wandb": True}},
+    "performance_log_every": {"performance_log_every": 10},
+}
+
+
+def process(arch: str, **changes) -> TrainProcessConfig:
+    raw = {"type": "sd_trainer", "datasets": [{"folder_path": "/data"}],
+           "model": {"name_or_path": "x", "arch": arch}, **changes}
+    if "model" in changes:
+        raw["model"] = {"name_or_path": "x", "arch": arch, **changes["model"]}
+    return TrainProcessConfig.model_validate(raw)
+
+
+def test_every_feature_has_an_example():
+    assert set(EXAMPLES) == {f.key for f in FEATURES}
+
+
+@pytest.mark.parametrize("arch", sorted(model_registry()))
+@pytest.mark.parametrize("feature", FEATURES, ids=lambda f: f.key)
+def test_matrix(arch, feature):
+    registry = model_registry()
+    model_cls = registry[arch]
+    plain = check_features(process(arch), model_cls, registry, "config.process[0]")
+    assert plain == []
+    problems = check_features(process(arch, **EXAMPLES[feature.key]), model_cls, registry, "config.process[0]")
+    if feature.supported(model_cls.capabilities):
+        assert problems == []
+    else:
+        assert len(problems) == 1, problems
+        message = problems[0]
+        path = feature.key.replace("[i]", "[0]")
+        assert message.startswith(f"config.process[0].{path}: ") and f"not supported for {arch}" in message
+        assert "supported for:" in message or "not supported for any architecture yet" in message
+
+
+def test_readme_table_is_in_sync():
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index(README_BEGIN) + len(README_BEGIN):text.index(README_END)].strip()
+    assert table == markdown_table(model_registry()), "run `python -m toolkit.features` and paste it into README"

@@ -1,0 +1,100 @@
+"""Which training features work with which architecture, declared once and checked before loading.
+
+Each `Feature` names its config key, how to tell it is used, and what it requires of a
+model class (its `capabilities`); `check_features` turns every used-but-unsupported
+feature into a problem naming the key path, the architecture and where it is supported
+instead. The README's feature table is generated from the same list
+(`python -m toolkit.features`) and a test keeps the two in sync.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+README_BEGIN = "<!-- feature-table:begin -->"
+README_END = "<!-- feature-table:end -->"
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    key: str  # relative to config.process[i]; "[i]" marks a list item
+    label: str
+    used: Callable[[object], list[str]]  # process config -> key paths (relative) where it is used
+    supported: Callable[[object], bool]  # model capabilities -> supported?
+    instead: str  # what to do when it is not supported
+
+
+def _flag(getter: Callable[[object], object], key: str) -> Callable[[object], list[str]]:
+    return lambda cfg: [key] if getter(cfg) else []
+
+
+def _per_dataset(attr: str) -> Callable[[object], list[str]]:
+    return lambda cfg: [f"datasets[{i}].{attr}" for i, d in enumerate(cfg.datasets) if getattr(d, attr)]
+
+
+def _never(caps) -> bool:
+    return False
+
+
+def _uses_ctrl_img(cfg) -> list[str]:
+    keys = ["sample.ctrl_img"] if cfg.sample.ctrl_img else []
+    return keys + [f"sample.samples[{i}].ctrl_img" for i, s in enumerate(cfg.sample.samples or []) if s.ctrl_img]
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("network.type", "LoKr (`network.type: lokr`)", lambda c: ["network.type"] if c.network.type == "lokr" else [],
+            lambda caps: caps.lokr, "use network.type: lora"),
+    Feature("network.conv", "conv LoRA (`network.conv`)", _flag(lambda c: c.network.conv, "network.conv"),
+            lambda caps: caps.conv_lora, "remove it (the FLUX transformers have no conv layers in their blocks)"),
+    Feature("train.train_text_encoder", "text-encoder training",
+            _flag(lambda c: c.train.train_text_encoder, "train.train_text_encoder"),
+            lambda caps: caps.text_encoder_trainable, "set it to false"),
+    Feature("datasets[i].control_path", "reference / edit images (`control_path`)", _per_dataset("control_path"),
+            lambda caps: caps.reference_training, "remove it"),
+    Feature("sample.ctrl_img", "sampling with reference images (`ctrl_img`)", _uses_ctrl_img,
+            lambda caps: caps.reference_training, "remove it"),
+    Feature("model.assistant_lora_path", "assistant (training adapter) LoRA",
+            _flag(lambda c: c.model.assistant_lora_path, "model.assistant_lora_path"), _never,
+            "remove it, or train on FLUX.1-dev instead of schnell"),
+    Feature("datasets[i].is_reg", "regularisation datasets (`is_reg`)", _per_dataset("is_reg"), _never, "remove it"),
+    Feature("train.bypass_guidance_embedding", "bypassing the guidance embedding",
+            _flag(lambda c: c.train.bypass_guidance_embedding, "train.bypass_guidance_embedding"), _never, "remove it"),
+    Feature("save.push_to_hub", "pushing to the hub", _flag(lambda c: c.save.push_to_hub, "save.push_to_hub"),
+            _never, "remove it and upload the LoRA yourself"),
+    Feature("logging.use_wandb", "Weights & Biases logging", _flag(lambda c: c.logging.use_wandb, "logging.use_wandb"),
+            _never, "remove it (progress.jsonl and loss_log.csv hold the curves)"),
+    Feature("performance_log_every", "performance log", _flag(lambda c: c.performance_log_every, "performance_log_every"),
+            _never, "remove it (progress.jsonl has s_per_it)"),
+)
+
+
+def check_features(process_config, model_cls, registry: dict[str, type], key: str) -> list[str]:
+    """Problems for every feature `process_config` uses that `model_cls` does not support."""
+    problems = []
+    for feature in FEATURES:
+        paths = feature.used(process_config)
+        if not paths or feature.supported(model_cls.capabilities):
+            continue
+        where = sorted(arch for arch, cls in registry.items() if feature.supported(cls.capabilities))
+        elsewhere = f"supported for: {', '.join(where)}" if where else "not supported for any architecture yet"
+        for path in paths:
+            problems.append(f"{key}.{path}: {feature.label} is not supported for {model_cls.arch} ({elsewhere}); "
+                            f"{feature.instead}")
+    return problems
+
+
+def markdown_table(registry: dict[str, type]) -> str:
+    archs = sorted(registry)
+    lines = ["| feature | key | " + " | ".join(f"`{a}`" for a in archs) + " |",
+             "|---|---|" + "---|" * len(archs)]
+    for feature in FEATURES:
+        cells = ["yes" if feature.supported(registry[a].capabilities) else "no" for a in archs]
+        lines.append(f"| {feature.label} | `{feature.key}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from toolkit.util.get_model import model_registry
+
+    print(markdown_table(model_registry()))
