@@ -33,16 +33,24 @@ def select_targets(candidates: list[str], only_if_contains: list[str], ignore_if
     return selected
 
 
-def attach_lora(transformer: torch.nn.Module, targets: list[str], rank: int, alpha: float) -> list[torch.nn.Parameter]:
-    """Add a PEFT LoRA adapter on exactly `targets`; returns the trainable parameters (fp32)."""
-    from peft import LoraConfig
+def attach_lora(transformer: torch.nn.Module, targets: list[str], rank: int, alpha: float,
+                network_type: str = "lora", lokr_factor: int = -1) -> list[torch.nn.Parameter]:
+    """Add a PEFT LoRA (or LoKr) adapter on exactly `targets`; returns the trainable parameters (fp32).
+
+    LoKr: `rank` is PEFT's `r` (the rank of decomposed Kronecker factors), `lokr_factor` its
+    `decompose_factor` (-1: the most square factorisation).
+    """
+    from peft import LoKrConfig, LoraConfig
 
     transformer.requires_grad_(False)
-    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets)
+    if network_type == "lokr":
+        config = LoKrConfig(r=rank, alpha=alpha, decompose_factor=lokr_factor, target_modules=targets)
+    else:
+        config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets)
     transformer.add_adapter(config, adapter_name=ADAPTER)
     params = []
     for name, param in transformer.named_parameters():
-        if ".lora_" in name:
+        if ".lora_" in name or ".lokr_" in name:
             param.data = param.data.float()
             param.requires_grad_(True)
             params.append(param)

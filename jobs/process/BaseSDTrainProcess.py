@@ -134,6 +134,7 @@ class BaseSDTrainProcess(BaseProcess):
         random.seed(cfg.train.seed)
         self._write_resolved_config()
         self.model = self.model_cls(cfg.model, device=self.device)
+        self.model.adapter_type = cfg.network.type
         self.model.load_model()
         self._prepare_sample_requests()
         self._prepare_data()
@@ -199,12 +200,13 @@ class BaseSDTrainProcess(BaseProcess):
         transformer = self.model.transformer
         targets = select_targets(self.model.lora_targets(), net.network_kwargs.only_if_contains,
                                  net.network_kwargs.ignore_if_contains, f"{self.key}.network")
-        self.params = attach_lora(transformer, targets, net.linear, net.linear_alpha)
+        self.params = attach_lora(transformer, targets, net.linear, net.linear_alpha, net.type, net.lokr_factor)
         if self.config.train.gradient_checkpointing:
             transformer.enable_gradient_checkpointing()
         transformer.train()
         count = sum(p.numel() for p in self.params)
-        log.info("LoRA rank %d alpha %g on %d modules: %.2fM parameters", net.linear, net.linear_alpha, len(targets), count / 1e6)
+        log.info("%s rank %d alpha %g on %d modules: %.2fM parameters", net.type, net.linear, net.linear_alpha,
+                 len(targets), count / 1e6)
 
     def _prepare_optimizer(self) -> None:
         from toolkit.ema import build_ema
@@ -420,6 +422,11 @@ class BaseSDTrainProcess(BaseProcess):
         with self._weights_context():
             published = lora_state_dict(self.model.transformer)
         dtype = DTYPES[save.dtype]
+        if net.type == "lokr":
+            from toolkit.lokr_format import lokr_peft_to_comfy, lokr_peft_to_diffusers
+
+            convert = lokr_peft_to_diffusers if save.format == "diffusers" else lokr_peft_to_comfy
+            return convert(published, net.linear_alpha, net.linear, dtype=dtype), training_state
         if save.format == "diffusers":
             tensors = peft_to_diffusers(published, net.linear_alpha, net.linear, dtype=dtype)
         else:

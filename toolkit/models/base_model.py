@@ -130,6 +130,7 @@ class BaseModel:
         self.torch_dtype = DTYPES[dtype or model_config.dtype]
         self.pipeline = None  # the diffusers pipeline, built by load_model()
         self.sources = None
+        self.adapter_type = "lora"  # set by the trainer before load_model(): some adapters need a fused model
         # Prompt text -> embeddings, filled before the text encoder leaves the device.
         self.prompt_cache: dict[str, PromptEmbeds] = {}
 
@@ -275,8 +276,11 @@ class BaseModel:
         self.pipeline.set_adapters(["default"], [scale])
 
     def _set_lora_scale(self, multiplier: float) -> None:
+        scale = multiplier * self.model_config.lora_scale
         if getattr(self.transformer, "peft_config", None) and "default" in self.transformer.peft_config:
-            self.pipeline.set_adapters(["default"], [multiplier * self.model_config.lora_scale])
+            if scale != 1.0 or getattr(self, "_lora_scale", 1.0) != 1.0:
+                self.pipeline.set_adapters(["default"], [scale])
+                self._lora_scale = scale
 
     def apply_quantization(self) -> None:
         """Quantize what the config asks for; called by load_model before the move to the device."""

@@ -62,7 +62,7 @@ class Flux2Model(BaseModel):
     variant = DEV
     official_repo = DEV.official_repo
     capabilities = ModelCapabilities(
-        bucket_divisibility=16, guidance_distilled=True, real_cfg=False, max_reference_images=10,
+        bucket_divisibility=16, guidance_distilled=True, real_cfg=False, max_reference_images=10, lokr=True,
         default_guidance_scale=4.0, default_sample_steps=50, default_timestep_type="shift",
     )
 
@@ -87,6 +87,8 @@ class Flux2Model(BaseModel):
             transformer=transformer, **extra,
         )
         self.pipeline.set_progress_bar_config(disable=True)
+        if self.adapter_type == "lokr":
+            fuse_qkv(transformer)
         self.apply_quantization()
         self.place_on_device()
         if self.model_config.lora_path:
@@ -222,6 +224,19 @@ class Flux2Model(BaseModel):
             if isinstance(module, torch.nn.Linear)
             and name.startswith(("transformer_blocks.", "single_transformer_blocks."))
         ]
+
+
+def fuse_qkv(transformer) -> None:
+    """Fuse the double blocks' q/k/v projections (as BFL stores them) and drop the unfused copies.
+
+    LoKr trains on the fused projections (see toolkit/lokr_format.py); diffusers keeps the old
+    to_q/to_k/to_v for `unfuse_qkv_projections`, which training never needs, so they are freed.
+    """
+    transformer.fuse_qkv_projections()
+    for block in transformer.transformer_blocks:
+        for name in ("to_q", "to_k", "to_v", "add_q_proj", "add_k_proj", "add_v_proj"):
+            if hasattr(block.attn, name):
+                delattr(block.attn, name)
 
 
 class Flux2Klein4BModel(Flux2Model):
