@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # One way to switch each feature on. A new Feature without an entry here fails test_every_feature_has_an_example.
 EXAMPLES = {
+    "adapter": {"adapter": {"type": "ip", "name_or_path": "h94/IP-Adapter"}},
     "network.type": {"network": {"type": "lokr"}},
     "network.conv": {"network": {"conv": 4}},
     "train.train_text_encoder": {"train": {"train_text_encoder": True}},
@@ -53,7 +54,7 @@ def test_matrix(arch, feature):
     else:
         assert len(problems) == 1, problems
         message = problems[0]
-        path = feature.key.replace("[i]", "[0]")
+        path = feature.key.replace("[i]", "[0]").replace("adapter", "adapter.type")
         assert message.startswith(f"config.process[0].{path}: ") and f"not supported for {arch}" in message
         assert "supported for:" in message or "not supported for any architecture yet" in message
 
@@ -62,3 +63,15 @@ def test_readme_table_is_in_sync():
     text = (ROOT / "README.md").read_text()
     table = text[text.index(README_BEGIN) + len(README_BEGIN):text.index(README_END)].strip()
     assert table == markdown_table(model_registry()), "run `python -m toolkit.features` and paste it into README"
+
+
+def test_unknown_adapter_type_is_a_config_error():
+    from toolkit.config import parse_job_config
+    from toolkit.errors import ConfigError
+
+    raw = {"job": "extension", "config": {"name": "x", "process": [{
+        "type": "sd_trainer", "datasets": [{"folder_path": "/d"}], "model": {"name_or_path": "x", "arch": "flux2"},
+        "adapter": {"type": "ipp"}}]}}
+    with pytest.raises(ConfigError) as info:
+        parse_job_config(raw, "job.yaml")
+    assert info.value.problems[0][0] == "config.process[0].adapter.type"

@@ -18,7 +18,7 @@ def test_filters():
 
 def test_filter_leaving_nothing_is_an_error():
     with pytest.raises(NetworkError, match=r"config.process\[0\].network.network_kwargs.*leave no module"):
-        select_targets(NAMES, ["not_a_module"], [], "config.process[0].network")
+        select_targets(NAMES, ["attn"], ["attn"], "config.process[0].network")
 
 
 def test_attach_trains_only_lora_and_state_round_trips():
@@ -35,3 +35,8 @@ def test_attach_trains_only_lora_and_state_round_trips():
     load_lora_state_dict(transformer, changed)
     for key, value in lora_state_dict(transformer).items():
         assert torch.equal(value, changed[key])
+
+
+def test_a_filter_naming_no_module_is_an_error_even_beside_good_ones():
+    with pytest.raises(NetworkError, match=r"only_if_contains: \['transformer_blok'\] match no module"):
+        select_targets(NAMES, ["attn", "transformer_blok"], [], "network")

@@ -165,6 +165,17 @@ def _lowercase(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+def _none_if_empty(value: Any) -> Any:
+    # ai-toolkit's UI writes "" (or an empty list) for "no reference images".
+    return None if value in ("", []) else value
+
+
+def _as_list(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
 _BOOL = TypeAdapter(bool)
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Size = Annotated[int, Field(ge=16)]
@@ -223,6 +234,7 @@ class ModelConfig(_Section):
         },
         "te_name_or_path": "use text_encoder_path",
         "auto_memory": "renamed to layer_offloading",
+        "inference_lora_path": "not supported while training; to generate with a LoRA use lora_path in a generate job",
     }
 
     @property
@@ -285,8 +297,20 @@ class SampleItem(_Section):
     guidance_scale: float | None = Field(default=None, ge=0)
     sample_steps: int | None = Field(default=None, ge=1)
     neg: str | None = None
-    ctrl_img: str | None = None
+    ctrl_img: str | list[str] | None = Field(
+        default=None, description="Reference image(s) for edit models: a path or a list of paths (FLUX.2)."
+    )
     network_multiplier: float | None = None
+
+    @field_validator("ctrl_img")
+    @classmethod
+    def _no_ctrl_img_is_none(cls, value):
+        return _none_if_empty(value)
+
+    @property
+    def ctrl_imgs(self) -> list[str]:
+        """``ctrl_img`` as a list (empty without references)."""
+        return _as_list(self.ctrl_img)
 
 
 class SampleConfig(_Section):
@@ -311,7 +335,10 @@ class SampleConfig(_Section):
     sample_steps: int = Field(default=25, ge=1)
     network_multiplier: float = 1.0
     format: Literal["jpg", "png", "webp"] = "jpg"
-    ctrl_img: str | None = None
+    ctrl_img: str | list[str] | None = Field(
+        default=None, description="Reference image(s) every sample is edited from (FLUX.2): a path or a list of "
+        "paths; a sample's own ctrl_img replaces it."
+    )
 
     _hints: ClassVar[dict[str, str]] = {
         "num_frames": "video sampling is not supported; remove it",
@@ -319,6 +346,11 @@ class SampleConfig(_Section):
         "guidance_rescale": "not used by FLUX; remove it",
         "ext": "use format: jpg / png / webp",
     }
+
+    @field_validator("ctrl_img")
+    @classmethod
+    def _no_ctrl_img_is_none(cls, value):
+        return _none_if_empty(value)
 
     @classmethod
     def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
@@ -509,6 +541,13 @@ class DatasetConfig(_Section):
     """One entry of ``datasets:``: a folder of images with same-named caption files.
 
     ``caption_ext`` is stored without its leading dot (``txt``).
+
+    Edit training: ``control_path`` names one reference folder, or a list of them (ai-toolkit's
+    multi control paths); each target trains with the same-named image of every folder, in
+    order (reference i gets FLUX.2's time coordinate 10 + 10 i). References keep the size the
+    diffusers FLUX.2 pipelines give them at inference; ``match_target_res: true`` resizes them to
+    the target's bucket instead (fewer tokens at low training resolutions, but then the LoRA sees
+    references at another size than diffusers feeds it).
     """
 
     folder_path: str
@@ -524,7 +563,16 @@ class DatasetConfig(_Section):
     resolution: Size | Annotated[list[Size], Field(min_length=1)] = [512, 768, 1024]
     flip_x: bool = False
     flip_y: bool = False
-    control_path: str | list[str] | None = None
+    control_path: str | list[str] | None = Field(
+        default=None,
+        description="Reference (control) image folder(s) for edit training: each target image trains with the "
+        "same-named image (any of jpg/jpeg/png/webp) of every folder, in order; a target missing one is skipped.",
+    )
+    match_target_res: bool = Field(
+        default=False,
+        description="Resize reference images to the target's bucket instead of the size the diffusers FLUX.2 "
+        "pipelines give them at inference (their own size, capped at 1024x1024 pixels, sides multiples of 16).",
+    )
     is_reg: bool = False
 
     _hints: ClassVar[dict[str, str]] = {
@@ -540,8 +588,7 @@ class DatasetConfig(_Section):
     @field_validator("control_path")
     @classmethod
     def _empty_is_none(cls, value):
-        # ai-toolkit's UI writes "" for "no control images".
-        return None if value in ("", []) else value
+        return _none_if_empty(value)
 
     @property
     def resolutions(self) -> list[int]:
@@ -549,9 +596,8 @@ class DatasetConfig(_Section):
 
     @property
     def control_paths(self) -> list[str]:
-        if self.control_path is None:
-            return []
-        return [self.control_path] if isinstance(self.control_path, str) else list(self.control_path)
+        """``control_path`` as a list: reference folder i gives every target its reference image i."""
+        return _as_list(self.control_path)
 
 
 class LoggingConfig(_Section):
@@ -563,6 +609,21 @@ class LoggingConfig(_Section):
 # ------------------------------------------------------------------------ processes
 
 _EMPTY_IS_DEFAULT = ("network", "save", "train", "sample", "logging")
+
+
+ADAPTER_TYPES = ("ip", "ip+", "t2i", "control_net", "controlnet", "control_lora", "clip", "llm_adapter",
+                 "vd_adapter", "subpixel", "mean_flow", "redux", "te_augmenter", "lora")
+
+
+class AdapterConfig(BaseModel):
+    """ai-toolkit's ``adapter:`` section (IP adapter, ControlNet, ...). Its ``type`` is checked here;
+    whether the architecture supports it is checked before loading (toolkit/features.py). The other
+    keys are ai-toolkit's per-adapter options, kept as given."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal[ADAPTER_TYPES]  # type: ignore[valid-type]
+    name_or_path: str | None = None
 
 
 class TrainProcessConfig(_Section):
@@ -581,6 +642,7 @@ class TrainProcessConfig(_Section):
     model: ModelConfig
     sample: SampleConfig = Field(default_factory=SampleConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    adapter: AdapterConfig | None = None
 
     _hints: ClassVar[dict[str, str]] = {
         "sqlite_db_path": "ai-toolkit UI bookkeeping; remove it",

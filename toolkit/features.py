@@ -43,6 +43,9 @@ def _uses_ctrl_img(cfg) -> list[str]:
 
 
 FEATURES: tuple[Feature, ...] = (
+    Feature("adapter", "adapters (`adapter.type`: ip, control_net, control_lora, vd_adapter, subpixel, mean_flow...)",
+            lambda c: ["adapter.type"] if c.adapter is not None else [], _never,
+            "remove the adapter section; train a plain LoRA / LoKr"),
     Feature("network.type", "LoKr (`network.type: lokr`)", lambda c: ["network.type"] if c.network.type == "lokr" else [],
             lambda caps: caps.lokr, "use network.type: lora"),
     Feature("network.conv", "conv LoRA (`network.conv`)", _flag(lambda c: c.network.conv, "network.conv"),

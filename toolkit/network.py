@@ -20,6 +20,12 @@ class NetworkError(ToolkitError):
 
 def select_targets(candidates: list[str], only_if_contains: list[str], ignore_if_contains: list[str], key: str) -> list[str]:
     """Filter module names; pure, so every architecture filters alike."""
+    unmatched = [s for s in only_if_contains if not any(s in name for name in candidates)]
+    if unmatched:
+        raise NetworkError(
+            f"{key}.network_kwargs.only_if_contains: {unmatched} match no module the model offers for training "
+            f"(e.g. {candidates[:3]}); check the module names"
+        )
     selected = [
         name for name in candidates
         if (not only_if_contains or any(s in name for s in only_if_contains))
