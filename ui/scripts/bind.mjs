@@ -1,7 +1,10 @@
 // Where the server listens, and whether that is allowed: shared by scripts/start.mjs (before
 // Next.js starts) and the server itself (src/lib/server/boot.ts), so there is one rule.
 
-/** True for addresses only this machine can reach: 127.0.0.0/8, ::1, localhost. */
+/**
+ * True for addresses only this machine can reach: 127.0.0.0/8, ::1, localhost.
+ * @param {string | undefined} host
+ */
 export function isLoopback(host) {
   const h = String(host || "").trim().toLowerCase().replace(/^\[|\]$/g, "");
   if (h === "localhost" || h === "::1" || h === "0:0:0:0:0:0:0:1") return true;
@@ -13,6 +16,8 @@ export function isLoopback(host) {
 /**
  * The listen address from the environment (HOST, PORT) and the refusal to run without a token
  * on anything but loopback. Returns {host, port} or throws an Error whose message says the fix.
+ * @param {Record<string, string | undefined>} [env]
+ * @returns {{ host: string, port: number }}
  */
 export function bindSettings(env = process.env) {
   const host = (env.HOST || "127.0.0.1").trim();

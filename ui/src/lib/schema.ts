@@ -13,6 +13,8 @@ export interface FieldSpec {
   description?: string;
   kind: FieldKind;
   options?: string[];
+  /** A choice that mixes booleans with strings (`false | true | "auto"`): "true"/"false" are booleans. */
+  booleanChoices?: boolean;
   nullable: boolean;
   minimum?: number;
   maximum?: number;
@@ -45,10 +47,18 @@ export function processSchema(root: JsonSchema): JsonSchema | undefined {
   return undefined;
 }
 
-function scalarKind(root: JsonSchema, node: JsonSchema): { kind: FieldKind; options?: string[]; nullable: boolean; node: JsonSchema } {
+function scalarKind(
+  root: JsonSchema,
+  node: JsonSchema,
+): { kind: FieldKind; options?: string[]; nullable: boolean; node: JsonSchema; booleanChoices?: boolean } {
   const options = (node.anyOf ?? [node]).map((n) => deref(root, n) ?? n);
   const nonNull = options.filter((o) => o.type !== "null");
   const nullable = nonNull.length < options.length;
+  const isChoice = (o: JsonSchema) => o.type === "boolean" || o.const !== undefined || Array.isArray(o.enum);
+  if (nonNull.length > 1 && nonNull.every(isChoice)) {
+    const options = nonNull.flatMap((o) => (o.type === "boolean" ? ["false", "true"] : o.const !== undefined ? [String(o.const)] : (o.enum ?? []).map(String)));
+    return { kind: "enum", options, nullable, node, booleanChoices: nonNull.some((o) => o.type === "boolean") };
+  }
   if (nonNull.length === 1) {
     const only = nonNull[0];
     if (Array.isArray(only.enum)) return { kind: "enum", options: only.enum.map(String), nullable, node: only };
@@ -68,7 +78,7 @@ function isObjectLike(root: JsonSchema, node: JsonSchema): boolean {
 function specFor(root: JsonSchema, owner: JsonSchema, key: string, path: string): FieldSpec | null {
   const raw = owner.properties?.[key];
   if (!raw) return null;
-  const { kind, options, nullable, node } = scalarKind(root, raw);
+  const { kind, options, nullable, node, booleanChoices } = scalarKind(root, raw);
   return {
     path,
     key,
@@ -76,6 +86,7 @@ function specFor(root: JsonSchema, owner: JsonSchema, key: string, path: string)
     description: raw.description,
     kind,
     options,
+    booleanChoices,
     nullable,
     minimum: node.minimum ?? node.exclusiveMinimum,
     maximum: node.maximum ?? node.exclusiveMaximum,
@@ -147,6 +158,9 @@ export function parseFieldText(spec: FieldSpec, text: string, parseYaml: (t: str
     }
     case "boolean":
       return trimmed === "true";
+    case "enum":
+      if (spec.booleanChoices && (trimmed === "true" || trimmed === "false")) return trimmed === "true";
+      return text;
     case "yaml":
       try {
         return parseYaml(trimmed);

@@ -100,7 +100,7 @@ export interface LoraFile {
 export interface JobDetail extends JobSummary {
   config_yaml: string;
   log_tail: string[];
-  loss: [number, number][];
+  loss_curve: [number, number][];
   samples: SampleImage[];
   loras: LoraFile[];
   queue_position: number | null;

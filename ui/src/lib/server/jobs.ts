@@ -263,7 +263,7 @@ export function jobDetail(job: JobRow): JobDetail {
   let configYaml = "";
   let prompts: string[] = [];
   try {
-    configYaml = fs.readFileSync(paths.config, "utf8");
+    configYaml = fs.readFileSync(/*turbopackIgnore: true*/ paths.config, "utf8");
     const parsed = parseYaml(configYaml).value as Record<string, unknown>;
     const list = getIn(processOf(parsed), "sample.prompts");
     if (Array.isArray(list)) prompts = list.map(String);
@@ -275,7 +275,7 @@ export function jobDetail(job: JobRow): JobDetail {
     state: job.state as JobState,
     config_yaml: configYaml,
     log_tail: tailLines(paths.log, 200),
-    loss: lossPoints(readAllEvents(paths.progress)),
+    loss_curve: lossPoints(readAllEvents(paths.progress)),
     samples: listSamples(job.name, paths.folder, prompts),
     loras: listLoras(job.name, paths.folder),
     queue_position: queuePosition(job),

@@ -43,7 +43,7 @@ export function resolveExisting(root: string, rel: string | string[]): string {
   const base = realRoot(root);
   let real: string;
   try {
-    real = fs.realpathSync(path.join(base, ...parts));
+    real = fs.realpathSync(/*turbopackIgnore: true*/ path.join(/*turbopackIgnore: true*/ base, ...parts));
   } catch {
     throw new HttpError(404, "not found");
   }
@@ -61,7 +61,7 @@ export function resolveForWrite(root: string, rel: string | string[]): string {
   const name = parts[parts.length - 1];
   let parent: string;
   try {
-    parent = fs.realpathSync(path.join(base, ...parts.slice(0, -1)));
+    parent = fs.realpathSync(/*turbopackIgnore: true*/ path.join(/*turbopackIgnore: true*/ base, ...parts.slice(0, -1)));
   } catch {
     throw new HttpError(404, "folder not found");
   }

@@ -34,9 +34,11 @@ function intEnv(name: string, fallback: number, min: number): number {
 }
 
 export function settings(): Settings {
-  const uiDir = path.resolve(process.env.UI_DIR || process.cwd());
-  const repoRoot = path.resolve(process.env.REPO_ROOT || path.join(uiDir, ".."));
-  const dataRoot = path.resolve(process.env.DATA_ROOT || path.join(uiDir, "data"));
+  // Relative to the working directory (ui/, where npm runs). turbopackIgnore: run-time data
+  // paths, not files for the bundler to trace.
+  const uiDir = path.resolve(/*turbopackIgnore: true*/ process.env.UI_DIR || ".");
+  const repoRoot = path.resolve(/*turbopackIgnore: true*/ process.env.REPO_ROOT || path.join(uiDir, ".."));
+  const dataRoot = path.resolve(/*turbopackIgnore: true*/ process.env.DATA_ROOT || path.join(uiDir, "data"));
   return {
     uiDir,
     repoRoot,

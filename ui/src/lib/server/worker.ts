@@ -19,15 +19,15 @@ const END_GRACE_S = 120;
 
 interface WorkerState {
   timer: NodeJS.Timeout | null;
-  /** Exit codes of processes this server started (absent for re-attached ones). */
-  exitCodes: Map<number, number | null>;
+  /** Processes this server started: their exit code once Node has reaped them (absent for re-attached ones). */
+  children: Map<number, { exited: boolean; code: number | null }>;
 }
 
 const KEY = Symbol.for("aitk.worker");
 
 function state(): WorkerState {
   const g = globalThis as unknown as Record<symbol, WorkerState | undefined>;
-  return (g[KEY] ??= { timer: null, exitCodes: new Map() });
+  return (g[KEY] ??= { timer: null, children: new Map() });
 }
 
 /** Whether `pid` is still our trainer: alive, not a zombie, and (on Linux) running this job file. */
@@ -134,9 +134,11 @@ function followRunning(): void {
       }
       continue;
     }
+    const child = job.pid !== null ? s.children.get(job.pid) : undefined;
+    if (child && !child.exited) continue; // our own child: wait for Node to reap it and report its exit code
     job = syncProgress(job); // lines written just before the exit
-    const exitCode = job.pid !== null ? (s.exitCodes.get(job.pid) ?? null) : null;
-    if (job.pid !== null) s.exitCodes.delete(job.pid);
+    const exitCode = child ? child.code : null;
+    if (job.pid !== null) s.children.delete(job.pid);
     finishJob(job, exitCode);
   }
 }
@@ -158,7 +160,7 @@ function launch(job: JobRow): void {
   const out = fs.openSync(paths.log, "a");
   const run = job.run_count + 1;
   fs.writeSync(out, `\n===== run ${run} at ${new Date().toISOString()}: ${s.python} run.py ${paths.config}\n`);
-  const env = { ...process.env, PYTHONUNBUFFERED: "1" };
+  const env: NodeJS.ProcessEnv = { ...process.env, PYTHONUNBUFFERED: "1" };
   delete env.AI_TOOLKIT_AUTH; // the trainer has no use for the UI's secret
   let child;
   try {
@@ -184,9 +186,11 @@ function launch(job: JobRow): void {
     });
     return;
   }
-  state().exitCodes.set(pid, null);
+  const record = { exited: false, code: null as number | null };
+  state().children.set(pid, record);
   child.on("exit", (code, signal) => {
-    state().exitCodes.set(pid, code ?? (signal ? 128 + (signalNumber(signal) ?? 0) : null));
+    record.exited = true;
+    record.code = code ?? (signal ? 128 + (signalNumber(signal) ?? 0) : null);
   });
   child.unref();
   updateJob(job.id, {
@@ -221,8 +225,14 @@ function startQueued(): void {
     if (slots <= 0) break;
     const key = deviceKey(job.device);
     if (busy.has(key)) continue;
-    launch(job);
-    if (getJob(job.id)?.state === "running") {
+    // Claim and start in one write transaction: a second server on the same DATA_ROOT cannot start it too.
+    const started = db.transaction(() => {
+      const current = getJob(job.id);
+      if (current?.state !== "queued") return false;
+      launch(current);
+      return true;
+    }).immediate();
+    if (started && getJob(job.id)?.state === "running") {
       slots -= 1;
       busy.add(key);
     }

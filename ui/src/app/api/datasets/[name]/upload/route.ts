@@ -1,0 +1,32 @@
+// multipart/form-data with one or more `files`: images (jpg, jpeg, png, webp; checked by
+// content) and .txt captions, each at most MAX_UPLOAD_MB (captions 64 KiB).
+import { saveUploads } from "@/lib/server/datasets";
+import { HttpError, json, param, withApi } from "@/lib/server/http";
+import { settings } from "@/lib/server/settings";
+
+export const dynamic = "force-dynamic";
+
+const MAX_FILES = 100;
+/** Full-size files per request: the dataset page uploads in batches of 10. */
+const MAX_FULL_FILES = 10;
+
+export const POST = withApi(async (req, params) => {
+  const name = param(params, "name");
+  const limit = settings().maxUploadBytes;
+  const length = Number(req.headers.get("content-length") || "0");
+  // Checked before the body is read (it is parsed in memory).
+  if (length > limit * MAX_FULL_FILES + 1024 * 1024) {
+    throw new HttpError(413, `request too large (over ${Math.round((limit * MAX_FULL_FILES) / 1048576)} MiB): upload fewer files at a time`);
+  }
+  let form: FormData;
+  try {
+    form = await req.formData();
+  } catch {
+    throw new HttpError(400, "expected multipart/form-data with `files`");
+  }
+  const files = form.getAll("files").filter((f): f is File => typeof f !== "string");
+  if (files.length === 0) throw new HttpError(400, "no files in the upload");
+  if (files.length > MAX_FILES) throw new HttpError(413, `at most ${MAX_FILES} files per upload`);
+  const result = await saveUploads(name, files);
+  return json(result, result.saved.length === 0 ? 400 : 200);
+});

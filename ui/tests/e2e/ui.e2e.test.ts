@@ -1,0 +1,215 @@
+// End to end, in a real browser (Debian's chromium through playwright-core) against the built
+// server (`npm run build` first): log in, create a dataset, upload the demo images, edit a
+// caption, see a validation error by key path, queue a tiny FLUX.2 job, watch it finish, see
+// its samples and loss curve, download the LoRA.
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const UI_DIR = path.resolve(__dirname, "../..");
+const DEMO = path.resolve(UI_DIR, "../config/examples/demo_dataset");
+const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+const TOKEN = "e2e-secret-token-0123456789";
+const SHOTS = path.join(UI_DIR, "test-results");
+
+let tmp = "";
+let server: ChildProcess | undefined;
+let serverLog = "";
+let base = "";
+let context: BrowserContext;
+let page: Page;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+    srv.on("error", reject);
+  });
+}
+
+async function waitForServer(url: string, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (server?.exitCode !== null && server?.exitCode !== undefined) throw new Error(`server exited:\n${serverLog}`);
+    try {
+      const res = await fetch(url, { headers: { authorization: `Bearer ${TOKEN}` } });
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`server did not start:\n${serverLog}`);
+}
+
+async function shot(name: string): Promise<void> {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+beforeAll(async () => {
+  if (!fs.existsSync(path.join(UI_DIR, ".next", "BUILD_ID"))) throw new Error("run `npm run build` before the e2e test");
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "aitk-e2e-"));
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  server = spawn(process.execPath, ["scripts/start.mjs"], {
+    cwd: UI_DIR,
+    env: {
+      ...process.env,
+      DATA_ROOT: path.join(tmp, "data"),
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      AI_TOOLKIT_AUTH: TOKEN,
+      WORKER_POLL_MS: "500",
+      MAX_CONCURRENT_JOBS: "1",
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  server.stdout!.on("data", (d) => (serverLog += d));
+  server.stderr!.on("data", (d) => (serverLog += d));
+  await waitForServer(`${base}/api/health`, 60_000);
+  context = await chromium.launchPersistentContext(path.join(tmp, "chromium-profile"), {
+    executablePath: CHROMIUM,
+    headless: true,
+    acceptDownloads: true,
+    viewport: { width: 1400, height: 1000 },
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(30_000);
+});
+
+afterAll(async () => {
+  await context?.close().catch(() => undefined);
+  if (server && server.exitCode === null) {
+    server.kill("SIGTERM");
+    await new Promise((r) => server!.once("exit", r));
+  }
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+describe("the job UI in a browser", () => {
+  it("asks for the token, then logs in", async () => {
+    await page.goto(`${base}/datasets`);
+    await page.waitForURL(/\/login/);
+    const unauth = await fetch(`${base}/api/jobs`);
+    expect(unauth.status).toBe(401);
+    await page.fill("input[name=token]", "wrong-token-wrong");
+    await page.click("button[type=submit]");
+    await page.getByText("wrong token").waitFor();
+    await page.fill("input[name=token]", TOKEN);
+    await page.click("button[type=submit]");
+    await page.waitForURL(`${base}/datasets`);
+  });
+
+  it("creates a dataset, uploads the demo images and captions, edits a caption", async () => {
+    await page.fill("input[name=dataset-name]", "robots");
+    await page.getByRole("button", { name: "Create dataset" }).click();
+    await page.waitForURL(`${base}/datasets/robots`);
+    const files = fs.readdirSync(DEMO).filter((f) => /\.(png|txt)$/.test(f)).map((f) => path.join(DEMO, f));
+    expect(files.length).toBe(16);
+    await page.setInputFiles("[data-testid=upload-input]", files);
+    await page.getByTestId("upload-status").getByText("Uploaded 16 files.").waitFor();
+    await expect.poll(() => page.getByTestId("dataset-image").count()).toBe(8);
+
+    const card = page.locator("[data-testid=dataset-image][data-file='robot_00.png']");
+    const caption = card.locator("textarea");
+    expect(await caption.inputValue()).toBe(fs.readFileSync(path.join(DEMO, "robot_00.txt"), "utf8"));
+    await caption.fill("a photo of [trigger], edited in the browser");
+    await card.getByTestId("save-caption").click();
+    await card.getByRole("button", { name: "Saved" }).waitFor();
+    const listing = await (await context.request.get(`${base}/api/datasets/robots`)).json();
+    expect(listing.images.find((i: { file: string }) => i.file === "robot_00.png").caption).toBe("a photo of [trigger], edited in the browser");
+    // the thumbnails load through the guarded file route
+    const loaded = await card.locator("img").evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 0);
+    expect(loaded).toBe(true);
+    await shot("dataset");
+  });
+
+  it("shows the trainer's validation errors by key path", async () => {
+    await page.goto(`${base}/jobs/new?preset=flux2_tiny_demo`);
+    await page.locator("[data-preset=flux2_tiny_demo].selected").waitFor();
+    await page.fill("input[name=name]", "e2e_tiny");
+    await page.fill("input[name='train.lr']", "-1");
+    await page.getByTestId("check").click();
+    const problems = page.getByTestId("problems");
+    await problems.waitFor();
+    expect(await problems.textContent()).toContain("config.process[0].train.lr");
+    await shot("new-job-invalid");
+  });
+
+  it("queues a tiny FLUX.2 job, watches it finish, shows samples and loss, downloads the LoRA", async () => {
+    await page.fill("input[name='train.lr']", "0.002");
+    await page.check("input[name=dataset-robots]");
+    await page.fill("input[name=resolutions]", "64");
+    await page.fill("input[name='train.steps']", "6");
+    await page.fill("input[name='sample.sample_every']", "3");
+    await page.fill("input[name='sample.sample_steps']", "2");
+    await page.fill("input[name='save.save_every']", "3");
+    await page.fill("textarea[name=prompts]", "a photo of [trigger] on a blue background");
+    await page.getByTestId("check").click();
+    await page.getByText("The trainer accepts this job.").waitFor();
+    // the YAML that is queued: the preset with the user's fields
+    await page.getByTestId("yaml-editor").locator("summary").click();
+    const yaml = await page.locator("textarea[name=yaml]").inputValue();
+    expect(yaml).toContain("name_or_path: tiny:flux2");
+    expect(yaml).toMatch(/steps: 6\n/);
+    expect(yaml).toContain("/datasets/robots");
+    await page.getByTestId("queue").click();
+    await page.waitForURL(/\/jobs\/\d+$/);
+    expect(await page.getByTestId("job-name").textContent()).toBe("e2e_tiny");
+
+    await expect
+      .poll(async () => (await page.getByTestId("job-state").textContent()) ?? "", { timeout: 12 * 60_000, interval: 1000 })
+      .toMatch(/finished|failed|stopped/);
+    const state = await page.getByTestId("job-state").textContent();
+    if (state !== "finished") {
+      throw new Error(`job ${state}: ${await page.getByTestId("log").textContent()}\n${serverLog}`);
+    }
+    await page.locator("[data-testid=samples] img").first().waitFor();
+    await expect.poll(() => page.locator("[data-testid=samples] img").count()).toBe(3); // steps 0, 3, 6
+    await expect
+      .poll(() => page.locator("[data-testid=samples] img").evaluateAll((imgs) => imgs.every((i) => (i as HTMLImageElement).naturalWidth === 64)))
+      .toBe(true);
+    expect(await page.getByTestId("samples").textContent()).toContain("Step 6");
+    await page.getByTestId("loss-chart").waitFor();
+    expect(await page.getByTestId("job-loss").textContent()).toMatch(/\d\.\d{4}/);
+    await shot("job-finished");
+
+    const row = page.getByTestId("loras").locator("tr", { hasText: "e2e_tiny.safetensors" }).first();
+    expect(await row.textContent()).toContain("final");
+    const [download] = await Promise.all([page.waitForEvent("download"), row.getByText("Download").click()]);
+    expect(download.suggestedFilename()).toBe("e2e_tiny.safetensors");
+    const saved = path.join(tmp, "downloaded.safetensors");
+    await download.saveAs(saved);
+    const bytes = fs.readFileSync(saved);
+    const headerLength = Number(bytes.readBigUInt64LE(0));
+    const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString("utf8"));
+    const keys = Object.keys(header).filter((k) => k !== "__metadata__");
+    expect(keys.length).toBeGreaterThan(0);
+    expect(keys.every((k) => k.startsWith("diffusion_model."))).toBe(true);
+    expect(header.__metadata__.arch).toBe("flux2");
+  });
+
+  it("lists the finished job on the dashboard", async () => {
+    await page.goto(base);
+    await page.getByRole("link", { name: "e2e_tiny" }).first().waitFor();
+    await shot("dashboard");
+  });
+});

@@ -1,0 +1,60 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll } from "vitest";
+import { closeDb } from "@/lib/server/db";
+
+export const UI_DIR = path.resolve(__dirname, "../..");
+export const REPO_ROOT = path.resolve(UI_DIR, "..");
+export const DEMO_DATASET = path.join(REPO_ROOT, "config/examples/demo_dataset");
+export const ORIGIN = "http://127.0.0.1:8675";
+
+/** A fresh DATA_ROOT (and database) for one test file; the worker stays off unless a test starts it. */
+export function useTempDataRoot(): { root: () => string } {
+  let root = "";
+  const saved = { ...process.env };
+  beforeAll(() => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), "aitk-ui-test-"));
+    process.env.DATA_ROOT = root;
+    process.env.REPO_ROOT = REPO_ROOT;
+    process.env.UI_DIR = UI_DIR;
+    process.env.AITK_WORKER = "off";
+    process.env.PYTHON = process.env.PYTHON || "python3";
+    delete process.env.AI_TOOLKIT_AUTH;
+    delete process.env.HOST;
+  });
+  afterAll(() => {
+    closeDb();
+    for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
+    Object.assign(process.env, saved);
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+  return { root: () => root };
+}
+
+export function request(urlPath: string, init: RequestInit & { json?: unknown } = {}): Request {
+  const headers = new Headers(init.headers);
+  if (!headers.has("host")) headers.set("host", "127.0.0.1:8675");
+  let body = init.body;
+  if (init.json !== undefined) {
+    body = JSON.stringify(init.json);
+    headers.set("content-type", "application/json");
+  }
+  return new Request(ORIGIN + urlPath, { ...init, headers, body });
+}
+
+export function ctx(params: Record<string, string | string[]> = {}) {
+  return { params: Promise.resolve(params) };
+}
+
+export async function body(res: Response): Promise<any> {
+  return JSON.parse(await res.text());
+}
+
+export const PNG_BYTES = fs.readFileSync(path.join(DEMO_DATASET, "robot_00.png"));
+
+export function uploadForm(files: { name: string; data: Uint8Array | string }[]): FormData {
+  const form = new FormData();
+  for (const f of files) form.append("files", new File([f.data as BlobPart], f.name));
+  return form;
+}
