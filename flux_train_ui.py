@@ -22,15 +22,12 @@ from pathlib import Path
 import gradio as gr
 
 from toolkit import ui_jobs as jobs
-from toolkit.ui_schema import presets
 
 log = logging.getLogger("flux_train_ui")
 
 ROOT = Path(__file__).resolve().parent
 DEMO_IMAGES = ROOT / "config" / "examples" / "demo_dataset"
 REFRESH_S = 2.0
-STATE_ICONS = {"new": "⚪", "starting": "🟡", "running": "🟢", "stopping": "🟠", "finished": "✅", "stopped": "⏹️",
-               "error": "❌"}
 INTRO = """# FLUX LoRA trainer
 1. Pick the model and how much GPU memory you have. 2. Upload a few images (same-name `.txt` files fill the captions)
 and edit the captions. 3. Set the trigger word and training settings. 4. **Start**. Progress, loss, samples and the
@@ -43,7 +40,8 @@ class App:
     def __init__(self, config_dir: Path, training_folder: str | None):
         self.config_dir = Path(config_dir)
         self.training_folder = training_folder  # None: each preset's own
-        self.presets = {p["label"]: p for p in presets()}
+        usable, self.skipped = jobs.form_presets()
+        self.presets = {p["label"]: p for p in usable}
 
     # ------------------------------------------------------------------ form
     def default_label(self) -> str:
@@ -51,7 +49,7 @@ class App:
 
     def job_root(self, label: str) -> Path:
         folder = self.training_folder or jobs.typed_process(self.presets[label]).training_folder
-        return jobs._resolve(folder, ROOT)
+        return jobs.resolve_path(folder, ROOT)
 
     def select_preset(self, label: str):
         """The form filled with the preset's values (and a job name nobody uses yet)."""
@@ -90,12 +88,19 @@ class App:
         gallery = [(p, Path(p).name) for p in images]
         return images, gallery, rows
 
-    def upload(self, files):
-        """Uploaded files -> (image paths, gallery, caption table); a ``name.txt`` captions ``name.*``."""
+    def upload(self, files, table=None):
+        """Uploaded files -> (image paths, gallery, caption table).
+
+        A ``name.txt`` among the files captions ``name.*``; a caption already typed in the table for
+        an image of the same name is kept (uploading more files does not lose edits).
+        """
         paths = [str(getattr(f, "name", f)) for f in files or []]
         images = [p for p in paths if Path(p).suffix.lower() != ".txt"]
-        captions = {Path(p).stem: Path(p).read_text(encoding="utf-8-sig").strip()
+        captions = {Path(p).stem: Path(p).read_text(encoding="utf-8-sig", errors="replace").strip()
                     for p in paths if Path(p).suffix.lower() == ".txt"}
+        for row in _rows(table):
+            if len(row) > 1 and row[0] and str(row[1] or "").strip():
+                captions[Path(str(row[0])).stem] = str(row[1]).strip()
         return self._table(images, captions)
 
     def demo_images(self):
@@ -106,11 +111,13 @@ class App:
 
     @staticmethod
     def pair_captions(images: list[str] | None, table) -> list[tuple[str, str]]:
-        rows = _rows(table)
+        """(image path, caption) pairs: row i captions image i; if rows were added or deleted, by file name."""
+        rows = [(str(r[0] or ""), str(r[1] if len(r) > 1 and r[1] is not None else "")) for r in _rows(table) if r]
         images = images or []
-        if len(rows) != len(images):
-            raise jobs.JobError(f"the caption table has {len(rows)} rows for {len(images)} images; upload again")
-        return [(path, str(row[1] if len(row) > 1 and row[1] is not None else "")) for path, row in zip(images, rows)]
+        if len(rows) == len(images):
+            return [(p, caption) for p, (_, caption) in zip(images, rows)]
+        by_name = dict(rows)
+        return [(p, by_name.get(Path(p).name, "")) for p in images]
 
     # ------------------------------------------------------------------ jobs
     def job_choices(self) -> list[str]:
@@ -171,6 +178,15 @@ class App:
         loras = [str(p) for p in status.loras if self.servable(p)] or None
         return _status_markdown(status), plot, samples[::-1], loras, jobs.log_tail(status.folder)
 
+    def tick(self, name, shown):
+        """The timer's refresh: images, files and plot only when they changed (re-sending the
+        gallery every few seconds would close the image the person is looking at)."""
+        markdown, plot, samples, loras, log_text = self.refresh(name)
+        key = repr((name, [s for s, _ in samples], loras, None if plot is None else len(plot)))
+        if key == shown:
+            return markdown, gr.skip(), gr.skip(), gr.skip(), log_text, shown
+        return markdown, plot, samples, loras, log_text, key
+
     def servable(self, path: Path) -> bool:
         """Gradio serves files only below its allowed paths (launch(allowed_paths=...))."""
         return any(_is_below(path, root) for root in self.allowed_paths())
@@ -225,8 +241,7 @@ def _refusal(exc: jobs.JobError) -> str:
 
 
 def _status_markdown(status: jobs.JobStatus) -> str:
-    icon = STATE_ICONS.get(status.state, "")
-    parts = [f"### {icon} `{status.name}`: {status.state}"]
+    parts = [f"### `{status.name}`: {status.state}"]
     if status.total_steps:
         percent = 100 * status.step / status.total_steps
         parts.append(f"step **{status.step} / {status.total_steps}** ({percent:.0f}%)")
@@ -258,8 +273,11 @@ def build_ui(app: App) -> gr.Blocks:
     label = app.default_label()
     with gr.Blocks(title="FLUX LoRA trainer") as demo:
         gr.Markdown(INTRO)
+        if app.skipped:
+            gr.Markdown("Not in this app: " + "; ".join(f"**{k}** ({v})" for k, v in app.skipped.items()))
         images = gr.State([])
         generated = gr.State("")
+        shown = gr.State("")
         with gr.Row():
             with gr.Column():
                 preset = gr.Dropdown(list(app.presets), value=label, label="Model")
@@ -309,14 +327,14 @@ def build_ui(app: App) -> gr.Blocks:
         preset.change(app.select_preset, preset, form, api_name="select_preset").then(
             app.build_yaml, fields, [yaml_box, generated], api_name=False)
         gr.on([f.change for f in form], app.build_yaml, fields, [yaml_box, generated], api_name="build_yaml")
-        files.upload(app.upload, files, [images, gallery, captions], api_name="upload")
+        files.change(app.upload, [files, captions], [images, gallery, captions], api_name="upload")
         demo_button.click(app.demo_images, None, [images, gallery, captions], api_name="demo_images")
         start_button.click(app.start, fields + [yaml_box, generated, images, captions], [message, job],
                            api_name="start")
         view = [status, loss_plot, samples, lora_files, log_box]
         refresh_button.click(app.refresh, job, view, api_name="refresh")
         job.change(app.refresh, job, view, api_name=False)
-        gr.Timer(REFRESH_S).tick(app.refresh, job, view, api_name=False, show_progress="hidden",
+        gr.Timer(REFRESH_S).tick(app.tick, [job, shown], view + [shown], api_name=False, show_progress="hidden",
                                  concurrency_limit=None)
         stop_button.click(app.stop, job, job_message, api_name="stop")
         resume_button.click(app.resume, job, job_message, api_name="resume")
@@ -342,6 +360,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     app = App(Path(args.config_dir).resolve(), args.training_folder)
     demo = build_ui(app)
+    folders = sorted({str(app.job_root(label)) for label in app.presets})
+    log.info("job configs go to %s, job folders to %s", app.config_dir, ", ".join(folders))
     demo.queue(default_concurrency_limit=4)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     demo.launch(server_name=args.host, server_port=args.port, share=args.share,

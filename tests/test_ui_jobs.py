@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -15,10 +14,10 @@ import yaml
 from PIL import Image
 
 from toolkit import ui_jobs as jobs
-from toolkit.ui_schema import presets
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_LABEL = "Tiny FLUX.2 demo (CPU)"
+FORM_PRESETS, SKIPPED = jobs.form_presets()
 
 # Keys the form may change; every other key of the preset must come through untouched.
 USER_PATHS = {
@@ -69,13 +68,21 @@ def write_images(folder: Path, count: int = 2) -> list[tuple[Path, str]]:
 # ------------------------------------------------------------------------ building
 
 
+def test_the_form_offers_every_plain_lora_preset():
+    labels = {p["label"] for p in FORM_PRESETS}
+    assert {"FLUX.2-dev", "FLUX.2-klein-base 4B", "FLUX.2-klein-base 9B", "FLUX.1-dev", "FLUX.1-schnell",
+            TINY_LABEL} <= labels
+    for label, reason in SKIPPED.items():  # edit (reference) presets: the form uploads no references
+        assert "reference images" in reason and label not in labels
+
+
 def test_image_extensions_match_the_dataset_reader():
     from toolkit.data.dataset import IMAGE_EXTENSIONS
 
     assert jobs.IMAGE_EXTENSIONS == IMAGE_EXTENSIONS
 
 
-@pytest.mark.parametrize("preset", presets(), ids=lambda p: p["id"])
+@pytest.mark.parametrize("preset", FORM_PRESETS, ids=lambda p: p["id"])
 def test_config_for_each_preset_validates_and_changes_only_the_users_fields(preset):
     fields = changed_fields(preset, name="my_test_lora", trigger_word="zq7", default_caption="a photo", steps=7,
                             lr=3e-4, rank=4, resolutions=[256, 512], sample_every=5,
@@ -101,13 +108,13 @@ def test_config_for_each_preset_validates_and_changes_only_the_users_fields(pres
     assert job.raw["config"]["process"][0]["datasets"][0]["folder_path"] == "output/my_test_lora/dataset"
 
 
-@pytest.mark.parametrize("preset", presets(), ids=lambda p: p["id"])
+@pytest.mark.parametrize("preset", FORM_PRESETS, ids=lambda p: p["id"])
 def test_the_untouched_form_reproduces_the_preset(preset):
     raw = jobs.build_job_config(preset, jobs.UserFields.from_preset(preset))
     assert diff_paths(preset["config"], raw) == {"config.process[0].datasets[0].folder_path"}
 
 
-@pytest.mark.parametrize("preset", presets(), ids=lambda p: p["id"])
+@pytest.mark.parametrize("preset", FORM_PRESETS, ids=lambda p: p["id"])
 def test_vram_options_come_from_the_preset_and_validate(preset):
     options = jobs.vram_options(preset)
     first, first_overrides = next(iter(options.items()))
@@ -341,6 +348,12 @@ def test_start_runs_in_its_own_process_group_and_finishes(tmp_path, fake_root):
     while not (job.job_folder / jobs.EXIT_FILE).exists() and time.time() < deadline:
         time.sleep(0.05)
     assert (job.job_folder / jobs.EXIT_FILE).read_text() == "0"
+    with pytest.raises(jobs.JobError, match="raise train.steps"):
+        jobs.resume_job(job.job_folder, fake_root)
+    config = Path(meta["config"])
+    config.write_text(config.read_text().replace("steps: 5", "steps: 8"))
+    jobs.resume_job(job.job_folder, fake_root)  # more steps: the finished job trains on
+    assert wait_for(job.job_folder, ("finished",), min_step=8).step == 8
 
 
 def test_stop_saves_then_resume_continues(tmp_path, fake_root):

@@ -75,12 +75,31 @@ class JobError(Exception):
 # ---------------------------------------------------------------------------- presets
 
 
-def preset_by_label(label: str) -> dict:
+def form_presets() -> tuple[list[dict], dict[str, str]]:
+    """(the presets the form can fill, {label: why not} for the others).
+
+    The form uploads one folder of images with captions. Edit (reference) training also needs a
+    reference image per target (``datasets[].control_path``, ``sample.ctrl_img``): those presets
+    run with run.py.
+    """
+    usable, skipped = [], {}
     for preset in presets():
+        process = _process(preset["config"])
+        sample = process.get("sample") or {}
+        if any(d.get("control_path") for d in process.get("datasets") or []) or sample.get("ctrl_img"):
+            skipped[preset["label"]] = (f"needs reference images for each target; edit {preset['file']} "
+                                        "and run it with run.py")
+        else:
+            usable.append(preset)
+    return usable, skipped
+
+
+def preset_by_label(label: str) -> dict:
+    usable = form_presets()[0]
+    for preset in usable:
         if preset["label"] == label:
             return preset
-    known = ", ".join(p["label"] for p in presets())
-    raise JobError(f"unknown model preset '{label}'; known: {known}")
+    raise JobError(f"unknown model preset '{label}'; known: {', '.join(p['label'] for p in usable)}")
 
 
 def _process(raw: dict) -> dict:
@@ -241,7 +260,8 @@ class CheckedJob:
     caption_ext: str
 
 
-def _resolve(path: str | Path, root: Path) -> Path:
+def resolve_path(path: str | Path, root: Path = ROOT) -> Path:
+    """A config path as run.py sees it: relative paths are relative to the project (its cwd)."""
     path = Path(path).expanduser()
     return path if path.is_absolute() else root / path
 
@@ -271,8 +291,8 @@ def check_yaml(text: str, root: Path = ROOT) -> tuple[CheckedJob | None, list[di
         return None, [{"path": "config.name", "message": f"'{name}' cannot name a job folder: use letters, digits, "
                                                          "'_', '-', '.', starting with a letter or digit (at most 80)"}]
     process = processes[0]
-    job = CheckedJob(raw=raw, name=name, job_folder=_resolve(process.training_folder, root) / name,
-                     dataset_folders=[_resolve(d.folder_path, root) for d in process.datasets],
+    job = CheckedJob(raw=raw, name=name, job_folder=resolve_path(process.training_folder, root) / name,
+                     dataset_folders=[resolve_path(d.folder_path, root) for d in process.datasets],
                      caption_ext=process.datasets[0].caption_ext)
     return job, []
 
@@ -445,29 +465,40 @@ _resume_lock = threading.Lock()
 
 
 def resume_job(job_folder: Path, root: Path = ROOT) -> None:
-    """Run a stopped (or failed) job's config again: run.py resumes from its last save."""
+    """Run a job's config again: run.py resumes from its last save (a stopped or failed job, or a
+    finished one whose train.steps was raised)."""
     with _resume_lock:
         status = job_status(job_folder)
         if status.alive:
             raise JobError(f"'{job_folder.name}' is still running")
-        if status.state == "finished":
-            raise JobError(f"'{job_folder.name}' is finished; raise train.steps in a new job to train further")
         if not status.config:
             raise JobError(f"'{job_folder.name}' was not started from the app; run it with run.py")
+        if status.state == "finished":
+            config = parse_job_config(load_raw_config(status.config), status.config)
+            if config.config.process[0].train.steps <= status.step:
+                raise JobError(f"'{job_folder.name}' is finished; to train it further, raise train.steps in "
+                               f"{status.config}, then press Resume")
         _launch(job_folder, Path(status.config), root)
 
 
 def stop_job(job_folder: Path) -> str:
-    """SIGTERM the run's process group: the trainer saves a checkpoint, then exits ("stopped")."""
+    """SIGTERM the run's process group: the trainer finishes its step, saves, exits ("stopped").
+
+    While the model still loads nothing is saved yet and run.py simply ends; the stop marker makes
+    that "stopped" too.
+    """
     status = job_status(job_folder)
     if not status.alive:
         return f"'{job_folder.name}' is not running (state: {status.state})"
+    again = (job_folder / STOP_FILE).exists()
     (job_folder / STOP_FILE).write_text(str(time.time()))
     if os.name == "nt":
         os.kill(status.pid, signal.SIGTERM)
     else:
         os.killpg(status.pid, signal.SIGTERM)
-    return f"stop sent to '{job_folder.name}': it saves a checkpoint, then stops"
+    if again:  # the trainer takes a second signal as "stop now" (it still saves)
+        return f"second stop sent to '{job_folder.name}': it stops now, saving first"
+    return f"stop sent to '{job_folder.name}': it finishes the current step, saves a checkpoint, then stops"
 
 
 def _pid_alive(pid: int, config_file: str) -> bool:
@@ -626,25 +657,31 @@ def log_tail(folder: Path, lines: int = 40) -> str:
     return "\n".join(out[-lines:])
 
 
+def _job_folder_of(config_file: Path, root: Path) -> Path:
+    config = parse_job_config(load_raw_config(config_file), str(config_file))
+    return resolve_path(config.config.process[0].training_folder, root) / config.config.name
+
+
 def list_jobs(config_dir: Path = CONFIG_DIR, root: Path = ROOT) -> list[JobStatus]:
     """Jobs the app started (``config/ui_*.yaml``), newest first; state read from each job folder."""
     jobs = []
     for path in Path(config_dir).glob(f"{CONFIG_PREFIX}*.yaml"):
         try:
-            config = parse_job_config(load_raw_config(path), str(path))
-            process = config.config.process[0]
-            folder = _resolve(process.training_folder, root) / config.config.name
+            status = job_status(_job_folder_of(path, root))
         except (ConfigError, AttributeError, IndexError) as exc:
             log.warning("skipping %s: %s", path, exc)
             continue
-        status = job_status(folder)
         status.updated = max(status.updated, path.stat().st_mtime)
         jobs.append(status)
     return sorted(jobs, key=lambda s: s.updated, reverse=True)
 
 
 def find_job(name: str, config_dir: Path = CONFIG_DIR, root: Path = ROOT) -> JobStatus:
-    for status in list_jobs(config_dir, root):
-        if status.name == name:
-            return status
-    raise JobError(f"no job named '{name}' started from the app")
+    """The job started from the app as ``name`` (its config is ``config/ui_<name>.yaml``)."""
+    path = config_path(name, config_dir)
+    if not (NAME_PATTERN.match(name or "") and path.is_file()):
+        raise JobError(f"no job named '{name}' started from the app")
+    try:
+        return job_status(_job_folder_of(path, root))
+    except (ConfigError, AttributeError, IndexError) as exc:
+        raise JobError(f"{path} is no longer a valid job config: {exc}") from exc
