@@ -581,6 +581,15 @@ def test_dataset_helpers():
     data = DatasetConfig(folder_path="/d", resolution=1024, control_path="")
     assert data.resolutions == [1024] and data.control_path is None and data.control_paths == []
     assert DatasetConfig(folder_path="/d", control_path=["/a", "/b"]).control_paths == ["/a", "/b"]
+    assert data.match_target_res is False
+
+
+def test_ctrl_img_is_a_path_or_a_list():
+    sample = SampleConfig(prompts=["a", "b"], ctrl_img="/r.png")
+    assert [item.ctrl_imgs for item in sample.sample_items()] == [["/r.png"], ["/r.png"]]
+    own = SampleConfig(ctrl_img="/r.png", samples=[{"prompt": "a", "ctrl_img": ["/x.png", "/y.png"]}, {"prompt": "b"}])
+    assert [item.ctrl_imgs for item in own.sample_items()] == [["/x.png", "/y.png"], ["/r.png"]]
+    assert SampleConfig(prompts=["a"], ctrl_img="").ctrl_img is None and SampleConfig(prompts=["a"]).ctrl_imgs == []
 
 
 def test_defaults():

@@ -75,3 +75,20 @@ def test_unknown_adapter_type_is_a_config_error():
     with pytest.raises(ConfigError) as info:
         parse_job_config(raw, "job.yaml")
     assert info.value.problems[0][0] == "config.process[0].adapter.type"
+
+
+@pytest.mark.parametrize("arch", sorted(model_registry()))
+def test_reference_count_is_guarded_per_arch(arch):
+    """More control_path folders or ctrl_img paths than the arch conditions on: one problem per key."""
+    registry = model_registry()
+    model_cls = registry[arch]
+    limit = model_cls.capabilities.max_reference_images
+    if not model_cls.capabilities.reference_training:
+        assert limit == 0
+        return
+    many = [f"/refs/{i}" for i in range(limit + 1)]
+    config = process(arch, datasets=[{"folder_path": "/data", "control_path": many[:limit]}],
+                     sample={"ctrl_img": many, "samples": [{"prompt": "x", "ctrl_img": many[0]}, {"prompt": "y"}]})
+    problems = check_features(config, model_cls, registry, "config.process[0]")
+    assert problems == [f"config.process[0].sample.ctrl_img: {limit + 1} reference images, but {arch} conditions on "
+                        f"at most {limit}; use {limit} or fewer"]

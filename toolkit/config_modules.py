@@ -352,6 +352,11 @@ class SampleConfig(_Section):
     def _no_ctrl_img_is_none(cls, value):
         return _none_if_empty(value)
 
+    @property
+    def ctrl_imgs(self) -> list[str]:
+        """``ctrl_img`` as a list (empty without references)."""
+        return _as_list(self.ctrl_img)
+
     @classmethod
     def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
         if data.get("prompts") and data.get("samples"):

@@ -137,8 +137,12 @@ class StableDiffusion(BaseModel):
         latents = latents / vae.config.scaling_factor + vae.config.shift_factor
         return vae.decode(latents.to(vae.dtype), return_dict=False)[0]
 
-    def get_noise_prediction(self, noisy_latents, timesteps, prompt_embeds, guidance_scale=1.0):
-        """noisy_latents (B, 16, h, w); timesteps (B,) in [0, 1000] -> prediction (B, 16, h, w)."""
+    def get_noise_prediction(self, noisy_latents, timesteps, prompt_embeds, guidance_scale=1.0, references=None):
+        """noisy_latents (B, 16, h, w); timesteps (B,) in [0, 1000] -> prediction (B, 16, h, w).
+
+        FLUX.1 takes no reference images (capabilities.reference_training is False)."""
+        if references:
+            raise ValueError("FLUX.1 (arch: flux) takes no reference images; FLUX.2 models do")
         pipe = self.pipeline
         b, c, h, w = noisy_latents.shape
         hidden = pipe._pack_latents(noisy_latents, b, c, h, w)

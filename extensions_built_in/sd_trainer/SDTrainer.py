@@ -1,7 +1,7 @@
 """The flow-matching LoRA recipe: the loss of one batch.
 
     x_t = (1 - s) x0 + s noise,  s = t / 1000 drawn by `train.timestep_type`
-    loss = mse(model(x_t, t, text), model.get_loss_target(noise, x0, t))
+    loss = mse(model(x_t, t, text, references), model.get_loss_target(noise, x0, t))   # target tokens only
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from toolkit.train_math import add_noise, sample_noise, sample_timesteps
 class SDTrainer(BaseSDTrainProcess):
     def compute_loss(self, batch, lo: int, hi: int, size: int) -> torch.Tensor:
         """batch: this process's items [lo, hi) of a global batch of `size` (latents (n, C, h, w) or
-        images (n, 3, H, W)) -> scalar fp32 mean loss over them (0 when the shard is empty)."""
+        images (n, 3, H, W), plus reference latents for edit training) -> scalar fp32 mean loss over
+        them (0 when the shard is empty). The loss covers the target tokens only: references condition."""
         train, model = self.config.train, self.model
         latents = self.batch_latents(batch).to(model.transformer.dtype)
         # Drawn for the whole global batch, then sliced: the same numbers whatever the process count.
@@ -28,9 +29,12 @@ class SDTrainer(BaseSDTrainProcess):
         if hi == lo:
             return torch.zeros((), device=latents.device)
         embeds = self.batch_prompt_embeds(batch.captions)
+        references = self.batch_references(batch)
+        if references is not None:
+            references = [ref.to(latents.dtype) for ref in references]
         noisy = add_noise(latents, noise, timesteps)
         with self.autocast():
-            prediction = model.get_noise_prediction(noisy, timesteps, embeds)
+            prediction = model.get_noise_prediction(noisy, timesteps, embeds, references=references)
         target = model.get_loss_target(noise, latents, timesteps)
         if train.loss_type == "mae":
             return torch.nn.functional.l1_loss(prediction.float(), target.float())

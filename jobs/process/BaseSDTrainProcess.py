@@ -71,7 +71,9 @@ class BaseSDTrainProcess(BaseProcess):
         self._check_supported()
         self.sample_specs = self._parse_sample_prompts()
         keys = [f"{self.key}.datasets[{i}]" for i in range(len(cfg.datasets))]
-        self.items = build_items(cfg.datasets, cfg.trigger_word, self.model_cls.capabilities.bucket_divisibility, keys)
+        caps = self.model_cls.capabilities
+        self.items = build_items(cfg.datasets, cfg.trigger_word, caps.bucket_divisibility, keys,
+                                 reference_max_pixels=caps.reference_max_pixels)
         self.device = resolve_device(cfg.device, f"{self.key}.device")
         if self.dist.enabled:
             # accelerate assigned this process its own device (cuda:<local rank>, or the CPU with gloo)
@@ -115,11 +117,16 @@ class BaseSDTrainProcess(BaseProcess):
         from toolkit.prompt import PromptError, apply_trigger, parse_prompt
 
         problems, specs = [], []
-        for i, item in enumerate(self.config.sample.sample_items()):
+        sample = self.config.sample
+        for i, item in enumerate(sample.sample_items()):
             try:
                 specs.append((item, parse_prompt(apply_trigger(item.prompt, self.config.trigger_word))))
             except PromptError as exc:
                 problems.append(f"{self.key}.sample.prompts[{i}]: {exc}")
+            own = sample.samples is not None and sample.samples[i].ctrl_img is not None
+            where = f"{self.key}.sample." + (f"samples[{i}].ctrl_img" if own else "ctrl_img")
+            problems += [f"{where}: {problem}" for problem in _unreadable_images(item.ctrl_imgs)]
+        problems = list(dict.fromkeys(problems))  # a shared sample.ctrl_img is reported once
         if problems:
             raise TrainingError("\n".join(problems))
         return specs
@@ -158,24 +165,26 @@ class BaseSDTrainProcess(BaseProcess):
         for item, spec in self.sample_specs:
             base = {"neg": item.neg, "width": item.width, "height": item.height, "seed": item.seed,
                     "guidance_scale": item.guidance_scale, "sample_steps": item.sample_steps,
-                    "network_multiplier": item.network_multiplier}
+                    "network_multiplier": item.network_multiplier, "ctrl_img": tuple(item.ctrl_imgs)}
             base = {**defaults, **{k: v for k, v in base.items() if v is not None}}
             self.sample_requests.append(ImageRequest.from_spec(spec, base))
 
     def _prepare_data(self) -> None:
         from toolkit.data.dataset import caption_variants, make_dataloader
         from toolkit.data.latent_cache import LatentCache, TextEmbeddingCache
+        from toolkit.data.references import load_reference
 
         cfg, model = self.config, self.model
-        self.latent_cache = None
+        self.latent_cache = self.reference_cache = None
+        references = list(dict.fromkeys(ref for item in self.items for ref in item.references))
+        vae_id = model.vae_id() if references or any(item.latents_cached for item in self.items) else None
         if any(item.latents_cached for item in self.items):
-            self.latent_cache = LatentCache(model.encode_images, vae_id=model.vae_id(), show_progress=self.dist.is_main)
-            # The main process encodes first so the others read its disk cache instead of racing it.
-            if self.dist.is_main:
-                self.latent_cache.fill(self.items)
-            self.dist.barrier()
-            if not self.dist.is_main:
-                self.latent_cache.fill(self.items)
+            self.latent_cache = LatentCache(model.encode_images, vae_id=vae_id, show_progress=self.dist.is_main)
+            self._fill_cache(self.latent_cache, self.items)
+        if references:  # always cached: encoded once, never per step
+            self.reference_cache = LatentCache(model.encode_images, vae_id=vae_id, load_image=load_reference,
+                                               show_progress=self.dist.is_main, desc="Caching reference latents")
+            self._fill_cache(self.reference_cache, references)
         self.text_cache = None
         if cfg.train.cache_text_embeddings or cfg.train.unload_text_encoder:
             self.text_cache = TextEmbeddingCache(model.encode_prompt)
@@ -191,7 +200,16 @@ class BaseSDTrainProcess(BaseProcess):
             model.vae.to("cpu")
         # Every process walks the same global batches (batch_size x processes) and keeps its shard.
         global_batch = cfg.train.batch_size * self.dist.world
-        self.loader = make_dataloader(self.items, global_batch, cfg.train.seed, latent_cache=self.latent_cache)
+        self.loader = make_dataloader(self.items, global_batch, cfg.train.seed, latent_cache=self.latent_cache,
+                                      reference_cache=self.reference_cache)
+
+    def _fill_cache(self, cache, items) -> None:
+        # The main process encodes first so the others read its disk cache instead of racing it.
+        if self.dist.is_main:
+            cache.fill(items)
+        self.dist.barrier()
+        if not self.dist.is_main:
+            cache.fill(items)
 
     def _prepare_network(self) -> None:
         from toolkit.network import attach_lora, select_targets
@@ -376,6 +394,12 @@ class BaseSDTrainProcess(BaseProcess):
         with torch.no_grad():
             return self.model.encode_images(batch.images)
 
+    def batch_references(self, batch) -> list[torch.Tensor] | None:
+        """The batch's cached reference latents on the device: one (B, C, h_i, w_i) per reference, or None."""
+        if batch.references is None:
+            return None
+        return [ref.to(self.device) for ref in batch.references]
+
     def batch_prompt_embeds(self, captions: list[str]):
         if self.text_cache is not None:
             return self.text_cache.get(captions).to(self.device)
@@ -487,6 +511,26 @@ def _slice_batch(batch, lo: int, hi: int):
     def cut(tensor):
         return None if tensor is None else tensor[lo:hi]
 
+    references = None if batch.references is None else [cut(ref) for ref in batch.references]
     return dataclasses.replace(batch, indices=batch.indices[lo:hi], captions=batch.captions[lo:hi],
-                               latents=cut(batch.latents), images=cut(batch.images), is_reg=batch.is_reg[lo:hi])
+                               latents=cut(batch.latents), images=cut(batch.images), is_reg=batch.is_reg[lo:hi],
+                               references=references)
+
+
+def _unreadable_images(paths: list[str]) -> list[str]:
+    """Why each of `paths` is not a readable image (checked before the model loads)."""
+    from PIL import Image
+
+    problems = []
+    for path in paths:
+        file = Path(path).expanduser()
+        if not file.is_file():
+            problems.append(f"'{file}' does not exist; set it to a reference image file")
+            continue
+        try:
+            with Image.open(file) as img:
+                img.verify()
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files
+            problems.append(f"'{file}' is not a readable image ({type(exc).__name__}: {exc})")
+    return problems
 

@@ -139,9 +139,11 @@ def test_build_items_gathers_every_dataset_problem(tmp_path, image_folder, make_
     assert "config.process[0].datasets[2].folder_path" in message
 
 
-def test_control_path_is_refused_not_ignored(image_folder, make_config):
-    with pytest.raises(DatasetError, match=r"datasets\[0\]\.control_path"):
-        build_items([make_config(image_folder, control_path=str(image_folder))], None, 16)
+def test_control_path_pairs_references_not_ignored(image_folder, make_config):
+    """control_path is used (tests/data/test_references.py has the details), never silently dropped."""
+    items = build_items([make_config(image_folder, control_path=str(image_folder))], None, 16)
+    assert items and all(len(item.references) == 1 for item in items)
+    assert all(item.references[0].image.path == item.image.path for item in items)  # same folder: itself
 
 
 def test_items_of_several_datasets(tmp_path, image_folder, make_config):

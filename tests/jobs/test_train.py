@@ -180,7 +180,6 @@ def test_ctrl_c_saves_before_exit(tmp_path):
     ({"datasets": [{"folder_path": "/no/such/folder"}]}, r"datasets\[0\].folder_path.*/no/such/folder"),
     ({"training_folder": "/etc/hostname/sub"}, r"training_folder: cannot write"),
     ({"train": {"optimizer": "adamw8bit"}}, r"adamw8bit needs bitsandbytes with CUDA"),
-    ({"network": {"type": "lokr"}}, r"network.type: LoKr .* is not supported for flux2"),
     ({"train": {"train_text_encoder": True}}, r"train.train_text_encoder: text-encoder training is not supported for flux2"),
     ({"sample": {"prompts": ["a cat --wdth 3"]}}, r"sample.prompts\[0\].*did you mean --w"),
     ({"device": "cuda:0"}, r"CUDA is not available"),

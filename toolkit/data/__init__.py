@@ -9,6 +9,7 @@ Modules:
 - :mod:`toolkit.data.captions`: caption maths (pure, seeded ``random.Random``, no torch)
 - :mod:`toolkit.data.buckets`: aspect-ratio buckets and the bucket batch sampler (no torch)
 - :mod:`toolkit.data.dataset`: folder scanning, items, image loading, the torch Dataset
+- :mod:`toolkit.data.references`: reference (edit) images of ``control_path`` paired with the targets
 - :mod:`toolkit.data.latent_cache`: ``LatentCache`` (memory / disk) and ``TextEmbeddingCache``
 
 This package's ``__init__`` imports nothing so that the torch-free modules stay cheap.

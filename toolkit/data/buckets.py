@@ -22,7 +22,7 @@ from collections.abc import Hashable, Iterator, Sequence
 
 log = logging.getLogger(__name__)
 
-__all__ = ["make_bucket", "epoch_batches", "BucketBatchSampler", "DrawKey"]
+__all__ = ["make_bucket", "reference_size", "epoch_batches", "BucketBatchSampler", "DrawKey"]
 
 
 def make_bucket(width: int, height: int, resolution: int, divisibility: int) -> tuple[int, int]:
@@ -52,6 +52,29 @@ def make_bucket(width: int, height: int, resolution: int, divisibility: int) -> 
     if not candidates:  # only when flooring to the minimum side already overshoots a tiny area
         candidates = [(sides(ideal_w, max_w)[0], sides(ideal_h, max_h)[0])]
     return min(candidates, key=lambda wh: (abs(math.log(wh[0] / wh[1] / aspect)), -wh[0] * wh[1]))
+
+
+def reference_size(width: int, height: int, max_pixels: int, divisibility: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(resized, cropped): the sizes a reference (edit) image of ``width x height`` trains at.
+
+    The rule of diffusers' ``Flux2Pipeline.__call__`` and ``Flux2KleinPipeline.__call__`` (0.42,
+    "4. process images"), so training sees references exactly as inference does: an image of more
+    than ``max_pixels`` pixels is resized (Lanczos) by ``sqrt(max_pixels / (w * h))``, each side
+    truncated to an int (``Flux2ImageProcessor._resize_to_target_area``, max_pixels = 1024 * 1024);
+    smaller images are never resized. Both sides are then center-cropped down to multiples of
+    ``divisibility`` (``vae_scale_factor * 2`` = 16; ``Flux2ImageProcessor._resize_and_crop``).
+    The cap holds for each reference whatever their number. (Black Forest Labs' own sampler,
+    ``flux2/sampling.py encode_image_refs``, allows one reference up to 2024 * 2024 pixels and
+    several up to 1024 * 1024 each; we follow diffusers, which is what samples and users run.)
+    ``cropped`` has a zero side when the image is narrower than ``divisibility``.
+    """
+    if width <= 0 or height <= 0 or max_pixels <= 0 or divisibility <= 0:
+        raise ValueError(f"reference_size needs positive sizes, got {width}x{height}, {max_pixels}, {divisibility}")
+    if width * height > max_pixels:
+        scale = math.sqrt(max_pixels / (width * height))
+        width, height = int(width * scale), int(height * scale)
+    d = divisibility
+    return (width, height), (width // d * d, height // d * d)
 
 
 def epoch_batches(

@@ -27,8 +27,11 @@ Decisions (the "why" the code cannot say):
   once per resolution in the same bucket; the latent cache encodes them once.
 - A caption is drawn per (seed, epoch, item) from its own ``random.Random``: the same
   in every DataLoader worker and in a resumed run.
-- ``control_path`` (reference images) is not handled by this pipeline yet; a dataset
-  that sets it is an error rather than silently training without its references.
+- ``control_path`` (reference / edit images, :mod:`toolkit.data.references`): each target
+  is paired with the same-named image of every control folder; a target missing one is
+  skipped (warned, counted). References follow the target's flips, are always cached
+  (:class:`~toolkit.data.latent_cache.LatentCache` with :func:`~toolkit.data.references.load_reference`)
+  and their sizes are part of the batch group, so a batch stacks them.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from toolkit.data.errors import DatasetError
 if TYPE_CHECKING:
     from toolkit.config_modules import DatasetConfig
     from toolkit.data.latent_cache import LatentCache
+    from toolkit.data.references import ReferenceItem
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,7 @@ __all__ = [
     "caption_variants",
     "caption_rng",
     "load_image",
+    "open_rgb",
     "resize_and_crop",
     "image_to_tensor",
     "collate_batch",
@@ -106,6 +111,7 @@ class TrainItem:
 
     bucket: (width, height) of the tensor it becomes, multiples of the divisibility.
     dataset_key: where its dataset sits in the job file (``config.process[0].datasets[1]``).
+    references: its reference (edit) images, one per ``control_path`` folder, in order.
     """
 
     image: ImageItem
@@ -119,6 +125,7 @@ class TrainItem:
     is_reg: bool = False
     cache_latents: bool = False
     cache_latents_to_disk: bool = False
+    references: tuple[ReferenceItem, ...] = ()
 
     @property
     def latents_cached(self) -> bool:
@@ -131,9 +138,11 @@ class TrainItem:
         return self.image.path.parent / LATENT_CACHE_DIRNAME
 
     @property
-    def batch_group(self) -> tuple[int, int, bool]:
-        """What the items of one batch share: the bucket size, and latents-or-pixels."""
-        return (*self.bucket, self.latents_cached)
+    def batch_group(self) -> tuple:
+        """What the items of one batch share: the bucket size, latents-or-pixels, and the reference sizes."""
+        group = (*self.bucket, self.latents_cached)
+        # Items without references keep the 3-tuple, so their batch order is unchanged by this feature.
+        return group + (tuple(ref.bucket for ref in self.references),) if self.references else group
 
     def draw_caption(self, rng: random.Random) -> str:
         return process_caption(self.image.caption, self.captions, rng)
@@ -230,9 +239,15 @@ def scan_folder(config: DatasetConfig, key: str) -> list[ImageItem]:
 
 
 def _expand(
-    images: list[ImageItem], config: DatasetConfig, index: int, key: str, trigger_word: str | None, divisibility: int
+    images: list[ImageItem], config: DatasetConfig, index: int, key: str, trigger_word: str | None, divisibility: int,
+    references: dict[Path, tuple[ImageItem, ...]] | None = None, reference_max_pixels: int = 0,
 ) -> list[TrainItem]:
-    """Images x resolutions x flips, each repeated ``num_repeats`` times."""
+    """Images x resolutions x flips, each repeated ``num_repeats`` times.
+
+    ``references``: target path -> its reference images (from :func:`~toolkit.data.references.pair_references`).
+    """
+    from toolkit.data.references import reference_items
+
     options = _caption_options(config, trigger_word)
     flips = [(fx, fy) for fx in {False, config.flip_x} for fy in {False, config.flip_y}]
     items: list[TrainItem] = []
@@ -246,10 +261,13 @@ def _expand(
         for image in images:
             bucket = make_bucket(image.width, image.height, resolution, divisibility)
             for flip_x, flip_y in sorted(flips):
+                refs = reference_items((references or {}).get(image.path, ()), bucket, config, key, flip_x, flip_y,
+                                       divisibility, reference_max_pixels)
                 item = TrainItem(
                     image=image, bucket=bucket, resolution=resolution, captions=options, dataset_index=index,
                     dataset_key=key, flip_x=flip_x, flip_y=flip_y, is_reg=config.is_reg,
                     cache_latents=config.cache_latents, cache_latents_to_disk=config.cache_latents_to_disk,
+                    references=refs,
                 )
                 items += [item] * config.num_repeats
     return items
@@ -260,29 +278,30 @@ def build_items(
     trigger_word: str | None,
     divisibility: int,
     keys: Sequence[str] | None = None,
+    reference_max_pixels: int = 1024 * 1024,
 ) -> list[TrainItem]:
     """Every training item of every dataset of a job.
 
     ``divisibility``: ``model.capabilities.bucket_divisibility``. ``keys[i]``: the key
     path of dataset i (``config.process[0].datasets[i]``) used in messages; default
-    ``datasets[i]``. The problems of all datasets are gathered into one DatasetError.
+    ``datasets[i]``. ``reference_max_pixels``: ``model.capabilities.reference_max_pixels``
+    (see :func:`~toolkit.data.buckets.reference_size`). The problems of all datasets are
+    gathered into one DatasetError.
     """
+    from toolkit.data.references import pair_references
+
     keys = list(keys) if keys is not None else [f"datasets[{i}]" for i in range(len(dataset_configs))]
     if len(keys) != len(dataset_configs):
         raise ValueError(f"{len(dataset_configs)} dataset configs but {len(keys)} keys")
     problems: list[str] = []
     items: list[TrainItem] = []
     for index, (config, key) in enumerate(zip(dataset_configs, keys)):
-        if config.control_paths:
-            problems.append(f"{key}.control_path: reference (control) images are not supported by the "
-                            "training data pipeline yet; remove control_path")
-            continue
         try:
             images = scan_folder(config, f"{key}.folder_path")
+            images, references = pair_references(images, config, key)
+            items += _expand(images, config, index, key, trigger_word, divisibility, references, reference_max_pixels)
         except DatasetError as exc:
             problems.append(str(exc))
-            continue
-        items += _expand(images, config, index, key, trigger_word, divisibility)
     if problems:
         if len(problems) == 1:
             raise DatasetError(problems[0])
@@ -341,20 +360,33 @@ def image_to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
 
 
+def open_rgb(path: Path) -> Image.Image:
+    """The file's pixels as RGB: EXIF orientation applied, transparency composited over white."""
+    with Image.open(path) as opened:
+        return _to_rgb(ImageOps.exif_transpose(opened))
+
+
+def read_rgb(path: Path, dataset_key: str) -> Image.Image:
+    """:func:`open_rgb` for a scanned dataset file: a file gone or broken since the scan is a DatasetError."""
+    try:
+        return open_rgb(path)
+    except OSError as exc:
+        raise DatasetError(f"{dataset_key}: cannot read {path} ({exc}); was it changed or removed "
+                           "after the dataset was scanned?") from exc
+
+
+def flip(img: Image.Image, flip_x: bool, flip_y: bool) -> Image.Image:
+    if flip_x:
+        img = ImageOps.mirror(img)
+    if flip_y:
+        img = ImageOps.flip(img)
+    return img
+
+
 def load_image(item: TrainItem) -> torch.Tensor:
     """The item's pixels: (3, bucket_h, bucket_w) float32 in [-1, 1], oriented, cropped, flipped."""
-    try:
-        with Image.open(item.image.path) as opened:
-            img = _to_rgb(ImageOps.exif_transpose(opened))
-    except OSError as exc:
-        raise DatasetError(f"{item.dataset_key}: cannot read {item.image.path} ({exc}); was it changed or removed "
-                           "after the dataset was scanned?") from exc
-    img = resize_and_crop(img, item.bucket)
-    if item.flip_x:
-        img = ImageOps.mirror(img)
-    if item.flip_y:
-        img = ImageOps.flip(img)
-    return image_to_tensor(img)
+    img = resize_and_crop(read_rgb(item.image.path, item.dataset_key), item.bucket)
+    return image_to_tensor(flip(img, item.flip_x, item.flip_y))
 
 
 # --------------------------------------------------------------------------- batches
@@ -372,6 +404,8 @@ class TrainBatch:
     latents: (B, C, h, w) as the model's ``encode_images`` returned them (from the cache).
     images: (B, 3, H, W) float32 in [-1, 1], for the trainer to encode.
     is_reg: (B,) bool. epoch, batch: this batch's position in the sampler's order.
+    references: the reference images' cached latents, one (B, C, h_i, w_i) tensor per
+    reference in ``control_path`` order; None when the items have none.
     """
 
     indices: list[int]
@@ -381,6 +415,7 @@ class TrainBatch:
     is_reg: torch.Tensor
     epoch: int
     batch: int
+    references: list[torch.Tensor] | None = None
 
     def resume_state(self) -> dict:
         """``BucketBatchSampler.load_state_dict`` input that resumes right after this batch."""
@@ -393,6 +428,7 @@ class TrainBatch:
             latents=None if self.latents is None else self.latents.pin_memory(),
             images=None if self.images is None else self.images.pin_memory(),
             is_reg=self.is_reg.pin_memory(),
+            references=None if self.references is None else [r.pin_memory() for r in self.references],
         )
 
 
@@ -401,13 +437,16 @@ class TrainDataset(torch.utils.data.Dataset):
 
     A sample is a dict: ``index``, ``epoch``, ``batch``, ``caption`` (one draw),
     ``is_reg``, and ``latents`` (C, h, w) when the item's latents are cached in
-    ``latent_cache``, else ``image`` (3, H, W) float32 in [-1, 1].
+    ``latent_cache``, else ``image`` (3, H, W) float32 in [-1, 1]; plus ``references``
+    (a list of (C, h_i, w_i) latents from ``reference_cache``) when the item has references.
     """
 
-    def __init__(self, items: Sequence[TrainItem], seed: int, latent_cache: LatentCache | None = None):
+    def __init__(self, items: Sequence[TrainItem], seed: int, latent_cache: LatentCache | None = None,
+                 reference_cache: LatentCache | None = None):
         self.items = list(items)
         self.seed = seed
         self.latent_cache = latent_cache
+        self.reference_cache = reference_cache
 
     def __len__(self) -> int:
         return len(self.items)
@@ -423,6 +462,11 @@ class TrainDataset(torch.utils.data.Dataset):
             sample["latents"] = self.latent_cache.get(item)
         else:
             sample["image"] = load_image(item)
+        if item.references:
+            if self.reference_cache is None:
+                raise DatasetError(f"{item.dataset_key}: {item.image.path.name} has reference images but the dataset "
+                                   "has no reference cache; fill one (LatentCache with load_reference) first")
+            sample["references"] = [self.reference_cache.get(ref) for ref in item.references]
         return sample
 
 
@@ -432,6 +476,11 @@ def collate_batch(samples: list[dict]) -> TrainBatch:
     if len(kinds) != 1:
         raise ValueError("a batch mixes cached latents and images; batch with BucketBatchSampler (item.batch_group)")
     stacked = torch.stack([s["latents"] if "latents" in s else s["image"] for s in samples])
+    counts = {len(s.get("references", ())) for s in samples}
+    if len(counts) != 1:
+        raise ValueError("a batch mixes items with different reference counts; batch with BucketBatchSampler "
+                         "(item.batch_group)")
+    references = [torch.stack([s["references"][i] for s in samples]) for i in range(counts.pop())]
     return TrainBatch(
         indices=[s["index"] for s in samples],
         captions=[s["caption"] for s in samples],
@@ -440,6 +489,7 @@ def collate_batch(samples: list[dict]) -> TrainBatch:
         is_reg=torch.tensor([s["is_reg"] for s in samples], dtype=torch.bool),
         epoch=samples[0]["epoch"],
         batch=samples[0]["batch"],
+        references=references or None,
     )
 
 
@@ -451,8 +501,11 @@ def make_dataloader(
     num_workers: int = 0,
     drop_last: bool = False,
     pin_memory: bool = False,
+    reference_cache: LatentCache | None = None,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader of :class:`TrainBatch`; its ``batch_sampler`` is the :class:`BucketBatchSampler`.
+
+    ``reference_cache``: the filled cache of the items' reference latents (items with references need it).
 
     One pass over the loader is one epoch; iterate it again for the next. To resume,
     ``loader.batch_sampler.load_state_dict(saved_batch.resume_state())`` before iterating.
@@ -460,7 +513,7 @@ def make_dataloader(
     items = list(items)
     sampler = BucketBatchSampler([item.batch_group for item in items], batch_size, seed, drop_last=drop_last)
     return torch.utils.data.DataLoader(
-        TrainDataset(items, seed, latent_cache),
+        TrainDataset(items, seed, latent_cache, reference_cache),
         batch_sampler=sampler,
         collate_fn=collate_batch,
         num_workers=num_workers,

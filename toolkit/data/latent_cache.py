@@ -10,7 +10,9 @@ Both take the encoder as a callable, so they never touch a model class:
 
 Latent cache key: the image file's resolved path, size and mtime (a cheap stand-in
 for its content, as make does), the bucket size, the flips, the caller's ``vae_id``
-and a format version. Any change gives a new key, hence a re-encode; stale files are
+and a format version (reference images add their resize rule: ``cache_key_fields``).
+The same class caches reference (edit) images, given
+:class:`~toolkit.data.references.ReferenceItem` s and ``load_image=load_reference``. Any change gives a new key, hence a re-encode; stale files are
 left on disk (delete ``_latent_cache/`` to reclaim them).
 
 Items with ``cache_latents`` are kept in memory (CPU); items with
@@ -59,6 +61,8 @@ def latent_key(item: TrainItem, vae_id: str) -> str:
         "flip_x": item.flip_x,
         "flip_y": item.flip_y,
         "vae_id": vae_id,
+        # ReferenceItem adds its resize rule; TrainItem adds nothing, so its keys are unchanged.
+        **getattr(item, "cache_key_fields", {}),
     }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
@@ -91,6 +95,7 @@ class LatentCache:
         batch_size: int = 4,
         load_image: Callable[[TrainItem], torch.Tensor] = load_image,
         show_progress: bool = True,
+        desc: str = "Caching latents",
     ):
         if not isinstance(vae_id, str) or not vae_id:
             raise ValueError("LatentCache needs a non-empty vae_id string (the model's VAE fingerprint)")
@@ -101,6 +106,7 @@ class LatentCache:
         self.batch_size = batch_size
         self.load_image = load_image
         self.show_progress = show_progress
+        self.desc = desc
         self._memory: dict[str, torch.Tensor] = {}
 
     def __getstate__(self) -> dict:
@@ -168,7 +174,7 @@ class LatentCache:
         by_bucket: dict[tuple[int, int], list[str]] = {}
         for key, group in todo.items():
             by_bucket.setdefault(group[0].bucket, []).append(key)
-        with tqdm(total=len(todo), desc="Caching latents", unit="img", disable=not self.show_progress) as bar:
+        with tqdm(total=len(todo), desc=self.desc, unit="img", disable=not self.show_progress) as bar:
             for bucket in sorted(by_bucket):
                 keys = by_bucket[bucket]
                 for start in range(0, len(keys), self.batch_size):

@@ -45,14 +45,21 @@ class ModelCapabilities:
     bucket_divisibility: image sides must be multiples of this (VAE factor x patch).
     guidance_distilled: the transformer takes an embedded guidance value (no real CFG).
     real_cfg: sampling runs a second, negative pass (guidance_scale > 1).
-    max_reference_images: reference (edit) images the model conditions on; 0 = none.
+    max_reference_images: reference (edit) images the model conditions on; 0 = none. A config asking for
+        more (``datasets[i].control_path`` folders, ``ctrl_img`` paths) is an error.
+    reference_training: edit training with reference images (``control_path``) and sampling with them
+        (``ctrl_img``): ``get_noise_prediction`` takes ``references``, the pipeline takes ``image=[...]``.
+    reference_max_pixels: a reference image larger than this many pixels is resized (Lanczos, aspect kept)
+        to this area before its sides are cropped to multiples of ``bucket_divisibility``: the rule the
+        architecture's pipeline applies at inference, so training sees references at the same size.
     """
 
     bucket_divisibility: int = 16
     guidance_distilled: bool = False
     real_cfg: bool = False
     max_reference_images: int = 0
-    reference_training: bool = False  # edit training with reference images (control_path, ctrl_img)
+    reference_training: bool = False
+    reference_max_pixels: int = 1024 * 1024
     text_encoder_trainable: bool = False
     lokr: bool = False
     conv_lora: bool = False
@@ -95,12 +102,14 @@ class ImageRequest:
     guidance_scale: float
     sample_steps: int
     network_multiplier: float = 1.0
+    ctrl_img: tuple[str, ...] = ()  # reference image paths (edit models), in order
 
     @classmethod
     def from_spec(cls, spec: PromptSpec, defaults: dict) -> "ImageRequest":
         values = dict(defaults)
         values.update({k: v for k, v in dataclasses.asdict(spec).items() if v is not None})
-        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
+        # Fields with a default (ctrl_img) may be left out of `defaults`.
+        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
 
 
 def unsupported_model_options(model_config, key: str) -> list[str]:
@@ -171,9 +180,13 @@ class BaseModel:
 
     def get_noise_prediction(
         self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, prompt_embeds: PromptEmbeds,
-        guidance_scale: float = 1.0,
+        guidance_scale: float = 1.0, references: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Transformer output for `noisy_latents` (same layout); timesteps in [0, 1000]."""
+        """Transformer output for `noisy_latents` (same layout); timesteps in [0, 1000].
+
+        references: with `capabilities.reference_training`, the reference images' latents (`encode_images`
+        layout), one (B, C, h_i, w_i) tensor per reference in order; the output covers the targets only.
+        """
         raise NotImplementedError
 
     def get_loss_target(self, noise: torch.Tensor, latents: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
@@ -258,6 +271,8 @@ class BaseModel:
         """One PIL image per request, made by the architecture's diffusers pipeline."""
         images = []
         for req in requests:
+            if req.ctrl_img and not self.capabilities.reference_training:
+                raise ValueError(f"{self.arch} does not take reference images; remove ctrl_img")
             generator = torch.Generator(device="cpu").manual_seed(req.seed)
             self._set_lora_scale(req.network_multiplier)
             out = self.pipeline(
@@ -269,6 +284,14 @@ class BaseModel:
             )
             images.append(out.images[0])
         return images
+
+    @staticmethod
+    def reference_images(request: ImageRequest) -> list["Image.Image"]:
+        """The request's ctrl_img files as RGB PIL images, oriented and composited over white exactly as the
+        training references are (toolkit.data.dataset.open_rgb); the pipeline resizes them itself."""
+        from toolkit.data.dataset import open_rgb
+
+        return [open_rgb(Path(path).expanduser()) for path in request.ctrl_img]
 
     def load_lora(self, path: str | Path, scale: float = 1.0) -> None:
         """Apply a LoRA file for generation through diffusers' loader."""
@@ -300,13 +323,16 @@ class BaseModel:
         encoders on the device are streamed from host memory instead (toolkit/models/offload.py): the
         plan is logged, and `self.block_streamers` maps each streamed component to its streamer.
         """
+        import weakref
+
         from toolkit.models.offload import plan_model_offload, stream_blocks
 
         on_cpu = set(self.text_encoder_names()) if self.model_config.low_vram else set()
         modules = {name: module for name, module in self.pipeline.components.items()
                    if isinstance(module, torch.nn.Module) and name not in on_cpu}
         plan = plan_model_offload(self, list(modules))
-        self.block_streamers = {}
+        # Weak: a component the trainer drops (unload_text_encoder) must free its memory with it.
+        self.block_streamers = weakref.WeakValueDictionary()
         for name, module in modules.items():
             count = plan.offloaded.get(name, 0) if plan is not None else 0
             if count:

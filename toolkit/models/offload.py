@@ -45,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import weakref
 from typing import Iterable
 
 import torch
@@ -194,7 +195,7 @@ def plan_offload(components: list[ComponentSizes], budget_bytes: int | None, act
 
 def percent_to_count(percent: float, num_blocks: int) -> int:
     """`layer_offloading_*_percent` (0..1) -> how many trailing blocks are streamed."""
-    return min(num_blocks, max(0, round(percent * num_blocks)))
+    return min(num_blocks, max(0, int(percent * num_blocks + 0.5)))  # half up, not Python's half-to-even
 
 
 def estimate_activation_bytes(hidden: int, mlp_hidden: int, num_blocks: int, tokens: int, batch_size: int,
@@ -310,6 +311,7 @@ class _BlockWeights:
     def release(self) -> None:
         if not self.loaded:
             return
+        self.wait()  # a prefetched block released unused: its copy must land before the memory is reused
         if self.device.type == "cpu":
             for view in self.views:
                 view.fill_(0xFF)  # NaN in every float format: a missed re-load cannot pass unnoticed
@@ -323,14 +325,16 @@ class _BlockWeights:
 
 
 class BlockStreamer:
-    """Streams the frozen weights of the `offloaded` blocks of `blocks` (a module's blocks in execution order).
+    """Streams the frozen weights of some of `blocks` (`module`'s blocks, in execution order) to `device`.
 
-    Hooks go on every block so that a resident block can prefetch an offloaded neighbour. Blocks are
+    Hooks go on every block so that a resident block can prefetch a streamed neighbour. Blocks are
     handed over with `offload(i)` (each goes to the device alone, is copied to host memory and released),
     so a caller can also materialise and offload them one at a time (the benchmark does).
     """
 
-    def __init__(self, blocks: list[torch.nn.Module], device: str | torch.device, prefetch: int = 1):
+    def __init__(self, module: torch.nn.Module, blocks: list[torch.nn.Module], device: str | torch.device,
+                 prefetch: int = 1):
+        module.block_streamer = self  # the owner: the hooks below only hold weak references
         self.blocks = list(blocks)
         self.device = torch.device(device)
         self.prefetch = max(1, prefetch)
@@ -338,9 +342,20 @@ class BlockStreamer:
         self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self._callback_queued_for = None
         self._handles = []
+        # The hooks reach the streamer through a weak reference: the module owns the streamer (and its
+        # streamer the blocks), so dropping the module frees it at once, without waiting for a GC cycle.
+        me = weakref.ref(self)
         for i, block in enumerate(self.blocks):
-            self._handles.append(block.register_forward_pre_hook(self._hook_pre(i), with_kwargs=True, prepend=True))
-            self._handles.append(block.register_forward_hook(self._hook_post(i), with_kwargs=True))
+            def pre(module, args, kwargs, i=i):
+                streamer = me()
+                return None if streamer is None else streamer._pre_forward(i, args, kwargs)
+
+            def post(module, args, kwargs, output, i=i):
+                streamer = me()
+                return None if streamer is None else streamer._post_forward(i, output)
+
+            self._handles.append(block.register_forward_pre_hook(pre, with_kwargs=True, prepend=True))
+            self._handles.append(block.register_forward_hook(post, with_kwargs=True))
 
     # ----------------------------------------------------------------- setup
     def offload(self, index: int) -> None:
@@ -358,11 +373,16 @@ class BlockStreamer:
     def streamed_bytes(self) -> int:
         return sum(w.nbytes for w in self.weights.values())
 
-    def detach(self) -> None:
-        """Stop streaming: every block is loaded back on the device and the hooks removed."""
+    def end(self, fn=None) -> None:
+        """Stop streaming. Each streamed block in turn is loaded back on the device and, given `fn` (what
+        `nn.Module._apply` takes: `.to()`, `.cpu()`...), converted by it, so the device never holds more
+        than one extra block; then the hooks are removed."""
         for index in sorted(self.weights):
             self._ensure(index)
-        self.weights.clear()
+            weights = self.weights.pop(index)
+            if fn is not None:
+                self.blocks[index]._apply(fn)
+            del weights  # drops the byte views: the device copy is freed once `fn` moved the block away
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
@@ -383,37 +403,30 @@ class BlockStreamer:
         if index in self.weights:
             self.weights[index].release()
 
-    def _hook_pre(self, index: int):
-        def hook(module, args, kwargs):
-            self._ensure(index)
-            if _in_backward():
-                return None  # re-computation under gradient checkpointing: the backward hooks drive prefetch
-            self._prefetch(range(index + 1, index + 1 + self.prefetch))
-            if torch.is_grad_enabled():
-                weights = self.weights.get(index)
-                if weights is not None and any(p.requires_grad for p in weights.params):
-                    raise OffloadError(f"block {index} is streamed by layer offloading but has trainable weights; "
-                                       "only frozen weights can be streamed (LoRA parameters stay on the device)")
-                inputs = _grad_tensors((args, kwargs))
-                if inputs:
-                    torch.autograd.graph.register_multi_grad_hook(inputs, lambda _: self._release(index), mode="all")
-            return None
+    def _pre_forward(self, index: int, args, kwargs) -> None:
+        self._ensure(index)
+        if _in_backward():
+            return  # re-computation under gradient checkpointing: the backward hooks drive the prefetch
+        self._prefetch(range(index + 1, index + 1 + self.prefetch))
+        weights = self.weights.get(index)
+        if weights is None or not torch.is_grad_enabled():
+            return
+        if any(p.requires_grad for p in weights.params):
+            raise OffloadError(f"block {index} is streamed by layer offloading but has trainable weights; only "
+                               "frozen weights can be streamed (LoRA parameters stay on the device)")
+        inputs = _grad_tensors((args, kwargs))
+        if inputs:  # once every input's gradient exists, this block's backward is over
+            torch.autograd.graph.register_multi_grad_hook(inputs, lambda _: self._release(index), mode="all")
 
-        return hook
-
-    def _hook_post(self, index: int):
-        def hook(module, args, kwargs, output):
-            if _in_backward():
-                return None
-            outputs = _grad_tensors(output) if torch.is_grad_enabled() else []
-            if outputs:
-                torch.autograd.graph.register_multi_grad_hook(outputs, lambda _: self._pre_backward(index), mode="any")
-            # Backward starts with the last block: keep it rather than release and reload it at once.
-            if not (outputs and index == len(self.blocks) - 1):
-                self._release(index)
-            return None
-
-        return hook
+    def _post_forward(self, index: int, output) -> None:
+        if _in_backward():
+            return
+        outputs = _grad_tensors(output) if torch.is_grad_enabled() else []
+        if outputs:  # the first output gradient means this block's backward is about to run
+            torch.autograd.graph.register_multi_grad_hook(outputs, lambda _: self._pre_backward(index), mode="any")
+        # Backward starts with the last block: keep it rather than release and reload it at once.
+        if not (outputs and index == len(self.blocks) - 1):
+            self._release(index)
 
     def _pre_backward(self, index: int) -> None:
         task = torch._C._current_graph_task_id()
@@ -441,3 +454,190 @@ def _grad_tensors(tree) -> list[torch.Tensor]:
     from torch.utils._pytree import tree_leaves
 
     return [t for t in tree_leaves(tree) if isinstance(t, torch.Tensor) and t.requires_grad]
+
+
+# ============================================================================ models
+
+
+def move_except(module: torch.nn.Module, device: torch.device, skip: list[torch.nn.Module]) -> None:
+    """`module.to(device)` for everything except the submodules in `skip` (and what they contain)."""
+    skip_ids = {id(m) for m in skip}
+    ancestors = set()
+    for name, sub in module.named_modules():
+        if id(sub) in skip_ids:
+            parts = name.split(".") if name else []
+            ancestors |= {id(module.get_submodule(".".join(parts[:k]))) for k in range(len(parts))}
+
+    def move(sub: torch.nn.Module) -> None:
+        if id(sub) in skip_ids:
+            return
+        if id(sub) not in ancestors:
+            sub.to(device)
+            return
+        for child in sub.children():
+            move(child)
+        torch.nn.Module._apply(sub, lambda t: t.to(device), recurse=False)
+
+    move(module)
+
+
+def stream_blocks(module: torch.nn.Module, blocks: list[torch.nn.Module], count: int, device: torch.device,
+                  prefetch: int = 1) -> BlockStreamer:
+    """Put `module` on `device`, streaming its last `count` `blocks` (execution order) from host memory.
+
+    Moving the module afterwards (`.to()`, `.cpu()`: e.g. parking a text encoder on the CPU once its
+    embeddings are cached) ends the streaming block by block, then moves the module as usual.
+    """
+    streamer = BlockStreamer(module, blocks, device, prefetch)
+    for index in range(len(blocks) - count, len(blocks)):
+        streamer.offload(index)
+    move_except(module, device, [blocks[i] for i in streamer.weights])
+
+    owner = weakref.ref(module)  # a strong reference from the module's own attribute would be a cycle
+
+    def apply_ending_offload(fn, recurse=True):
+        target = owner()
+        log.info("%s moved: layer offloading of its blocks ends", type(target).__name__)
+        streamer.end(fn)
+        del target._apply  # back to nn.Module._apply
+        return target._apply(fn, recurse)
+
+    module._apply = apply_ending_offload
+    return streamer
+
+
+OPTIMIZER_STATE_BYTES = {"adamw": 8, "adamw8bit": 2, "prodigy": 16, "adafactor": 4}
+"""Optimizer state per trainable parameter (AdamW: two fp32 moments; Prodigy four; Adafactor factored)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingShape:
+    """What the run trains at: sizes activations and LoRA state in the plan.
+
+    The defaults are the trainer's defaults at 1024 px; a trainer that knows better calls
+    `model.set_training_shape(TrainingShape.from_process_config(config))` before `load_model()`.
+    text_encoder_in_training: False when caption embeddings are cached (the text encoder leaves the device).
+    """
+
+    resolution: int = 1024
+    batch_size: int = 1
+    gradient_checkpointing: bool = True
+    lora_rank: int = 16
+    optimizer_state_bytes_per_param: int = 8
+    text_encoder_in_training: bool = True
+    bytes_per_activation: int = 2
+
+    @classmethod
+    def from_process_config(cls, config) -> "TrainingShape":
+        """From a `TrainProcessConfig` (largest bucket resolution of every dataset)."""
+        train = config.train
+        return cls(
+            resolution=max(r for d in config.datasets for r in d.resolutions),
+            batch_size=train.batch_size,
+            gradient_checkpointing=train.gradient_checkpointing,
+            lora_rank=config.network.linear,
+            optimizer_state_bytes_per_param=OPTIMIZER_STATE_BYTES.get(train.optimizer, 8),
+            text_encoder_in_training=not (train.cache_text_embeddings or train.unload_text_encoder),
+            bytes_per_activation=4 if train.dtype in ("fp32", "float32") else 2,
+        )
+
+
+def lora_parameter_count(transformer: torch.nn.Module, targets: list[str], rank: int) -> int:
+    count = 0
+    for name in targets:
+        linear = transformer.get_submodule(name)
+        count += rank * (linear.in_features + linear.out_features)
+    return count
+
+
+def transformer_activation_bytes(transformer: torch.nn.Module, num_blocks: int, shape: TrainingShape,
+                                 token_divisor: int) -> int:
+    """`estimate_activation_bytes` for a diffusers FLUX transformer (dimensions from its config)."""
+    config = transformer.config
+    hidden = config.num_attention_heads * config.attention_head_dim
+    mlp_hidden = int(hidden * getattr(config, "mlp_ratio", 4.0))  # FLUX.1's config has no mlp_ratio: 4
+    tokens = (shape.resolution // token_divisor) ** 2 + TEXT_TOKENS
+    return estimate_activation_bytes(hidden, mlp_hidden, num_blocks, tokens, shape.batch_size,
+                                     shape.gradient_checkpointing, shape.bytes_per_activation)
+
+
+def _encode_activation_bytes(model, text_encoders: list[str], shape: TrainingShape) -> int:
+    """Text encoding keeps every layer's hidden states (the pipelines stack three of them); a VAE pass at
+    the training resolution keeps a few full-resolution feature maps of its first width."""
+    needs = []
+    for name in text_encoders:
+        layers = model.offload_blocks(name)
+        first = next(m for m in layers[0].modules() if isinstance(m, torch.nn.Linear))
+        needs.append((len(layers) + 9) * TEXT_TOKENS * first.in_features * 2)
+    vae = getattr(model.pipeline, "vae", None)
+    if vae is not None:
+        width = getattr(vae.config, "block_out_channels", (128,))[0]
+        needs.append(8 * width * shape.resolution**2 * 2)
+    return max(needs, default=0)
+
+
+def _device_budget(device: torch.device) -> int | None:
+    if device.type != "cuda":
+        return None
+    free, _total = torch.cuda.mem_get_info(device)
+    return free
+
+
+def plan_model_offload(model, components: list[str]) -> OffloadPlan | None:
+    """The offload plan of `model` (a BaseModel) for the pipeline `components` that go to the device.
+
+    None when layer offloading is off. `layer_offloading: true` streams the configured percentages;
+    `auto` / `vram_budget_gb` plans against the budget (default: the device's free memory) and raises
+    `OffloadError` when even streaming everything cannot fit.
+    """
+    cfg = model.model_config
+    auto = cfg.layer_offloading == "auto" or cfg.vram_budget_gb is not None
+    if not cfg.layer_offloading and not auto:
+        return None
+    shape = getattr(model, "training_shape", None) or TrainingShape()
+    text_encoders = [n for n in model.text_encoder_names() if n in components]
+    sizes, fixed = [], 0
+    for name in components:
+        module = getattr(model.pipeline, name)
+        blocks = model.offload_blocks(name)
+        if not blocks:
+            fixed += module_nbytes(module)
+            continue
+        block_bytes = tuple(module_nbytes(b) for b in blocks)
+        sizes.append(ComponentSizes(name, block_bytes, module_nbytes(module) - sum(block_bytes),
+                                    trains=name == "transformer",
+                                    in_training=name == "transformer" or shape.text_encoder_in_training))
+    transformer = model.transformer
+    lora = lora_parameter_count(transformer, model.lora_targets(), shape.lora_rank)
+    kwargs = dict(
+        activation_bytes=transformer_activation_bytes(transformer, len(model.offload_blocks("transformer")), shape,
+                                                      model.capabilities.bucket_divisibility),
+        encode_activation_bytes=_encode_activation_bytes(model, text_encoders, shape),
+        train_state_bytes=lora * (8 + shape.optimizer_state_bytes_per_param),  # fp32 weights and gradients
+        fixed_bytes=fixed,
+    )
+    if auto:
+        budget = int(cfg.vram_budget_gb * GiB) if cfg.vram_budget_gb is not None else _device_budget(model.device)
+        if budget is None:
+            log.info("layer_offloading: auto has no memory budget on %s (set model.vram_budget_gb); nothing is "
+                     "streamed", model.device)
+            return None
+        plan = plan_offload(sizes, budget, headroom_bytes=HEADROOM_BYTES, **kwargs)
+        if not plan.fits:
+            raise OffloadError(
+                f"model.vram_budget_gb / layer_offloading: auto: even streaming every block, the predicted peak is "
+                f"{plan.predicted_peak / GiB:.2f} GiB for a budget of {budget / GiB:.2f} GiB (activations estimated "
+                f"for {shape.resolution} px, batch {shape.batch_size}, gradient checkpointing "
+                f"{'on' if shape.gradient_checkpointing else 'off'}). Quantize the transformer "
+                "(model.quantize: true, model.qtype: qint4), enable train.gradient_checkpointing, lower the resolution "
+                "or batch size, cache text embeddings (train.cache_text_embeddings) or keep the text encoder on the "
+                "CPU (model.low_vram: true); if the estimate is pessimistic for your run, raise model.vram_budget_gb")
+    else:
+        percents = {name: cfg.layer_offloading_text_encoder_percent for name in text_encoders}
+        percents["transformer"] = cfg.layer_offloading_transformer_percent
+        counts = {c.name: percent_to_count(percents.get(c.name, 0.0), len(c.blocks)) for c in sizes}
+        plan = plan_offload(sizes, None, fixed_counts=counts, headroom_bytes=HEADROOM_BYTES, **kwargs)
+    log.info("%s", plan.describe(sizes))
+    if model.device.type == "cpu" and any(plan.offloaded.values()):
+        log.warning("layer offloading on the CPU saves no memory (host and device are the same); it runs as a test")
+    return plan

@@ -40,8 +40,9 @@ def transformer_blocks(transformer: torch.nn.Module) -> list[torch.nn.Module]:
 
 
 # Where the repeated layers of each supported text encoder live: Mistral3 (FLUX.2-dev), Qwen3 (klein),
-# T5 and CLIP (FLUX.1).
-_TEXT_ENCODER_LAYERS = ("model.language_model.layers", "model.layers", "encoder.block", "text_model.encoder.layers")
+# T5 and CLIP (FLUX.1; transformers 5 has no `text_model` level in CLIPTextModel any more).
+_TEXT_ENCODER_LAYERS = ("model.language_model.layers", "model.layers", "encoder.block", "encoder.layers",
+                        "text_model.encoder.layers")
 
 
 def text_encoder_layers(text_encoder: torch.nn.Module) -> list[torch.nn.Module]:
@@ -68,3 +69,29 @@ def quantize_text_encoder(text_encoder: torch.nn.Module, qtype: str) -> None:
     layers = text_encoder_layers(text_encoder)
     quantize_blocks(layers, qtype)
     log.info("quantized %d %s layers to %s", len(layers), type(text_encoder).__name__, qtype)
+
+
+QINT4_GROUP_SIZE = 128  # quanto's group size for 4-bit weights (a scale and a shift per group of 128 inputs)
+
+
+def quantized_nbytes(module: torch.nn.Module, qtype: str | None) -> int:
+    """Bytes `module` takes once `quantize_blocks` quantized its Linear weights to `qtype` (None: as it is).
+
+    Works on meta modules (no data needed), so a plan can be sized before any weight exists:
+    8-bit weights take one byte per element plus a per-row scale; qint4 half a byte per element plus a
+    scale and a shift per group of 128 inputs, both in the weights' dtype. PEFT's `lora_*` are left out.
+    """
+    linear_weights = {id(m.weight) for m in module.modules() if isinstance(m, torch.nn.Linear)}
+    total = 0
+    for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+        if "lora_" in name:
+            continue
+        if qtype is None or id(tensor) not in linear_weights:
+            total += tensor.numel() * tensor.element_size()
+            continue
+        rows, cols = tensor.shape
+        if qtype == "qint4":
+            total += rows * cols // 2 + rows * -(-cols // QINT4_GROUP_SIZE) * 2 * tensor.element_size()
+        else:
+            total += rows * cols + rows * tensor.element_size()
+    return total

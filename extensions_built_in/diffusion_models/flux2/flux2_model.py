@@ -56,13 +56,20 @@ _GUIDANCE_KEY = "guidance_in.in_layer.weight"
 
 
 class Flux2Model(BaseModel):
-    """FLUX.2-dev. Klein classes below change only `arch`, `variant` and capabilities."""
+    """FLUX.2-dev. Klein classes below change only `arch`, `variant` and capabilities.
+
+    Every FLUX.2 model edits from reference images (`reference_training`). Reference limits
+    (docs.bfl.ai, "Prompting: editing overview", reference images per model): FLUX.2 [dev] takes
+    up to 10 (the family's limit; BFL recommends at most 6 for dev), klein 4B / 9B up to 4.
+    Each reference is capped at 1024x1024 pixels, as diffusers' Flux2 pipelines do.
+    """
 
     arch = "flux2"
     variant = DEV
     official_repo = DEV.official_repo
     capabilities = ModelCapabilities(
         bucket_divisibility=16, guidance_distilled=True, real_cfg=False, max_reference_images=10, lokr=True,
+        reference_training=True, reference_max_pixels=1024 * 1024,
         default_guidance_scale=4.0, default_sample_steps=50, default_timestep_type="shift",
     )
 
@@ -188,12 +195,26 @@ class Flux2Model(BaseModel):
         latents = self.pipeline._unpatchify_latents(latents * std + mean)
         return vae.decode(latents.to(vae.dtype), return_dict=False)[0]
 
-    def get_noise_prediction(self, noisy_latents, timesteps, prompt_embeds, guidance_scale=1.0):
-        """noisy_latents (B, 128, h, w); timesteps (B,) in [0, 1000] -> prediction (B, 128, h, w)."""
+    def get_noise_prediction(self, noisy_latents, timesteps, prompt_embeds, guidance_scale=1.0, references=None):
+        """noisy_latents (B, 128, h, w); timesteps (B,) in [0, 1000] -> prediction (B, 128, h, w).
+
+        references: None, or the reference images' latents (`encode_images` layout), one (B, 128, h_i, w_i)
+        tensor per reference. As in Flux2Pipeline / Flux2KleinPipeline.__call__, they are packed and appended
+        after the target tokens with `_prepare_image_ids`' position ids (time coordinate 10 + 10 i for
+        reference i, rows and columns from 0), and the prediction is sliced back to the target tokens.
+        """
         pipe = self.pipeline
         b, c, h, w = noisy_latents.shape
         hidden = pipe._pack_latents(noisy_latents)
         img_ids = pipe._prepare_latent_ids(noisy_latents).to(noisy_latents.device)
+        if references:
+            if any(ref.shape[0] != b for ref in references):
+                raise ValueError(f"references must have the batch size {b} of the latents, got "
+                                 f"{[tuple(ref.shape) for ref in references]}")
+            ref_ids = pipe._prepare_image_ids([ref[:1] for ref in references]).to(img_ids.device)
+            packed = [pipe._pack_latents(ref).to(hidden.device, hidden.dtype) for ref in references]
+            hidden = torch.cat([hidden, *packed], dim=1)
+            img_ids = torch.cat([img_ids, ref_ids.expand(b, -1, -1)], dim=1)
         guidance = None
         if self.variant.guidance_embeds:
             guidance = torch.full((b,), float(guidance_scale), device=noisy_latents.device, dtype=torch.float32)
@@ -215,7 +236,11 @@ class Flux2Model(BaseModel):
         return compute_empirical_mu(latents.shape[-2] * latents.shape[-1], 50)
 
     def pipeline_call_kwargs(self, request: ImageRequest) -> dict:
-        return {"prompt_embeds": self.prompt_embeds(request.prompt)["prompt_embeds"], "guidance_scale": request.guidance_scale}
+        kwargs = {"prompt_embeds": self.prompt_embeds(request.prompt)["prompt_embeds"],
+                  "guidance_scale": request.guidance_scale}
+        if request.ctrl_img:
+            kwargs["image"] = self.reference_images(request)
+        return kwargs
 
     def lora_targets(self) -> list[str]:
         """Every Linear inside the double and single blocks (not embedders, modulation, final layer)."""
