@@ -34,13 +34,13 @@ def test_real_size_architectures_on_the_meta_device(arch):
 
 def test_tiny_cpu_benchmark_prints_the_overhead_ratio(tiny, capsys):
     tiny("flux2")  # the tiny model's config, built once per machine
-    result = bench.main(["--arch", "flux2", "--tiny", "--device", "cpu", "--resolution", "64", "--steps", "2",
-                         "--warmup", "1"])
+    result = bench.main(["--arch", "flux2", "--tiny", "--device", "cpu", "--resolution", "32", "--steps", "2",
+                         "--warmup", "0"])
     out = capsys.readouterr().out
     match = re.search(r"full training step / bare transformer step = ([0-9.]+) \(([0-9.]+) s / ([0-9.]+) s", out)
     assert match, out
     ratio, full, bare = map(float, match.groups())
-    assert ratio == pytest.approx(full / bare, rel=1e-2) and 0.5 < ratio < 5
+    assert ratio == pytest.approx(full / bare, rel=1e-2) and ratio > 0  # a measurement, not a speed target
     assert result["overhead_ratio"] == pytest.approx(ratio, rel=1e-2)
     assert "s/step" in out and "MFU" in out and "peak host memory" in out
 
@@ -57,7 +57,7 @@ def test_block_by_block_build_with_quantization_and_offloading(monkeypatch, caps
         num_layers=2, num_single_layers=2, num_attention_heads=2, attention_head_dim=32, joint_attention_dim=96,
         mlp_ratio=3.0, in_channels=128, guidance_embeds=False, axes_dims_rope=(8, 8, 8, 8)), 128, 16)
     monkeypatch.setitem(bench.ARCHS, "flux2_klein_4b", small)
-    argv = ["--arch", "flux2_klein_4b", "--device", "cpu", "--resolution", "32", "--steps", "2", "--warmup", "0",
+    argv = ["--arch", "flux2_klein_4b", "--device", "cpu", "--resolution", "32", "--steps", "1", "--warmup", "0",
             "--qtype", "qint8", "--gradient-checkpointing", "--json"]
     result = bench.main(argv + ["--offload", "50"])
     printed = json.loads(capsys.readouterr().out)

@@ -196,7 +196,9 @@ class BaseSDTrainProcess(BaseProcess):
             model.unload_text_encoders(keep_on_cpu=not cfg.train.unload_text_encoder)
             log.info("text embeddings cached (%d captions); text encoder %s", len(self.text_cache),
                      "unloaded" if cfg.train.unload_text_encoder else "moved to CPU")
-        if self.latent_cache is not None and all(item.latents_cached for item in self.items) and cfg.train.disable_sampling:
+        # With every latent cached the VAE is only needed to decode samples: park it on the CPU meanwhile.
+        self.vae_parked = self.latent_cache is not None and all(item.latents_cached for item in self.items)
+        if self.vae_parked:
             model.vae.to("cpu")
         # Every process walks the same global batches (batch_size x processes) and keeps its shard.
         global_batch = cfg.train.batch_size * self.dist.world
@@ -425,12 +427,16 @@ class BaseSDTrainProcess(BaseProcess):
         fmt = self.config.sample.format
         self.model.transformer.eval()
         paths = []
+        if getattr(self, "vae_parked", False):
+            self.model.vae.to(self.device)
         with self._weights_context():
             for i, request in enumerate(tqdm(self.sample_requests, desc="sampling", unit="img", leave=False)):
                 image = self.model.generate_images([request])[0]
                 path = folder / f"{self.step:09d}_{i}.{fmt}"
                 ckpt.atomic_write(path, lambda tmp: image.save(tmp, format="JPEG" if fmt == "jpg" else fmt.upper()))
                 paths.append(str(path.relative_to(self.folder)))
+        if getattr(self, "vae_parked", False):
+            self.model.vae.to("cpu")
         self.model.transformer.train()
         self.progress.event("sample", step=self.step, paths=paths)
         self.dist.barrier()
