@@ -142,6 +142,9 @@ class BaseSDTrainProcess(BaseProcess):
         self._write_resolved_config()
         self.model = self.model_cls(cfg.model, device=self.device)
         self.model.adapter_type = cfg.network.type
+        from toolkit.models.offload import TrainingShape
+
+        self.model.set_training_shape(TrainingShape.from_process_config(cfg))  # sizes the offload plan
         self.model.load_model()
         self._prepare_sample_requests()
         self._prepare_data()

@@ -23,12 +23,14 @@ their gradients and the optimizer state stay on the device.
 
 Why not diffusers' `apply_group_offloading(use_stream=True)`, which streams blocks from pinned memory
 the same way at inference: it is forward-only. Its hooks onload in `pre_forward` and offload in
-`post_forward`, with no backward hooks and no backward-order prefetch; its streamed offload
-(`_offload_to_memory`) resets every parameter of the group to the pinned copy taken when the hooks
-were applied, so a LoRA inside an offloaded block would lose its updates at every step (and PEFT
-layers added after `apply_group_offloading` have no pinned copy at all); and it swaps
-`param.data` between devices, which breaks quanto weights saved by autograd. Training needs the three
-things above, so this module implements them directly on top of plain PyTorch hooks.
+`post_forward` by reassigning `param.data`, with no backward hooks and no backward-order prefetch, so
+by the time backward runs the weights autograd saved (the parameters themselves) point at host memory
+again (with gradient checkpointing the re-computation reloads them, and its own `post_forward`
+offloads them before the block's backward). And its streamed offload (`_offload_to_memory`) resets
+every parameter of the group to the pinned copy taken when the hooks were applied, so a LoRA inside
+an offloaded block would lose its updates at every step (PEFT layers added afterwards have no pinned
+copy at all). Training needs the three things above, so this module implements them directly on top
+of plain PyTorch hooks.
 
 Memory on the device per streamed component: its resident part plus a window of streamed blocks:
 the running block and `prefetch` blocks ahead (forward-only components), plus, in training, the block
