@@ -16,6 +16,7 @@ from toolkit.models.base_model import BaseModel, ModelCapabilities, PromptEmbeds
 from toolkit.models.loading import (
     check_single_file,
     load_component,
+    load_converted,
     load_state_dict_file,
     subfolder_or_self,
 )
@@ -103,18 +104,11 @@ class StableDiffusion(BaseModel):
 
         from toolkit.convert.flux_keys import flux_transformer_bfl_to_diffusers
 
-        config = FluxTransformer2DModel.load_config(str(src.base_folder), subfolder="transformer")
-        with torch.device("meta"):
-            model = FluxTransformer2DModel.from_config(config)
-        try:
-            state = flux_transformer_bfl_to_diffusers(load_state_dict_file(src.transformer_file))
-            model.load_state_dict(state, strict=True, assign=True)
-        except (ValueError, RuntimeError, KeyError) as exc:
-            raise WeightsError(
-                f"model.name_or_path: '{src.transformer_file}' does not match the FLUX.1 transformer config in "
-                f"'{src.base_folder / 'transformer'}': {exc}"
-            ) from exc
-        return model.to(self.torch_dtype)
+        return load_converted(
+            FluxTransformer2DModel, src.base_folder, "transformer", src.transformer_file,
+            lambda state, model: flux_transformer_bfl_to_diffusers(state), self.torch_dtype,
+            f"model.name_or_path: '{src.transformer_file}' does not match the FLUX.1 transformer config in",
+        )
 
     # ------------------------------------------------------------------ hooks
     def encode_prompt(self, prompts: list[str]) -> PromptEmbeds:

@@ -70,3 +70,18 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except Exception as exc:  # corrupt or truncated file
         raise WeightsError(f"'{path}' could not be read as safetensors: {exc}") from exc
+
+
+def load_converted(cls, config_folder: Path, subfolder: str, path: Path, convert, dtype: torch.dtype, error: str):
+    """Build `cls` from its diffusers config on the meta device and load `convert(file state dict)` strictly.
+
+    For single files diffusers has no (general enough) loader for; `error` prefixes the WeightsError.
+    """
+    config = cls.load_config(str(config_folder), subfolder=subfolder)
+    with torch.device("meta"):
+        model = cls.from_config(config)
+    try:
+        model.load_state_dict(convert(load_state_dict_file(path), model), strict=True, assign=True)
+    except (ValueError, RuntimeError, KeyError) as exc:
+        raise WeightsError(f"{error} '{config_folder / subfolder}': {exc}") from exc
+    return model.to(dtype)

@@ -18,6 +18,7 @@ from toolkit.models.base_model import BaseModel, ImageRequest, ModelCapabilities
 from toolkit.models.loading import (
     check_single_file,
     load_component,
+    load_converted,
     load_single_file_transformer,
     load_state_dict_file,
     read_json,
@@ -138,18 +139,11 @@ class Flux2Model(BaseModel):
 
         from toolkit.convert.flux_keys import flux2_vae_ldm_to_diffusers
 
-        config = AutoencoderKLFlux2.load_config(str(config_folder), subfolder="vae")
-        with torch.device("meta"):
-            vae = AutoencoderKLFlux2.from_config(config)
-        try:
-            state = flux2_vae_ldm_to_diffusers(load_state_dict_file(path), dict(vae.config))
-            vae.load_state_dict(state, strict=True, assign=True)
-        except (ValueError, RuntimeError, KeyError) as exc:
-            raise WeightsError(
-                f"model.vae_path: '{path}' is not a FLUX.2 VAE (ae.safetensors) matching "
-                f"'{config_folder / 'vae'}': {exc}"
-            ) from exc
-        return vae.to(self.torch_dtype)
+        return load_converted(
+            AutoencoderKLFlux2, config_folder, "vae", path,
+            lambda state, vae: flux2_vae_ldm_to_diffusers(state, dict(vae.config)), self.torch_dtype,
+            f"model.vae_path: '{path}' is not a FLUX.2 VAE (ae.safetensors) matching",
+        )
 
     def _load_text_encoder(self, src):
         import transformers
