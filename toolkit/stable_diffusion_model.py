@@ -17,10 +17,9 @@ from toolkit.models.loading import (
     check_single_file,
     load_component,
     load_converted,
-    load_state_dict_file,
     subfolder_or_self,
 )
-from toolkit.models.weights import WeightsError, resolve_weights, safetensors_keys, strip_prefix
+from toolkit.models.weights import resolve_weights, safetensors_keys, strip_prefix
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ from toolkit.models.loading import (
     load_component,
     load_converted,
     load_single_file_transformer,
-    load_state_dict_file,
     read_json,
     subfolder_or_self,
 )
