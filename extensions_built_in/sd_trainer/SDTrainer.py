@@ -19,15 +19,17 @@ class SDTrainer(BaseSDTrainProcess):
         them (0 when the shard is empty). The loss covers the target tokens only: references condition."""
         train, model = self.config.train, self.model
         latents = self.batch_latents(batch).to(model.transformer.dtype)
+        # An empty shard (a short last batch) still runs the model on its stand-in item, weighted 0: a
+        # sharded (FSDP) transformer needs every process in each forward and backward.
+        empty = hi == lo
         # Drawn for the whole global batch, then sliced: the same numbers whatever the process count.
+        cut = slice(0, 1) if empty else slice(lo, hi)
         noise = sample_noise((size, *latents.shape[1:]), self.generator, noise_offset=train.noise_offset,
-                             dtype=latents.dtype, device=latents.device)[lo:hi]
+                             dtype=latents.dtype, device=latents.device)[cut]
         timesteps = sample_timesteps(
             self.timestep_type, size, self.generator, mu=model.shift_mu(latents),
             content_or_style=train.content_or_style, device=latents.device,
-        )[lo:hi]
-        if hi == lo:
-            return torch.zeros((), device=latents.device)
+        )[cut]
         embeds = self.batch_prompt_embeds(batch.captions)
         references = self.batch_references(batch)
         if references is not None:
@@ -37,8 +39,10 @@ class SDTrainer(BaseSDTrainProcess):
             prediction = model.get_noise_prediction(noisy, timesteps, embeds, references=references)
         target = model.get_loss_target(noise, latents, timesteps)
         if train.loss_type == "mae":
-            return torch.nn.functional.l1_loss(prediction.float(), target.float())
-        return torch.nn.functional.mse_loss(prediction.float(), target.float())
+            loss = torch.nn.functional.l1_loss(prediction.float(), target.float())
+        else:
+            loss = torch.nn.functional.mse_loss(prediction.float(), target.float())
+        return loss * 0 if empty else loss
 
     def autocast(self):
         from toolkit.models.base_model import DTYPES

@@ -104,6 +104,8 @@ class BaseSDTrainProcess(BaseProcess):
         if cfg.model.lora_path:
             problems.append(f"{self.key}.model.lora_path applies a LoRA when generating; it cannot be merged into a "
                             "training run yet. Remove it")
+        if self.dist.shards_model:
+            problems += self._fsdp_problems()
         if not cfg.train.train_unet:
             problems.append(f"{self.key}.train.train_unet: false would train nothing; set it to true")
         try:
@@ -112,6 +114,20 @@ class BaseSDTrainProcess(BaseProcess):
             problems.append(f"{self.key}.train.optimizer: {exc}")
         if problems:
             raise TrainingError("\n".join(problems))
+
+    def _fsdp_problems(self) -> list[str]:
+        """Options that cannot be combined with sharding the transformer across processes (FSDP)."""
+        model, key = self.config.model, f"{self.key}.model"
+        share = f"FSDP already splits the transformer across the {self.dist.world} processes (1/{self.dist.world} each)"
+        problems = []
+        if model.quantize:
+            problems.append(f"{key}.quantize: quantized (optimum-quanto) weights cannot be sharded by FSDP; set "
+                            f"quantize: false ({share}) or train without the FSDP accelerate config")
+        if model.layer_offloading or model.vram_budget_gb is not None:
+            option = "layer_offloading" if model.layer_offloading else "vram_budget_gb"
+            problems.append(f"{key}.{option}: layer offloading cannot stream FSDP-sharded blocks; remove it "
+                            f"({share})")
+        return problems
 
     def _parse_sample_prompts(self):
         from toolkit.prompt import PromptError, apply_trigger, parse_prompt
@@ -142,6 +158,7 @@ class BaseSDTrainProcess(BaseProcess):
         self._write_resolved_config()
         self.model = self.model_cls(cfg.model, device=self.device)
         self.model.adapter_type = cfg.network.type
+        self.model.shard_transformer = self.dist.shards_model  # FSDP: it stays on the CPU until sharded
         from toolkit.models.offload import TrainingShape
 
         self.model.set_training_shape(TrainingShape.from_process_config(cfg))  # sizes the offload plan
@@ -224,7 +241,9 @@ class BaseSDTrainProcess(BaseProcess):
         targets = select_targets(self.model.lora_targets(), net.network_kwargs.only_if_contains,
                                  net.network_kwargs.ignore_if_contains, f"{self.key}.network")
         self.params = attach_lora(transformer, targets, net.linear, net.linear_alpha, net.type, net.lokr_factor)
-        if self.config.train.gradient_checkpointing:
+        if self.dist.shards_model:
+            self.dist.shard_model(transformer, self.model.offload_blocks("transformer"), self.params)
+        if self.config.train.gradient_checkpointing or (self.dist.fsdp and self.dist.fsdp.activation_checkpointing):
             transformer.enable_gradient_checkpointing()
         transformer.train()
         count = sum(p.numel() for p in self.params)
@@ -371,8 +390,8 @@ class BaseSDTrainProcess(BaseProcess):
                     f"loss is {global_loss} at step {self.step + 1}; stopping before it overwrites a checkpoint "
                     f"(last good save: step {max(self.last_saved_step, 0)}). Lower train.lr or check the data"
                 )
-            if hi > lo:
-                (loss / accumulation).backward()
+            # Even an empty shard (weight 0) runs backward: a sharded (FSDP) model needs every process in it.
+            (loss / accumulation).backward()
             losses.append(global_loss)
         self.dist.sum_gradients(self.params)
         if train.max_grad_norm > 0:
@@ -422,19 +441,24 @@ class BaseSDTrainProcess(BaseProcess):
     def sample(self) -> None:
         if not self.sample_requests:
             return
-        if not self.dist.is_main:
+        # A sharded transformer runs only with every process taking part; otherwise the others just wait.
+        if not self.dist.is_main and not self.dist.shards_model:
             self.dist.barrier()
             return
         folder = self.folder / "samples"
-        folder.mkdir(exist_ok=True)
+        if self.dist.is_main:
+            folder.mkdir(exist_ok=True)
         fmt = self.config.sample.format
         self.model.transformer.eval()
         paths = []
         if getattr(self, "vae_parked", False):
             self.model.vae.to(self.device)
         with self._weights_context():
-            for i, request in enumerate(tqdm(self.sample_requests, desc="sampling", unit="img", leave=False)):
+            for i, request in enumerate(tqdm(self.sample_requests, desc="sampling", unit="img", leave=False,
+                                             disable=not self.dist.is_main)):
                 image = self.model.generate_images([request])[0]
+                if not self.dist.is_main:
+                    continue
                 path = folder / f"{self.step:09d}_{i}.{fmt}"
                 ckpt.atomic_write(path, lambda tmp: image.save(tmp, format="JPEG" if fmt == "jpg" else fmt.upper()))
                 paths.append(str(path.relative_to(self.folder)))

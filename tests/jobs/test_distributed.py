@@ -10,12 +10,14 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import psutil
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
-from tests.jobs.train_helpers import ROOT, run_subprocess, start_subprocess, train_process, write_job
+from tests.jobs.train_helpers import ROOT, copy_dataset, run_subprocess, start_subprocess, train_process, write_job
 from toolkit.progress import read_events
 
 
@@ -25,15 +27,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_cmd(job, processes=2):
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+FSDP_CONFIG = ROOT / "config" / "accelerate" / "fsdp2.yaml"
+
+
+def launch_cmd(job, processes=2, fsdp=False):
+    mode = ["--config_file", str(FSDP_CONFIG)] if fsdp else ["--multi_gpu"]
+    return [sys.executable, "-m", "accelerate.commands.launch", *mode, "--num_processes", str(processes),
             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
             "--main_process_port", str(free_port()), "run.py", str(job)]
 
 
-def launch(job, processes=2, timeout=600):
+def launch(job, processes=2, timeout=600, fsdp=False):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(launch_cmd(job, processes), cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(launch_cmd(job, processes, fsdp), cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=env)
 
 
 def folder(tmp_path, name):
@@ -66,6 +73,83 @@ def test_two_processes_end_at_the_same_lora_as_one(tmp_path):
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5)
     events = read_events(folder(tmp_path, "two"))  # written by the main process only: one start, one end
     assert [e["event"] for e in events].count("start") == 1 and events[-1]["state"] == "finished"
+
+
+def pixels(path):
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+def test_fsdp_shards_the_model_matches_one_process_and_resumes(tmp_path):
+    """FSDP2 (the shipped accelerate config) on two gloo processes: half the frozen transformer per
+    process, the same LoRA and samples as one process, and a resumable checkpoint. Five images in
+    global batches of 4 leave a batch of one, so one process gets an empty shard; gradient
+    checkpointing re-gathers the blocks it recomputes."""
+    data = copy_dataset(tmp_path / "data5", count=5)
+
+    def job(name, batch_size, steps=6):
+        process = train_process(tmp_path, steps=steps, save={"save_every": 100},
+                                train={"batch_size": batch_size, "gradient_checkpointing": True},
+                                sample={"sample_every": 100, "prompts": ["a photo of [trigger] on a blue background"]})
+        process["datasets"][0]["folder_path"] = str(data)
+        return write_job(tmp_path, process, name=name)
+
+    assert run_subprocess(job("one", 4)).returncode == 0
+    result = launch(job("fsdp", 2), fsdp=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+    held = [line for line in result.stderr.splitlines() if "FSDP: transformer sharded over 2 process(es)" in line]
+    assert len(held) == 2, result.stderr[-4000:]
+    for line in held:  # each process holds about half of the frozen weights
+        local, total = (int(n) for n in line.split("holds ")[1].split(" frozen")[0].split(" of its "))
+        assert 0.45 < local / total <= 0.55, line
+    one, two = folder(tmp_path, "one"), folder(tmp_path, "fsdp")
+    a, b = load_file(str(one / "one.safetensors")), load_file(str(two / "fsdp.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5)
+    # Every process ran the sharded sampling forward; the main process alone wrote the images, once.
+    assert sorted(p.name for p in (two / "samples").iterdir()) == ["000000000_0.png", "000000006_0.png"]
+    assert np.array_equal(pixels(two / "samples" / "000000000_0.png"), pixels(one / "samples" / "000000000_0.png"))
+    assert np.abs(pixels(two / "samples" / "000000006_0.png") - pixels(one / "samples" / "000000006_0.png")).max() <= 2
+    events = [e["event"] for e in read_events(two)]
+    assert events.count("start") == 1 and events.count("sample") == 2
+
+    result = launch(job("fsdp", 2, steps=8), fsdp=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "resumed from step 6" in result.stderr
+    assert read_events(two)[-1]["state"] == "finished"
+    assert_files_whole(two)
+
+
+def fsdp_env(version="2"):
+    return {**os.environ, "ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": version}
+
+
+def test_fsdp_settings_come_from_the_accelerate_config(monkeypatch):
+    from toolkit.distributed import FsdpSettings
+
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    assert FsdpSettings.from_accelerate_env() is None  # plain `python run.py` or --multi_gpu
+    for key, value in {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_RESHARD_AFTER_FORWARD": "false",
+                       "FSDP_OFFLOAD_PARAMS": "true", "FSDP_ACTIVATION_CHECKPOINTING": "true"}.items():
+        monkeypatch.setenv(key, value)
+    assert FsdpSettings.from_accelerate_env() == FsdpSettings(reshard_after_forward=False, offload_params=True,
+                                                              activation_checkpointing=True)
+
+
+def test_fsdp_rejects_what_it_cannot_shard_before_loading(tmp_path):
+    process = train_process(tmp_path, model={"quantize": True, "layer_offloading": True})
+    job = write_job(tmp_path, process, name="sharded")
+    result = subprocess.run([sys.executable, "run.py", str(job)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, env=fsdp_env())
+    assert result.returncode != 0
+    assert "config.process[0].model.quantize: quantized (optimum-quanto) weights cannot be sharded" in result.stderr
+    assert "config.process[0].model.layer_offloading: layer offloading cannot stream FSDP-sharded" in result.stderr
+    assert "loaded flux2" not in result.stderr  # refused before any weights load
+
+    result = subprocess.run([sys.executable, "run.py", str(write_job(tmp_path, train_process(tmp_path), name="v1"))],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=fsdp_env("1"))
+    assert result.returncode != 0
+    assert "fsdp_config.fsdp_version is 1" in result.stderr and "Set fsdp_version: 2" in result.stderr
 
 
 def test_killed_rank_leaves_checkpoint_intact_and_resumes(tmp_path):

@@ -140,6 +140,8 @@ class BaseModel:
         self.pipeline = None  # the diffusers pipeline, built by load_model()
         self.sources = None
         self.adapter_type = "lora"  # set by the trainer before load_model(): some adapters need a fused model
+        # Set by the trainer before load_model(): under FSDP the transformer stays on the CPU to be sharded.
+        self.shard_transformer = False
         # Prompt text -> embeddings, filled before the text encoder leaves the device.
         self.prompt_cache: dict[str, PromptEmbeds] = {}
 
@@ -328,6 +330,8 @@ class BaseModel:
         from toolkit.models.offload import plan_model_offload, stream_blocks
 
         on_cpu = set(self.text_encoder_names()) if self.model_config.low_vram else set()
+        if self.shard_transformer:
+            on_cpu.add("transformer")
         modules = {name: module for name, module in self.pipeline.components.items()
                    if isinstance(module, torch.nn.Module) and name not in on_cpu}
         plan = plan_model_offload(self, list(modules))
