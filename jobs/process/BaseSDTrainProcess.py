@@ -276,9 +276,23 @@ class BaseSDTrainProcess(BaseProcess):
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         self.step = self.last_saved_step = state["step"]
-        self.loader_state = state["loader"]
+        self.loader_state = self._resume_position(state)
         self.progress.truncate_after(self.step)
         log.info("resumed from step %d (%s)", self.step, ckpt.step_file(self.folder, self.name, self.step))
+
+    def _resume_position(self, state: dict) -> dict | None:
+        """Where the data order resumes. The position counts global batches (batch_size x processes): with a
+        different global batch it would land mid-epoch on other items, so the next epoch starts instead."""
+        position, saved = state["loader"], state.get("global_batch")
+        current = self.config.train.batch_size * self.dist.world
+        if saved is None or saved == current or position is None:
+            return position
+        log.warning("this checkpoint was trained with global batches of %d (batch_size x processes) and this run uses "
+                    "%d (%d process(es)): the effective batch size changes and the data order restarts at epoch %d",
+                    saved, current, self.dist.world, position["epoch"] + (1 if position["batch"] else 0))
+        if position["batch"] == 0:
+            return position
+        return {**position, "epoch": position["epoch"] + 1, "batch": 0}
 
     # ================================================================== loop
     def run(self) -> None:
@@ -517,7 +531,7 @@ class BaseSDTrainProcess(BaseProcess):
             "step": self.step, "lora": peft_state, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
             "python_random": random.getstate(), "ema": self.ema.state_dict() if self.ema is not None else None,
-            "loader": self.loader_state,
+            "loader": self.loader_state, "global_batch": self.config.train.batch_size * self.dist.world,
         }
         # LoRA first, state last: a step counts as saved (for resume) only once both exist.
         ckpt.save_safetensors(step_path, tensors, meta)

@@ -177,6 +177,25 @@ def test_killed_rank_leaves_checkpoint_intact_and_resumes(tmp_path):
     load_file(str(out / "ddp.safetensors"))
 
 
+def test_resume_with_another_process_count_restarts_the_epoch(tmp_path):
+    def job(steps):
+        process = train_process(tmp_path, steps=steps, save={"save_every": 100},
+                                train={"disable_sampling": True, "batch_size": 1})
+        return write_job(tmp_path, process, name="regrow")
+
+    result = launch(job(3))  # 4 images, global batches of 2: step 3 ends mid-epoch 1
+    assert result.returncode == 0, result.stderr[-4000:]
+    result = run_subprocess(job(5))  # one process now: global batches of 1
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "resumed from step 3" in result.stderr
+    assert ("trained with global batches of 2 (batch_size x processes) and this run uses 1 (1 process(es)): the "
+            "effective batch size changes and the data order restarts at epoch 2") in result.stderr
+    out = folder(tmp_path, "regrow")
+    assert read_events(out)[-1]["state"] == "finished"
+    rows = [int(line.split(",")[0]) for line in (out / "loss_log.csv").read_text().splitlines()[1:]]
+    assert rows == [1, 2, 3, 4, 5]
+
+
 def test_sigkill_loop_never_corrupts_and_always_resumes(tmp_path):
     """SIGKILL at 10+ random moments of training and saving (a save every step), then finish."""
     total = 80
