@@ -397,11 +397,25 @@ class GenerateConfig(_Section):
     ext: Literal[".png", ".jpg", ".jpeg", ".webp", "png", "jpg", "jpeg", "webp"] = ".png"
     prompts: list[str] = []
     prompt_file: str | None = Field(default=None, description="A text file with one prompt per line.")
+    ctrl_img: str | list[str] | None = Field(
+        default=None, description="Reference image(s) every prompt edits from (FLUX.2 edit LoRAs): a path or a "
+        "list of paths, in the order the model sees them."
+    )
 
     _hints: ClassVar[dict[str, str]] = {
         "size_list": "not supported; set width/height, or --w/--h flags in a prompt",
         "compile": "not supported; remove it",
     }
+
+    @field_validator("ctrl_img")
+    @classmethod
+    def _no_ctrl_img_is_none(cls, value):
+        return _none_if_empty(value)
+
+    @property
+    def ctrl_imgs(self) -> list[str]:
+        """``ctrl_img`` as a list (empty without references)."""
+        return _as_list(self.ctrl_img)
 
     @property
     def suffix(self) -> str:

@@ -130,6 +130,7 @@ class BaseSDTrainProcess(BaseProcess):
         return problems
 
     def _parse_sample_prompts(self):
+        from toolkit.data.references import unreadable_images
         from toolkit.prompt import PromptError, apply_trigger, parse_prompt
 
         problems, specs = [], []
@@ -141,7 +142,7 @@ class BaseSDTrainProcess(BaseProcess):
                 problems.append(f"{self.key}.sample.prompts[{i}]: {exc}")
             own = sample.samples is not None and sample.samples[i].ctrl_img is not None
             where = f"{self.key}.sample." + (f"samples[{i}].ctrl_img" if own else "ctrl_img")
-            problems += [f"{where}: {problem}" for problem in _unreadable_images(item.ctrl_imgs)]
+            problems += [f"{where}: {problem}" for problem in unreadable_images(item.ctrl_imgs)]
         problems = list(dict.fromkeys(problems))  # a shared sample.ctrl_img is reported once
         if problems:
             raise TrainingError("\n".join(problems))
@@ -562,22 +563,4 @@ def _slice_batch(batch, lo: int, hi: int):
     return dataclasses.replace(batch, indices=batch.indices[lo:hi], captions=batch.captions[lo:hi],
                                latents=cut(batch.latents), images=cut(batch.images), is_reg=batch.is_reg[lo:hi],
                                references=references)
-
-
-def _unreadable_images(paths: list[str]) -> list[str]:
-    """Why each of `paths` is not a readable image (checked before the model loads)."""
-    from PIL import Image
-
-    problems = []
-    for path in paths:
-        file = Path(path).expanduser()
-        if not file.is_file():
-            problems.append(f"'{file}' does not exist; set it to a reference image file")
-            continue
-        try:
-            with Image.open(file) as img:
-                img.verify()
-        except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files
-            problems.append(f"'{file}' is not a readable image ({type(exc).__name__}: {exc})")
-    return problems
 

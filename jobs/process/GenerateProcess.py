@@ -1,8 +1,10 @@
 """`type: to_folder`: generate one image per prompt into `output_folder`.
 
-Every prompt and size is checked before the model loads. Settings come from, in
-order: the prompt's flags (--w --h --seed --cfg --steps --n --m), the `generate:`
-section, the architecture's defaults.
+Every prompt, size and reference image is checked before the model loads. Settings
+come from, in order: the prompt's flags (--w --h --seed --cfg --steps --n --m), the
+`generate:` section, the architecture's defaults. `generate.ctrl_img` gives FLUX.2
+edit models their reference images (the same for every prompt), as `sample.ctrl_img`
+does while training.
 """
 
 from __future__ import annotations
@@ -42,13 +44,21 @@ class GenerateProcess(BaseProcess):
 
     def plan(self, model_cls):
         """Parse prompts and resolve sizes against the model class: errors before any load."""
-        from toolkit.models.base_model import ImageRequest
-
-        from toolkit.models.base_model import unsupported_model_options
+        from toolkit.data.references import unreadable_images
+        from toolkit.models.base_model import ImageRequest, unsupported_model_options
 
         gen = self.config.generate
-        div = model_cls.capabilities.bucket_divisibility
+        caps = model_cls.capabilities
+        div = caps.bucket_divisibility
         problems, specs = unsupported_model_options(self.config.model, f"{self.key}.model"), []
+        if gen.ctrl_imgs:
+            key = f"{self.key}.generate.ctrl_img"
+            if not caps.reference_training:
+                problems.append(f"{key}: {model_cls.arch} does not take reference images (FLUX.2 models do); remove it")
+            elif len(gen.ctrl_imgs) > caps.max_reference_images:
+                problems.append(f"{key}: {len(gen.ctrl_imgs)} reference images, but {model_cls.arch} conditions on at "
+                                f"most {caps.max_reference_images}; use {caps.max_reference_images} or fewer")
+            problems += [f"{key}: {problem}" for problem in unreadable_images(gen.ctrl_imgs)]
         for i, text in enumerate(self._prompts()):
             try:
                 specs.append(parse_prompt(text))
@@ -79,7 +89,8 @@ class GenerateProcess(BaseProcess):
         self.model = model_cls(cfg.model, device=device)
         self.model.load_model()
         gen = cfg.generate
-        defaults = {"neg": gen.neg, "width": gen.width, "height": gen.height, "network_multiplier": 1.0}
+        defaults = {"neg": gen.neg, "width": gen.width, "height": gen.height, "network_multiplier": 1.0,
+                    "ctrl_img": tuple(gen.ctrl_imgs)}
         defaults.update(self.model.sample_defaults())
         if gen.guidance_scale is not None:
             defaults["guidance_scale"] = gen.guidance_scale

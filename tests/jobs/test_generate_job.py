@@ -134,3 +134,43 @@ def test_recover_runs_the_next_config_and_exits_nonzero(tmp_path, tiny):
     assert not (good / "out" / "tiny_gen").exists()  # without --recover, stops at the first failure
     assert run.main([str(bad_job), str(good_job), "--recover"]) == 1
     assert (good / "out" / "tiny_gen" / "0000_11.png").is_file()
+
+
+EDIT_REFS = ROOT / "config" / "examples" / "demo_edit_dataset" / "control"
+
+
+def test_generate_with_reference_images_equals_the_pipeline(tmp_path, tiny):
+    """generate.ctrl_img: every prompt edits from the references, exactly as `pipe(image=[...])` does."""
+    import diffusers
+    import torch
+
+    folder = tiny("flux2_klein_4b", "diffusers")
+    refs = [str(EDIT_REFS / "edit_00.png"), str(EDIT_REFS / "edit_01.png")]
+    job = write_job(tmp_path, {"name_or_path": str(folder), "arch": "flux2_klein_4b"}, ["make the robot blue"],
+                    ctrl_img=refs)
+    assert run.main([str(job)]) == 0
+    out = tmp_path / "out" / "tiny_gen"
+    pipe = diffusers.Flux2KleinPipeline.from_pretrained(str(folder))
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(prompt="make the robot blue", image=[Image.open(p) for p in refs], width=64, height=64,
+                    num_inference_steps=2, guidance_scale=3.0, generator=torch.Generator("cpu").manual_seed(11)).images[0]
+    assert_same_image(out / "0000_11.png", expected)
+    assert json.loads((out / "0000_11.json").read_text())["ctrl_img"] == refs
+    plain = pipeline_image(folder, "flux2_klein_4b", "make the robot blue", 11)
+    assert np.abs(np.asarray(plain, dtype=np.int16) - np.asarray(expected, dtype=np.int16)).max() > 0
+
+
+@pytest.mark.parametrize("arch, ctrl_img, message", [
+    ("flux", "edit_00.png", r"generate.ctrl_img: flux does not take reference images \(FLUX.2 models do\); remove it"),
+    ("flux2_klein_4b", ["edit_00.png"] * 5, "generate.ctrl_img: 5 reference images, but flux2_klein_4b conditions on "
+                                            "at most 4"),
+    ("flux2", "missing.png", "generate.ctrl_img: '.*missing.png' does not exist; set it to a reference image file"),
+])
+def test_bad_reference_images_fail_before_loading(tmp_path, caplog, arch, ctrl_img, message):
+    import re
+
+    refs = [str(EDIT_REFS / p) for p in ctrl_img] if isinstance(ctrl_img, list) else str(EDIT_REFS / ctrl_img)
+    job = write_job(tmp_path, {"name_or_path": str(tmp_path / "nowhere"), "arch": arch}, ["a fox"], ctrl_img=refs)
+    assert run.main([str(job)]) == 1
+    assert re.search(message, caplog.text), caplog.text[-2000:]
+    assert "nowhere" not in caplog.text  # refused before resolving any weights

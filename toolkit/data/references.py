@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReferenceItem", "pair_references", "reference_items", "load_reference"]
+__all__ = ["ReferenceItem", "pair_references", "reference_items", "load_reference", "unreadable_images"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,3 +202,20 @@ def load_reference(ref: ReferenceItem) -> torch.Tensor:
         left, top = (w - bw) // 2, (h - bh) // 2
         img = img.crop((left, top, left + bw, top + bh))
     return image_to_tensor(flip(img, ref.flip_x, ref.flip_y))
+
+
+def unreadable_images(paths: list[str]) -> list[str]:
+    """Why each of `paths` is not a readable image (checked before the model loads)."""
+    problems = []
+    for path in paths:
+        file = Path(path).expanduser()
+        if not file.is_file():
+            problems.append(f"'{file}' does not exist; set it to a reference image file")
+            continue
+        try:
+            with Image.open(file) as img:
+                img.verify()
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files
+            problems.append(f"'{file}' is not a readable image ({type(exc).__name__}: {exc})")
+    return problems
+
