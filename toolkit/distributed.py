@@ -48,6 +48,7 @@ class FsdpSettings:
         """Read what `accelerate launch` put in the environment; None when FSDP is not on."""
         from accelerate.utils import FullyShardedDataParallelPlugin
         from accelerate.utils.environment import parse_flag_from_env
+        from torch.distributed.fsdp import CPUOffloadPolicy
 
         if not parse_flag_from_env("ACCELERATE_USE_FSDP"):
             return None
@@ -57,9 +58,8 @@ class FsdpSettings:
                 f"accelerate config: fsdp_config.fsdp_version is {plugin.fsdp_version}; this trainer shards with "
                 "FSDP2 (torch's fully_shard). Set fsdp_version: 2 (see config/accelerate/fsdp2.yaml)")
         reshard = plugin.reshard_after_forward
-        offload = plugin.cpu_offload
         return cls(reshard_after_forward=reshard if isinstance(reshard, bool) else True,
-                   offload_params=type(offload).__name__ == "CPUOffloadPolicy",
+                   offload_params=isinstance(plugin.cpu_offload, CPUOffloadPolicy),
                    activation_checkpointing=bool(plugin.activation_checkpointing))
 
 

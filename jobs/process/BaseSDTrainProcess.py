@@ -244,7 +244,8 @@ class BaseSDTrainProcess(BaseProcess):
         self.params = attach_lora(transformer, targets, net.linear, net.linear_alpha, net.type, net.lokr_factor)
         if self.dist.shards_model:
             self.dist.shard_model(transformer, self.model.offload_blocks("transformer"), self.params)
-        if self.config.train.gradient_checkpointing or (self.dist.fsdp and self.dist.fsdp.activation_checkpointing):
+        fsdp_checkpointing = self.dist.fsdp is not None and self.dist.fsdp.activation_checkpointing
+        if self.config.train.gradient_checkpointing or fsdp_checkpointing:
             transformer.enable_gradient_checkpointing()
         transformer.train()
         count = sum(p.numel() for p in self.params)

@@ -218,4 +218,3 @@ def unreadable_images(paths: list[str]) -> list[str]:
         except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files
             problems.append(f"'{file}' is not a readable image ({type(exc).__name__}: {exc})")
     return problems
-
