@@ -162,7 +162,8 @@ class BaseSDTrainProcess(BaseProcess):
         self.model.shard_transformer = self.dist.shards_model  # FSDP: it stays on the CPU until sharded
         from toolkit.models.offload import TrainingShape
 
-        self.model.set_training_shape(TrainingShape.from_process_config(cfg))  # sizes the offload plan
+        shape = TrainingShape.from_process_config(cfg, self.model_cls.capabilities.reference_max_pixels)
+        self.model.set_training_shape(shape)  # sizes the offload plan
         self.model.load_model()
         self._prepare_sample_requests()
         self._prepare_data()

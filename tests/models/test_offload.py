@@ -314,6 +314,31 @@ def test_training_shape_from_a_job_config(tmp_path):
                                   bytes_per_activation=4)
 
 
+def test_reference_images_enlarge_the_planned_activations(tmp_path):
+    """Edit training: references add image tokens, so the planner must count them (at the model's cap
+    per reference, or at the target's bucket with match_target_res)."""
+    from tests.jobs.train_helpers import train_process
+    from toolkit.bench import meta_transformer
+    from toolkit.config_modules import TrainProcessConfig
+    from toolkit.models.offload import TrainingShape, transformer_activation_bytes
+
+    def shape(**dataset):
+        process = train_process(tmp_path)
+        process["datasets"][0].update({"resolution": [512], **dataset})
+        return TrainingShape.from_process_config(TrainProcessConfig.model_validate(process), 1024 * 1024)
+
+    assert shape().reference_pixels == 0
+    two_refs = shape(control_path=[str(tmp_path / "a"), str(tmp_path / "b")])
+    assert two_refs.reference_pixels == 2 * 1024 * 1024
+    assert shape(control_path=str(tmp_path / "a"), match_target_res=True).reference_pixels == 512 * 512
+    transformer = meta_transformer("flux2")
+    blocks = 56
+    plain = transformer_activation_bytes(transformer, blocks, shape(), 16)
+    edit = transformer_activation_bytes(transformer, blocks, two_refs, 16)
+    # 512 px target: 1024 image + 512 text tokens; two 1024 px references add 8192 image tokens
+    assert edit / plain == pytest.approx((1024 + 8192 + 512) / (1024 + 512), rel=0.01)
+
+
 def load_tiny(arch, **options):
     from toolkit.config_modules import ModelConfig
     from toolkit.util.get_model import get_model_class

@@ -519,6 +519,7 @@ class TrainingShape:
     The defaults are the trainer's defaults at 1024 px; a trainer that knows better calls
     `model.set_training_shape(TrainingShape.from_process_config(config))` before `load_model()`.
     text_encoder_in_training: False when caption embeddings are cached (the text encoder leaves the device).
+    reference_pixels: pixels of all reference images of one sample (edit training); they add image tokens.
     """
 
     resolution: int = 1024
@@ -528,12 +529,21 @@ class TrainingShape:
     optimizer_state_bytes_per_param: int = 8
     text_encoder_in_training: bool = True
     bytes_per_activation: int = 2
+    reference_pixels: int = 0
 
     @classmethod
-    def from_process_config(cls, config) -> "TrainingShape":
-        """From a `TrainProcessConfig` (largest bucket resolution of every dataset)."""
+    def from_process_config(cls, config, reference_max_pixels: int = 0) -> "TrainingShape":
+        """From a `TrainProcessConfig` (largest bucket resolution of every dataset). `reference_max_pixels`:
+        the model's cap on one reference image (`ModelCapabilities`); a dataset's references count at that
+        cap (their real sizes are not read here), or at its largest bucket with `match_target_res`."""
         train = config.train
+
+        def reference_pixels(dataset) -> int:
+            side = max(dataset.resolutions)
+            return len(dataset.control_paths) * (side * side if dataset.match_target_res else reference_max_pixels)
+
         return cls(
+            reference_pixels=max(reference_pixels(d) for d in config.datasets),
             resolution=max(r for d in config.datasets for r in d.resolutions),
             batch_size=train.batch_size,
             gradient_checkpointing=train.gradient_checkpointing,
@@ -558,7 +568,7 @@ def transformer_activation_bytes(transformer: torch.nn.Module, num_blocks: int, 
     config = transformer.config
     hidden = config.num_attention_heads * config.attention_head_dim
     mlp_hidden = int(hidden * getattr(config, "mlp_ratio", 4.0))  # FLUX.1's config has no mlp_ratio: 4
-    tokens = (shape.resolution // token_divisor) ** 2 + TEXT_TOKENS
+    tokens = (shape.resolution // token_divisor) ** 2 + shape.reference_pixels // token_divisor**2 + TEXT_TOKENS
     return estimate_activation_bytes(hidden, mlp_hidden, num_blocks, tokens, shape.batch_size,
                                      shape.gradient_checkpointing, shape.bytes_per_activation)
 
