@@ -71,6 +71,21 @@ export interface JobFields {
   resolutions: number[] | null;
   /** Sample prompts; null = keep the preset's. */
   prompts: string[] | null;
+  /**
+   * Edit presets: UI dataset name -> the reference file (in its `control/` folder) of its first
+   * target that has one, null when none. Sets `sample.ctrl_img` when the preset has one.
+   */
+  references?: Record<string, string | null>;
+}
+
+/** The folder of a UI dataset's reference images (edit LoRAs). */
+export const CONTROL_DIR = "control";
+
+/** Whether a preset trains an edit LoRA: its dataset template has `control_path`. */
+export function presetNeedsReferences(preset: JobConfig): boolean {
+  const datasets = processOf(clone(preset)).datasets;
+  const template = Array.isArray(datasets) ? datasets[0] : undefined;
+  return isObj(template) && template.control_path !== undefined && template.control_path !== null;
 }
 
 export function joinPath(dir: string, name: string): string {
@@ -86,7 +101,17 @@ export function buildJobConfig(preset: JobConfig, fields: JobFields, datasetsDir
   if (fields.datasets.length > 0) {
     const existing = Array.isArray(proc.datasets) ? (proc.datasets as unknown[]) : [];
     const template = isObj(existing[0]) ? existing[0] : {};
-    proc.datasets = fields.datasets.map((name) => ({ ...clone(template), folder_path: joinPath(datasetsDir, name) }));
+    const edit = template.control_path !== undefined && template.control_path !== null;
+    proc.datasets = fields.datasets.map((name) => {
+      const folder = joinPath(datasetsDir, name);
+      // edit presets: each dataset's references are in its control/ folder
+      return { ...clone(template), folder_path: folder, ...(edit ? { control_path: joinPath(folder, CONTROL_DIR) } : {}) };
+    });
+    // the samples edit a reference of the chosen datasets (the first target's that has one)
+    if (isObj(proc.sample) && proc.sample.ctrl_img !== undefined && proc.sample.ctrl_img !== null) {
+      const withRef = fields.datasets.find((name) => fields.references?.[name]);
+      if (withRef) proc.sample.ctrl_img = joinPath(joinPath(joinPath(datasetsDir, withRef), CONTROL_DIR), fields.references![withRef]!);
+    }
   }
   for (const [path, value] of Object.entries(fields.values)) {
     if (value !== undefined) setIn(proc, path, value);

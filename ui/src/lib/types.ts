@@ -111,6 +111,21 @@ export interface DatasetSummary {
   images: number;
   captions: number;
   cover: string | null;
+  /** Reference images (edit LoRAs) in the dataset's `control/` folder. */
+  references: number;
+  /** Target images that have a reference with the same file stem. */
+  paired: number;
+  /** The reference file (in `control/`) of the first target, by file name, that has one. */
+  first_reference: string | null;
+}
+
+/** A reference image (edit LoRAs): `<dataset>/control/<file>`, paired with the target of the same stem. */
+export interface DatasetReference {
+  file: string;
+  url: string;
+  size: number;
+  /** The target image it pairs with; null when no target has its stem. */
+  target: string | null;
 }
 
 export interface DatasetImage {
@@ -118,4 +133,15 @@ export interface DatasetImage {
   url: string;
   size: number;
   caption: string | null;
+  /** Its reference image in `control/` (same stem), or null. */
+  reference: { file: string; url: string; size: number } | null;
+}
+
+/** `GET /api/datasets/<name>`. */
+export interface DatasetDetail {
+  name: string;
+  images: DatasetImage[];
+  references: DatasetReference[];
+  /** What would stop the trainer from pairing the references (several files for one stem...). */
+  reference_problems: string[];
 }

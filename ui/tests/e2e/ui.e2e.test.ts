@@ -1,7 +1,8 @@
 // End to end, in a real browser (Debian's chromium through playwright-core) against the built
 // server (`npm run build` first): log in, create a dataset, upload the demo images, edit a
-// caption, see a validation error by key path, queue a tiny FLUX.2 job, watch it finish, see
-// its samples and loss curve, download the LoRA.
+// caption, add reference images to an edit dataset and see the edit preset's job point at them,
+// see a validation error by key path, queue a tiny FLUX.2 job, watch it finish, see its samples
+// and loss curve, download the LoRA.
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
@@ -9,9 +10,11 @@ import os from "node:os";
 import path from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import YAML from "yaml";
 
 const UI_DIR = path.resolve(__dirname, "../..");
 const DEMO = path.resolve(UI_DIR, "../config/examples/demo_dataset");
+const EDIT_DEMO = path.resolve(UI_DIR, "../config/examples/demo_edit_dataset");
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const TOKEN = "e2e-secret-token-0123456789";
 const SHOTS = path.join(UI_DIR, "test-results");
@@ -140,6 +143,44 @@ describe("the job UI in a browser", () => {
     const loaded = await card.locator("img").evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 0);
     expect(loaded).toBe(true);
     await shot("dataset");
+  });
+
+  it("holds reference images for edit presets; the edit job points at them", async () => {
+    await page.goto(`${base}/datasets`);
+    await page.fill("input[name=dataset-name]", "edits");
+    await page.getByRole("button", { name: "Create dataset" }).click();
+    await page.waitForURL(`${base}/datasets/edits`);
+    const targets = fs.readdirSync(EDIT_DEMO).filter((f) => /\.(png|txt)$/.test(f)).map((f) => path.join(EDIT_DEMO, f));
+    expect(targets.length).toBe(12);
+    await page.setInputFiles("[data-testid=upload-input]", targets);
+    await page.getByTestId("upload-status").getByText("Uploaded 12 files.").waitFor();
+    const refs = fs.readdirSync(path.join(EDIT_DEMO, "control")).map((f) => path.join(EDIT_DEMO, "control", f));
+    await page.setInputFiles("[data-testid=reference-upload-input]", refs);
+    await page.getByTestId("upload-status").getByText(`Uploaded ${refs.length} reference images.`).waitFor();
+    const ref = page.locator("[data-testid=dataset-image][data-file='edit_00.png'] [data-testid=reference][data-reference='edit_00.png'] img");
+    await ref.waitFor();
+    await expect.poll(() => ref.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 0)).toBe(true);
+    await shot("edit-dataset");
+
+    await page.goto(`${base}/jobs/new?preset=flux2_edit_24gb`);
+    await page.locator("[data-preset=flux2_edit_24gb].selected").waitFor();
+    // a dataset without references: named in an inline error, nothing can be queued
+    await page.check("input[name=dataset-robots]");
+    expect(await page.getByTestId("missing-references").textContent()).toContain("robots");
+    expect(await page.getByTestId("queue").isDisabled()).toBe(true);
+    await page.uncheck("input[name=dataset-robots]");
+    await page.check("input[name=dataset-edits]");
+    await expect.poll(() => page.getByTestId("missing-references").count()).toBe(0);
+    expect(await page.getByTestId("queue").isEnabled()).toBe(true);
+    await page.getByTestId("yaml-editor").locator("summary").click();
+    const proc = YAML.parse(await page.locator("textarea[name=yaml]").inputValue()).config.process[0];
+    const folder = path.join(tmp, "data", "datasets", "edits");
+    expect(proc.datasets.map((d: { folder_path: string; control_path: string }) => [d.folder_path, d.control_path])).toEqual([
+      [folder, `${folder}/control`],
+    ]);
+    expect(proc.sample.ctrl_img).toBe(`${folder}/control/edit_00.png`);
+    expect(fs.existsSync(proc.sample.ctrl_img)).toBe(true);
+    await shot("new-edit-job");
   });
 
   it("shows the trainer's validation errors by key path", async () => {

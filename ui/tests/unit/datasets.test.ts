@@ -104,9 +104,11 @@ describe("datasets", () => {
     expect(res.status).toBe(200);
     const listing = await body(await one.GET(request("/api/datasets/robots"), ctx({ name: "robots" })));
     expect(listing.images).toEqual([
-      { file: "escape.png", url: "/api/files/datasets/robots/escape.png", size: PNG_BYTES.length, caption: "a [trigger] robot" },
-      { file: "robot_00.png", url: "/api/files/datasets/robots/robot_00.png", size: PNG_BYTES.length, caption: "a photo of r0b0t" },
+      { file: "escape.png", url: "/api/files/datasets/robots/escape.png", size: PNG_BYTES.length, caption: "a [trigger] robot", reference: null },
+      { file: "robot_00.png", url: "/api/files/datasets/robots/robot_00.png", size: PNG_BYTES.length, caption: "a photo of r0b0t", reference: null },
     ]);
+    expect(listing.references).toEqual([]);
+    expect(listing.reference_problems).toEqual([]);
     for (const bad of ["../x.png", "robot_00.txt", "/etc/passwd", "missing.png"]) {
       const r = await caption.PUT(
         request("/api/datasets/robots/caption", { method: "PUT", json: { image: bad, caption: "x" } }),

@@ -45,6 +45,7 @@ export default function DatasetsPage() {
             <strong>{d.name}</strong>
             <span className="muted small">
               {d.images} images · {d.captions} captioned
+              {d.references ? ` · ${d.paired} with a reference` : ""}
             </span>
           </Link>
         ))}

@@ -1,19 +1,37 @@
 // Datasets are folders under DATA_ROOT/datasets: images (jpg, jpeg, png, webp) with same-named
-// .txt captions, exactly what the trainer reads (toolkit/data/dataset.py).
+// .txt captions, exactly what the trainer reads (toolkit/data/dataset.py). Edit LoRAs also need
+// reference images: `<dataset>/control/<stem>.<ext>`, paired with the target of the same file stem
+// (toolkit/data/references.py); a job sets `control_path` to that folder. The trainer's
+// `_latent_cache` folders (in the dataset and in control/) are never listed or served.
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import type { DatasetImage, DatasetSummary } from "../types";
+import type { DatasetDetail, DatasetImage, DatasetReference, DatasetSummary } from "../types";
 import { HttpError } from "./http";
 import { checkName, resolveExisting, resolveForWrite } from "./paths";
 import { ensureDataDirs, settings } from "./settings";
 
 export const IMAGE_EXTS = [".jpg", ".jpeg", ".png", ".webp"];
 export const CAPTION_EXT = ".txt";
+/** The sub-folder of a dataset that holds its reference images (edit LoRAs). */
+export const CONTROL_DIR = "control";
 const MAX_CAPTION_BYTES = 64 * 1024;
+
+export type UploadKind = "image" | "reference";
 
 function isImage(file: string): boolean {
   return IMAGE_EXTS.includes(path.extname(file).toLowerCase());
+}
+
+function stemOf(file: string): string {
+  return file.slice(0, -path.extname(file).length);
+}
+
+/** `kind` of an upload or delete: "image" (targets, the default) or "reference". */
+export function parseKind(value: unknown): UploadKind {
+  if (value === null || value === undefined || value === "" || value === "image" || value === "target") return "image";
+  if (value === "reference") return "reference";
+  throw new HttpError(400, "kind must be image or reference");
 }
 
 function datasetDir(name: string): string {
@@ -23,8 +41,91 @@ function datasetDir(name: string): string {
   return dir;
 }
 
-function url(name: string, file: string): string {
-  return `/api/files/datasets/${encodeURIComponent(name)}/${encodeURIComponent(file)}`;
+function url(name: string, ...parts: string[]): string {
+  return `/api/files/datasets/${[name, ...parts].map(encodeURIComponent).join("/")}`;
+}
+
+/** The image files of a folder: plain files only (no symlinks, no folders), not hidden, sorted. */
+function imageFiles(dir: string): string[] {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  return entries
+    .filter((e) => e.isFile() && !e.name.startsWith(".") && isImage(e.name))
+    .map((e) => e.name)
+    .sort();
+}
+
+/**
+ * `<dir>/control` when it is a real folder (a symlink is never followed: it could lead outside
+ * DATA_ROOT); null when missing. With `create`, a missing one is made.
+ */
+function controlDir(dir: string, create = false): string | null {
+  const control = path.join(dir, CONTROL_DIR);
+  let stat: fs.Stats;
+  try {
+    stat = fs.lstatSync(control);
+  } catch {
+    if (!create) return null;
+    fs.mkdirSync(control);
+    return control;
+  }
+  if (stat.isSymbolicLink()) throw new HttpError(403, `${CONTROL_DIR}/ is a symlink: reference images must be in a real folder`);
+  if (!stat.isDirectory()) throw new HttpError(409, `${CONTROL_DIR} is not a folder`);
+  return control;
+}
+
+interface Pairing {
+  targets: string[];
+  references: string[];
+  /** stem -> reference files with that stem (more than one is an error for the trainer). */
+  byStem: Map<string, string[]>;
+  problems: string[];
+}
+
+/** Targets and references of a dataset folder, paired by file stem as the trainer pairs them. */
+function pairing(dir: string): Pairing {
+  const targets = imageFiles(dir);
+  const problems: string[] = [];
+  let references: string[] = [];
+  try {
+    const control = controlDir(dir);
+    if (control) references = imageFiles(control);
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
+  const byStem = new Map<string, string[]>();
+  for (const file of references) {
+    const stem = stemOf(file);
+    byStem.set(stem, [...(byStem.get(stem) ?? []), file]);
+  }
+  for (const files of byStem.values()) {
+    if (files.length > 1) problems.push(`several reference images share a name (${files.join(" / ")}): keep one per target image`);
+  }
+  return { targets, references, byStem, problems };
+}
+
+function summary(name: string, dir: string): DatasetSummary {
+  const { targets, references, byStem } = pairing(dir);
+  let captionNames: Set<string>;
+  try {
+    captionNames = new Set(fs.readdirSync(dir).filter((f) => f.toLowerCase().endsWith(CAPTION_EXT)).map((f) => f.slice(0, -4)));
+  } catch {
+    captionNames = new Set();
+  }
+  const paired = targets.filter((t) => byStem.has(stemOf(t)));
+  return {
+    name,
+    images: targets.length,
+    captions: targets.filter((f) => captionNames.has(stemOf(f))).length,
+    cover: targets[0] ? url(name, targets[0]) : null,
+    references: references.length,
+    paired: paired.length,
+    first_reference: paired[0] ? byStem.get(stemOf(paired[0]))![0] : null,
+  };
 }
 
 export function listDatasets(): DatasetSummary[] {
@@ -34,15 +135,7 @@ export function listDatasets(): DatasetSummary[] {
   for (const entry of fs.readdirSync(s.datasetsDir, { withFileTypes: true })) {
     // only real folders: a symlink could lead outside DATA_ROOT
     if (!entry.isDirectory() || entry.name.startsWith(".")) continue;
-    const files = fs.readdirSync(path.join(s.datasetsDir, entry.name)).filter((f) => !f.startsWith("."));
-    const images = files.filter(isImage).sort();
-    const captions = new Set(files.filter((f) => f.toLowerCase().endsWith(CAPTION_EXT)).map((f) => f.slice(0, -4)));
-    out.push({
-      name: entry.name,
-      images: images.length,
-      captions: images.filter((f) => captions.has(f.slice(0, -path.extname(f).length))).length,
-      cover: images[0] ? url(entry.name, images[0]) : null,
-    });
+    out.push(summary(entry.name, path.join(s.datasetsDir, entry.name)));
   }
   return out.sort((a, b) => a.name.localeCompare(b.name));
 }
@@ -58,15 +151,18 @@ export function createDataset(nameInput: unknown): DatasetSummary {
     if ((err as NodeJS.ErrnoException).code === "EEXIST") throw new HttpError(409, `dataset ${name} exists`);
     throw err;
   }
-  return { name, images: 0, captions: 0, cover: null };
+  return { name, images: 0, captions: 0, cover: null, references: 0, paired: 0, first_reference: null };
 }
 
-export function datasetImages(name: string): DatasetImage[] {
+/** A dataset's targets (with captions and their reference) and its reference images. */
+export function datasetDetail(name: string): DatasetDetail {
   const dir = datasetDir(name);
-  const out: DatasetImage[] = [];
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    if (!entry.isFile() || entry.name.startsWith(".") || !isImage(entry.name)) continue;
-    const stem = entry.name.slice(0, -path.extname(entry.name).length);
+  const { targets, references, byStem, problems } = pairing(dir);
+  const control = path.join(dir, CONTROL_DIR);
+  const refInfo = (file: string) => ({ file, url: url(name, CONTROL_DIR, file), size: fs.statSync(path.join(control, file)).size });
+  const images: DatasetImage[] = [];
+  for (const file of targets) {
+    const stem = stemOf(file);
     let caption: string | null = null;
     try {
       const captionFile = path.join(dir, stem + CAPTION_EXT);
@@ -74,9 +170,12 @@ export function datasetImages(name: string): DatasetImage[] {
     } catch {
       caption = null;
     }
-    out.push({ file: entry.name, url: url(name, entry.name), size: fs.statSync(path.join(dir, entry.name)).size, caption });
+    const ref = byStem.get(stem)?.[0];
+    images.push({ file, url: url(name, file), size: fs.statSync(path.join(dir, file)).size, caption, reference: ref ? refInfo(ref) : null });
   }
-  return out.sort((a, b) => a.file.localeCompare(b.file));
+  const targetByStem = new Map(targets.map((t) => [stemOf(t), t]));
+  const refs: DatasetReference[] = references.map((file) => ({ ...refInfo(file), target: targetByStem.get(stemOf(file)) ?? null }));
+  return { name, images, references: refs, reference_problems: problems };
 }
 
 export function deleteDataset(name: string): void {
@@ -123,13 +222,21 @@ function writeAtomic(target: string, data: Uint8Array | string): void {
 export interface UploadResult {
   saved: string[];
   rejected: { file: string; reason: string }[];
+  /** Reference uploads: older references of the same stem (another extension) that were removed. */
+  replaced?: string[];
 }
 
-/** Saves uploaded images (checked by content, not only by name) and .txt captions. */
-export async function saveUploads(name: string, files: File[]): Promise<UploadResult> {
+/**
+ * Saves uploaded images (checked by content, not only by name) and .txt captions. With
+ * kind "reference": images only, into the dataset's control/ folder (made when missing), under
+ * their own file names; a reference replaces the one of the same stem with another extension
+ * (the trainer takes exactly one per target).
+ */
+export async function saveUploads(name: string, files: File[], kind: UploadKind = "image"): Promise<UploadResult> {
   const s = settings();
-  datasetDir(name);
-  const result: UploadResult = { saved: [], rejected: [] };
+  const dir = datasetDir(name);
+  const reference = kind === "reference";
+  const result: UploadResult = reference ? { saved: [], rejected: [], replaced: [] } : { saved: [], rejected: [] };
   for (const file of files) {
     let fileName: string;
     try {
@@ -139,6 +246,13 @@ export async function saveUploads(name: string, files: File[]): Promise<UploadRe
       continue;
     }
     const ext = path.extname(fileName).toLowerCase();
+    if (reference && !IMAGE_EXTS.includes(ext)) {
+      result.rejected.push({
+        file: file.name,
+        reason: ext === CAPTION_EXT ? "reference images take no caption (the target's caption is used)" : "only .jpg, .jpeg, .png, .webp reference images are accepted",
+      });
+      continue;
+    }
     if (!IMAGE_EXTS.includes(ext) && ext !== CAPTION_EXT) {
       result.rejected.push({ file: file.name, reason: "only .jpg, .jpeg, .png, .webp images and .txt captions are accepted" });
       continue;
@@ -160,8 +274,20 @@ export async function saveUploads(name: string, files: File[]): Promise<UploadRe
       result.rejected.push({ file: file.name, reason: `not a ${ext.slice(1)} image` });
       continue;
     }
-    writeAtomic(resolveForWrite(s.datasetsDir, [name, fileName]), bytes);
+    if (!reference) {
+      writeAtomic(resolveForWrite(s.datasetsDir, [name, fileName]), bytes);
+      result.saved.push(fileName);
+      continue;
+    }
+    const control = controlDir(dir, true)!;
+    writeAtomic(resolveForWrite(s.datasetsDir, [name, CONTROL_DIR, fileName]), bytes);
     result.saved.push(fileName);
+    for (const other of imageFiles(control)) {
+      if (other !== fileName && stemOf(other) === stemOf(fileName)) {
+        fs.rmSync(resolveForWrite(s.datasetsDir, [name, CONTROL_DIR, other]), { force: true });
+        result.replaced!.push(other);
+      }
+    }
   }
   return result;
 }
@@ -171,7 +297,7 @@ function imageFile(name: string, image: unknown): { dir: string; image: string; 
   if (typeof image !== "string" || !isImage(image)) throw new HttpError(400, "image must be an image file name");
   const real = resolveExisting(settings().datasetsDir, [name, image]);
   if (path.dirname(real) !== dir) throw new HttpError(403, "path is outside the dataset");
-  return { dir, image, stem: image.slice(0, -path.extname(image).length) };
+  return { dir, image, stem: stemOf(image) };
 }
 
 export function setCaption(name: string, image: unknown, caption: unknown): void {
@@ -181,9 +307,20 @@ export function setCaption(name: string, image: unknown, caption: unknown): void
   writeAtomic(resolveForWrite(settings().datasetsDir, [name, stem + CAPTION_EXT]), caption);
 }
 
-export function deleteImage(name: string, image: unknown): void {
-  const { stem } = imageFile(name, image);
+/** Deletes a target image and its caption, or (kind "reference") a reference image in control/. */
+export function deleteImage(name: string, image: unknown, kind: UploadKind = "image"): void {
   const s = settings();
+  if (kind === "reference") {
+    const dir = datasetDir(name);
+    if (typeof image !== "string" || !isImage(image)) throw new HttpError(400, "file must be an image file name");
+    const control = controlDir(dir);
+    if (!control) throw new HttpError(404, "no reference images");
+    const real = resolveExisting(s.datasetsDir, [name, CONTROL_DIR, image]);
+    if (path.dirname(real) !== control) throw new HttpError(403, "path is outside the dataset's control folder");
+    fs.rmSync(resolveForWrite(s.datasetsDir, [name, CONTROL_DIR, image]), { force: true });
+    return;
+  }
+  const { stem } = imageFile(name, image);
   for (const file of [image as string, stem + CAPTION_EXT]) {
     const target = resolveForWrite(s.datasetsDir, [name, file]);
     fs.rmSync(target, { force: true });

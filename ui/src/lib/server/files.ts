@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { HttpError } from "./http";
-import { resolveExisting } from "./paths";
+import { checkRelative, resolveExisting } from "./paths";
 import { settings } from "./settings";
 
 const TYPES: Record<string, string> = {
@@ -27,8 +27,23 @@ export function rootFor(root: string): string {
   throw new HttpError(404, "not found");
 }
 
+const IMAGE_TYPES = new Set([".jpg", ".jpeg", ".png", ".webp"]);
+
+/**
+ * What may be served from a dataset: `<dataset>/<image or caption>` and `<dataset>/control/<image>`
+ * (its reference images), nothing deeper (the trainer's `_latent_cache` folders stay hidden).
+ */
+function datasetFileAllowed(segments: string[]): boolean {
+  const ext = path.extname(segments[segments.length - 1]).toLowerCase();
+  if (segments.length === 2) return IMAGE_TYPES.has(ext) || ext === ".txt";
+  return segments.length === 3 && segments[1] === "control" && IMAGE_TYPES.has(ext);
+}
+
 export function serveFile(root: string, segments: string[], download: boolean): Response {
-  const real = resolveExisting(rootFor(root), segments);
+  const folder = rootFor(root);
+  checkRelative(segments);
+  if (root === "datasets" && !datasetFileAllowed(segments)) throw new HttpError(404, "not found");
+  const real = resolveExisting(folder, segments);
   const stat = fs.statSync(real);
   if (!stat.isFile()) throw new HttpError(404, "not a file");
   const ext = path.extname(real).toLowerCase();

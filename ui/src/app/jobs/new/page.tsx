@@ -2,13 +2,14 @@
 // New job: pick a preset (the trainer's shipped example configs), change a few fields, check
 // with the trainer's validator, queue. Every field's type, choices and default come from the
 // Python schema; the job is the preset's config with only the fields the user touched changed.
+import Link from "next/link";
 import { useRouter, useSearchParams } from "next/navigation";
 import { Suspense, useEffect, useMemo, useState } from "react";
 import YAML from "yaml";
 import { SchemaField } from "@/components/SchemaField";
 import { ErrorBox, ProblemList } from "@/components/ui";
 import { api, ApiError, useApi } from "@/lib/client/api";
-import { buildJobConfig, enforceUiFields, getIn, processOf, toYaml } from "@/lib/jobconfig";
+import { buildJobConfig, enforceUiFields, getIn, presetNeedsReferences, processOf, toYaml } from "@/lib/jobconfig";
 import { fieldSpec, parseFieldText, sectionFields, settingSections, type FieldSpec } from "@/lib/schema";
 import type { DatasetSummary, Problem, UiSchema } from "@/lib/types";
 
@@ -57,7 +58,15 @@ const GROUPS: { title: string; fields: [string, string?][] }[] = [
 ];
 const SHOWN = new Set(GROUPS.flatMap((g) => g.fields.map(([p]) => p)));
 /** Edited through their own inputs (datasets, resolutions, prompts) or owned by the UI. */
-const SPECIAL = new Set(["training_folder", "type", "datasets.folder_path", "datasets.resolution", "sample.prompts"]);
+const SPECIAL = new Set([
+  "training_folder",
+  "type",
+  "datasets.folder_path",
+  "datasets.control_path",
+  "datasets.resolution",
+  "sample.prompts",
+  "sample.ctrl_img",
+]);
 
 /** `config.process[0].datasets[1].resolution` -> `datasets.resolution` (the form's field path). */
 function formPath(problemPath: string): string {
@@ -117,14 +126,25 @@ function NewJobForm() {
 
   const parsedResolutions = resolutions === null ? null : resolutions.split(/[\s,]+/).filter(Boolean).map(Number);
   const parsedPrompts = prompts === null ? null : prompts.split("\n").map((l) => l.trim()).filter(Boolean);
-  const generated = useMemo(() => {
-    if (!preset || !ui) return "";
-    const built = buildJobConfig(preset.config, { name, values, datasets, resolutions: parsedResolutions, prompts: parsedPrompts }, ui.datasets_dir);
-    // show what the server will run: the UI's name and output folder
-    return toYaml(enforceUiFields(built, name, ui.output_dir).config);
+  const datasetList = datasetsQ.data?.datasets;
+  // edit presets: each chosen dataset's first reference image (for sample.ctrl_img)
+  const references = useMemo(
+    () => Object.fromEntries((datasetList ?? []).map((d) => [d.name, d.first_reference ?? null])),
+    [datasetList],
+  );
+  const built = useMemo(() => {
+    if (!preset || !ui) return null;
+    return buildJobConfig(
+      preset.config,
+      { name, values, datasets, resolutions: parsedResolutions, prompts: parsedPrompts, references },
+      ui.datasets_dir,
+    );
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [preset, ui, name, values, datasets, resolutions, prompts]);
+  }, [preset, ui, name, values, datasets, resolutions, prompts, references]);
+  // show what the server will run: the UI's name and output folder
+  const generated = useMemo(() => (built && ui ? toYaml(enforceUiFields(built, name, ui.output_dir).config) : ""), [built, ui, name]);
   const yaml = yamlText ?? generated;
+  const needsReferences = preset ? presetNeedsReferences(preset.config) : false;
 
   const fieldErrors = useMemo(() => {
     const out: Record<string, string> = {};
@@ -137,11 +157,11 @@ function NewJobForm() {
     setValues((v) => ({ ...v, [spec.path]: parseFieldText(spec, text, (t) => YAML.parse(t)) }));
   }
 
-  function renderField(path: string, label?: string) {
+  function renderField(path: string, label?: string, effective?: unknown) {
     if (!ui) return null;
     const spec = fieldSpec(ui.schema, path);
     if (!spec) return null; // the trainer no longer has this setting
-    const value = path in values ? values[path] : getIn(presetProc, path);
+    const value = path in values ? values[path] : effective !== undefined ? effective : getIn(presetProc, path);
     return (
       <SchemaField
         key={path}
@@ -190,6 +210,13 @@ function NewJobForm() {
   const presetDatasets = Array.isArray(presetProc.datasets) ? (presetProc.datasets as { folder_path?: string }[]) : [];
   const extraSections = ["", ...settingSections(ui.schema)];
   const formLocked = yamlText !== null;
+  // edit presets: every chosen dataset needs references paired with its targets (the form's job only)
+  const missingReferences =
+    needsReferences && !formLocked
+      ? datasets.filter((n) => (datasetList?.find((d) => d.name === n)?.paired ?? 0) === 0)
+      : [];
+  const presetCtrlImg = getIn(presetProc, "sample.ctrl_img");
+  const builtCtrlImg = built ? getIn(built, "config.process.sample.ctrl_img") : undefined;
 
   return (
     <div>
@@ -246,13 +273,37 @@ function NewJobForm() {
                   checked={datasets.includes(d.name)}
                   onChange={(e) => setDatasets((cur) => (e.target.checked ? [...cur, d.name] : cur.filter((x) => x !== d.name)))}
                 />
-                {d.name} <span className="muted small">({d.images} images)</span>
+                {d.name}{" "}
+                <span className="muted small">
+                  ({d.images} images{needsReferences ? `, ${d.paired} with a reference` : ""})
+                </span>
               </label>
             ))}
           </div>
+          {needsReferences ? (
+            <p className="muted small" data-testid="edit-preset-note">
+              This preset trains an edit LoRA: each target image needs a reference image with the same file name in the
+              dataset&apos;s <code>control/</code> folder (upload them on the dataset&apos;s page); the job sets{" "}
+              <code>control_path</code> to it.
+            </p>
+          ) : null}
+          {missingReferences.length ? (
+            <div className="problems" role="alert" data-testid="missing-references">
+              <ul>
+                {missingReferences.map((n) => (
+                  <li key={n}>
+                    Dataset <strong>{n}</strong> has no reference images for its targets: add reference images on the{" "}
+                    <Link href={`/datasets/${encodeURIComponent(n)}`}>dataset&apos;s page</Link> (same file name as the
+                    target, any of jpg/png/webp), or untick it.
+                  </li>
+                ))}
+              </ul>
+            </div>
+          ) : null}
           {datasets.length === 0 ? (
             <p className="muted small">
-              No dataset chosen: the preset&apos;s {presetDatasets.map((d) => d.folder_path).join(", ") || "(none)"} is used.
+              No dataset chosen: the preset&apos;s {presetDatasets.map((d) => d.folder_path).join(", ") || "(none)"} is used
+              {needsReferences ? " (with its control_path)" : ""}.
               {datasetsQ.data?.datasets.length === 0 ? " Create one under Datasets." : ""}
             </p>
           ) : null}
@@ -288,7 +339,12 @@ function NewJobForm() {
                 {fieldErrors["sample.prompts"] ? <span className="field-error">{fieldErrors["sample.prompts"]}</span> : null}
               </label>
             ) : null}
-            <div className="fields">{group.fields.map(([p, l]) => renderField(p, l))}</div>
+            <div className="fields">
+              {group.fields.map(([p, l]) => renderField(p, l))}
+              {group.title === "Sampling" && presetCtrlImg !== undefined && presetCtrlImg !== null
+                ? renderField("sample.ctrl_img", "Reference image the samples edit", builtCtrlImg)
+                : null}
+            </div>
           </div>
         ))}
 
@@ -326,10 +382,16 @@ function NewJobForm() {
       {notice ? <div className="notice">{notice}</div> : null}
       <ErrorBox error={error} />
       <div className="row">
-        <button type="button" onClick={() => submit(false)} disabled={busy || !preset} data-testid="check">
+        <button type="button" onClick={() => submit(false)} disabled={busy || !preset || missingReferences.length > 0} data-testid="check">
           Check
         </button>
-        <button type="button" className="primary" onClick={() => submit(true)} disabled={busy || !preset} data-testid="queue">
+        <button
+          type="button"
+          className="primary"
+          onClick={() => submit(true)}
+          disabled={busy || !preset || missingReferences.length > 0}
+          data-testid="queue"
+        >
           Queue job
         </button>
         {busy ? <span className="muted">Validating with the trainer…</span> : null}

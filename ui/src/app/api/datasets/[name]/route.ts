@@ -1,11 +1,11 @@
-import { datasetImages, deleteDataset } from "@/lib/server/datasets";
+import { datasetDetail, deleteDataset } from "@/lib/server/datasets";
 import { json, param, withApi } from "@/lib/server/http";
 
 export const dynamic = "force-dynamic";
 
 export const GET = withApi((_req, params) => {
-  const name = param(params, "name");
-  return json({ name, images: datasetImages(name) });
+  // {name, images (each with its caption and reference), references, reference_problems}
+  return json(datasetDetail(param(params, "name")));
 });
 
 export const DELETE = withApi((_req, params) => {

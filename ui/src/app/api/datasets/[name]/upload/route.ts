@@ -1,6 +1,7 @@
 // multipart/form-data with one or more `files`: images (jpg, jpeg, png, webp; checked by
-// content) and .txt captions, each at most MAX_UPLOAD_MB (captions 64 KiB).
-import { saveUploads } from "@/lib/server/datasets";
+// content) and .txt captions, each at most MAX_UPLOAD_MB (captions 64 KiB). `kind=reference`
+// (query parameter or form field): reference images for edit LoRAs, saved to <dataset>/control/.
+import { parseKind, saveUploads } from "@/lib/server/datasets";
 import { HttpError, json, param, withApi } from "@/lib/server/http";
 import { settings } from "@/lib/server/settings";
 
@@ -12,6 +13,7 @@ const MAX_FULL_FILES = 10;
 
 export const POST = withApi(async (req, params) => {
   const name = param(params, "name");
+  const queryKind = new URL(req.url).searchParams.get("kind");
   const limit = settings().maxUploadBytes;
   const length = Number(req.headers.get("content-length") || "0");
   // Checked before the body is read (it is parsed in memory).
@@ -27,6 +29,8 @@ export const POST = withApi(async (req, params) => {
   const files = form.getAll("files").filter((f): f is File => typeof f !== "string");
   if (files.length === 0) throw new HttpError(400, "no files in the upload");
   if (files.length > MAX_FILES) throw new HttpError(413, `at most ${MAX_FILES} files per upload`);
-  const result = await saveUploads(name, files);
+  const formKind = form.get("kind");
+  const kind = parseKind(queryKind ?? (typeof formKind === "string" ? formKind : null));
+  const result = await saveUploads(name, files, kind);
   return json(result, result.saved.length === 0 ? 400 : 200);
 });
