@@ -146,7 +146,7 @@ def meta_model(args, dtype: torch.dtype):
 def plan_for(args, model, dtype: torch.dtype):
     """The offload plan of `args` for `model`'s transformer, sized from shapes (works on the meta device):
     the transformer after quantization, LoRA weights + gradients + AdamW state, activations."""
-    from toolkit.models.offload import ComponentSizes, TrainingShape, lora_parameter_count, percent_to_count, \
+    from toolkit.models.offload_plan import ComponentSizes, TrainingShape, lora_parameter_count, percent_to_count, \
         plan_offload, transformer_activation_bytes
     from toolkit.models.quantize import quantized_nbytes, transformer_blocks
 

@@ -160,7 +160,7 @@ class BaseSDTrainProcess(BaseProcess):
         self.model = self.model_cls(cfg.model, device=self.device)
         self.model.adapter_type = cfg.network.type
         self.model.shard_transformer = self.dist.shards_model  # FSDP: it stays on the CPU until sharded
-        from toolkit.models.offload import TrainingShape
+        from toolkit.models.offload_plan import TrainingShape
 
         shape = TrainingShape.from_process_config(cfg, self.model_cls.capabilities.reference_max_pixels)
         self.model.set_training_shape(shape)  # sizes the offload plan

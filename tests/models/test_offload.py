@@ -12,8 +12,9 @@ import time
 import pytest
 import torch
 
-from toolkit.models import offload
-from toolkit.models.offload import ComponentSizes, GiB, OffloadError, plan_offload, stream_blocks
+from toolkit.models import offload, offload_plan
+from toolkit.models.offload import OffloadError, stream_blocks
+from toolkit.models.offload_plan import ComponentSizes, GiB, plan_offload
 from toolkit.models.quantize import quantize_blocks, quantized_nbytes, transformer_blocks
 
 MiB = 1024**2
@@ -91,15 +92,15 @@ def test_a_text_encoder_used_every_step_counts_in_training():
 def test_fixed_counts_only_predict_and_percentages_round():
     result = plan_offload([transformer_sizes()], None, 0, fixed_counts={"transformer": 4})
     assert result.offloaded == {"transformer": 4} and result.budget is None and result.fits
-    assert [offload.percent_to_count(p, 56) for p in (0.0, 0.25, 0.5, 1.0)] == [0, 14, 28, 56]
+    assert [offload_plan.percent_to_count(p, 56) for p in (0.0, 0.25, 0.5, 1.0)] == [0, 14, 28, 56]
 
 
 def test_activation_estimate():
     args = dict(hidden=3072, mlp_hidden=9216, num_blocks=25, tokens=4096 + 512, batch_size=1)
-    full = offload.estimate_activation_bytes(**args, gradient_checkpointing=False)
-    checkpointed = offload.estimate_activation_bytes(**args, gradient_checkpointing=True)
+    full = offload_plan.estimate_activation_bytes(**args, gradient_checkpointing=False)
+    checkpointed = offload_plan.estimate_activation_bytes(**args, gradient_checkpointing=True)
     assert checkpointed < full / 5
-    assert offload.estimate_activation_bytes(**{**args, "batch_size": 2}, gradient_checkpointing=True) == 2 * checkpointed
+    assert offload_plan.estimate_activation_bytes(**{**args, "batch_size": 2}, gradient_checkpointing=True) == 2 * checkpointed
 
 
 @pytest.mark.parametrize("arch,low,high", [("flux2", 0.85, 1.15), ("flux", 0.6, 1.0)])
@@ -129,8 +130,8 @@ def test_activation_estimate_matches_what_autograd_saves(tiny_pipelines, arch, l
     config = model.transformer.config
     hidden = config.num_attention_heads * config.attention_head_dim
     mlp = int(hidden * getattr(config, "mlp_ratio", 4.0))
-    estimate = (offload.estimate_activation_bytes(hidden, mlp, len(blocks), tokens, 1, False, 4)
-                - offload.estimate_activation_bytes(hidden, mlp, 0, tokens, 1, False, 4))  # the blocks' part
+    estimate = (offload_plan.estimate_activation_bytes(hidden, mlp, len(blocks), tokens, 1, False, 4)
+                - offload_plan.estimate_activation_bytes(hidden, mlp, 0, tokens, 1, False, 4))  # the blocks' part
     assert low < sum(storages.values()) / estimate < high
 
 
@@ -304,7 +305,7 @@ def test_layer_offloading_options_are_accepted_and_contradictions_rejected():
 def test_training_shape_from_a_job_config(tmp_path):
     from tests.jobs.train_helpers import train_process
     from toolkit.config_modules import TrainProcessConfig
-    from toolkit.models.offload import TrainingShape
+    from toolkit.models.offload_plan import TrainingShape
 
     process = train_process(tmp_path, train={"optimizer": "prodigy", "gradient_checkpointing": True})
     process["datasets"][0]["resolution"] = [512, 768]
@@ -320,7 +321,7 @@ def test_reference_images_enlarge_the_planned_activations(tmp_path):
     from tests.jobs.train_helpers import train_process
     from toolkit.bench import meta_transformer
     from toolkit.config_modules import TrainProcessConfig
-    from toolkit.models.offload import TrainingShape, transformer_activation_bytes
+    from toolkit.models.offload_plan import TrainingShape, transformer_activation_bytes
 
     def shape(**dataset):
         process = train_process(tmp_path)
@@ -364,7 +365,7 @@ def test_place_on_device_streams_the_configured_percentages(arch):
     streamed = load_tiny(arch, layer_offloading=True, layer_offloading_transformer_percent=0.5,
                          layer_offloading_text_encoder_percent=0.25)
     counts = {name: len(s.weights) for name, s in streamed.block_streamers.items()}
-    expected = {name: offload.percent_to_count(0.25, len(streamed.offload_blocks(name)))
+    expected = {name: offload_plan.percent_to_count(0.25, len(streamed.offload_blocks(name)))
                 for name in streamed.text_encoder_names()}
     assert counts == {"transformer": 2, **expected} and all(expected.values())
     (embeds, pred), (streamed_embeds, streamed_pred) = prediction(plain), prediction(streamed)
@@ -379,10 +380,10 @@ def test_a_vram_budget_plans_from_measured_sizes(monkeypatch, caplog):
     import logging
 
     from toolkit.config_modules import ModelConfig
-    from toolkit.models.offload import TrainingShape
+    from toolkit.models.offload_plan import TrainingShape
     from toolkit.util.get_model import get_model_class
 
-    monkeypatch.setattr(offload, "HEADROOM_BYTES", 0)
+    monkeypatch.setattr(offload_plan, "HEADROOM_BYTES", 0)
     shape = TrainingShape(resolution=64, lora_rank=4, text_encoder_in_training=False, bytes_per_activation=4)
 
     def model(**options):
@@ -395,9 +396,9 @@ def test_a_vram_budget_plans_from_measured_sizes(monkeypatch, caplog):
     probe = model(layer_offloading=True, layer_offloading_transformer_percent=0.0,
                   layer_offloading_text_encoder_percent=0.0)
     probe.load_model()
-    unstreamed = offload.plan_model_offload(probe, ["vae", "text_encoder", "transformer"]).predicted_peak
+    unstreamed = offload_plan.plan_model_offload(probe, ["vae", "text_encoder", "transformer"]).predicted_peak
     tight = model(vram_budget_gb=(unstreamed - 1) / GiB)
-    with caplog.at_level(logging.INFO, logger="toolkit.models.offload"):
+    with caplog.at_level(logging.INFO, logger="toolkit.models.offload_plan"):
         tight.load_model()
     assert tight.block_streamers and "predicted peak" in caplog.text
     with pytest.raises(OffloadError, match="quantize"):

@@ -327,7 +327,8 @@ class BaseModel:
         """
         import weakref
 
-        from toolkit.models.offload import plan_model_offload, stream_blocks
+        from toolkit.models.offload import stream_blocks
+        from toolkit.models.offload_plan import plan_model_offload
 
         on_cpu = set(self.text_encoder_names()) if self.model_config.low_vram else set()
         if self.shard_transformer:
@@ -355,7 +356,7 @@ class BaseModel:
         return []
 
     def set_training_shape(self, shape) -> None:
-        """Resolution, batch, checkpointing, rank... of the run (`offload.TrainingShape`): sizes the offload
+        """Resolution, batch, checkpointing, rank... of the run (`offload_plan.TrainingShape`): sizes the offload
         plan of `layer_offloading: auto` / `vram_budget_gb`. Call before `load_model()`."""
         self.training_shape = shape
 
