@@ -120,6 +120,26 @@ def test_fsdp_shards_the_model_matches_one_process_and_resumes(tmp_path):
     assert_files_whole(two)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (runs on 1 or 2 GPUs, nccl)")
+def test_fsdp_on_cuda_matches_one_process(tmp_path):
+    """The GPU path of the FSDP test above: nccl, CUDA device mesh, shards moved to each GPU."""
+    processes = min(torch.cuda.device_count(), 2)
+
+    def job(name, batch_size):
+        process = train_process(tmp_path, steps=6, save={"save_every": 100}, device="cuda",
+                                train={"batch_size": batch_size, "gradient_checkpointing": True})
+        return write_job(tmp_path, process, name=name)
+
+    assert run_subprocess(job("one", 2 * processes)).returncode == 0
+    result = launch(job("fsdp", 2), processes=processes, fsdp=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert f"FSDP: transformer sharded over {processes} process(es)" in result.stderr
+    a = load_file(str(folder(tmp_path, "one") / "one.safetensors"))
+    b = load_file(str(folder(tmp_path, "fsdp") / "fsdp.safetensors"))
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-3, atol=1e-4)
+
+
 def fsdp_env(version="2"):
     return {**os.environ, "ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": version}
 
