@@ -321,6 +321,8 @@ def run(args) -> dict:
     from toolkit.optim import build_optimizer
 
     device = torch.device(args.device)
+    if device.type == "cuda" and device.index is None:  # set_per_process_memory_fraction needs an index
+        device = torch.device("cuda", torch.cuda.current_device())
     if device.type == "cuda":
         if args.vram_cap_gb:
             total = torch.cuda.get_device_properties(device).total_memory

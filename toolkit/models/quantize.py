@@ -26,12 +26,29 @@ def _qtype(name: str):
 
 def quantize_blocks(blocks: list[torch.nn.Module], qtype: str) -> None:
     """Quantize and freeze each block in turn (peak extra memory: one block)."""
-    from optimum.quanto import freeze, quantize
+    from optimum.quanto import QModuleMixin, freeze, quantize
 
     weights = _qtype(qtype)
     for block in blocks:
         quantize(block, weights=weights)
         freeze(block)
+        for module in block.modules():
+            if isinstance(module, QModuleMixin):
+                module.register_forward_pre_hook(_inputs_in_weight_dtype)
+
+
+def _inputs_in_weight_dtype(module: torch.nn.Module, args: tuple):
+    """Cast a quantized layer's input to its weight's dtype, as autocast does for a plain Linear.
+
+    quanto's int4 kernel (TinyGemm: `torch._weight_int4pack_mm`, chosen for bf16 qint4 weights on CUDA and
+    the CPU) accepts only inputs of the weight's dtype, and autocast does not cast for quanto's custom
+    autograd function: under bf16 autocast a layer norm's fp32 output would reach it and fail.
+    """
+    x = args[0] if args else None
+    dtype = getattr(module.weight, "dtype", None)
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and dtype is not None and x.dtype != dtype:
+        return (x.to(dtype), *args[1:])
+    return None
 
 
 def transformer_blocks(transformer: torch.nn.Module) -> list[torch.nn.Module]:
