@@ -8,7 +8,9 @@ trigger word, steps, learning rate, rank, resolutions, a memory preset and sampl
 Start. The app writes the dataset and ``config/ui_<name>.yaml`` and runs ``python run.py`` on it
 in its own process group; progress, loss, samples and the LoRA files are read back from the job
 folder. Training does not depend on the browser (or on this app): reopen the page and the job is
-there. The non-Gradio parts live in ``toolkit/ui_jobs.py``.
+there. Edit presets (reference images) take a second upload, one reference per target under the
+target's file name. The non-Gradio parts live in ``toolkit/ui_presets.py`` (configs),
+``toolkit/ui_datasets.py`` (uploads) and ``toolkit/ui_jobs.py`` (running and watching jobs).
 """
 
 from __future__ import annotations
@@ -21,17 +23,20 @@ from pathlib import Path
 
 import gradio as gr
 
+from toolkit import ui_datasets, ui_presets
 from toolkit import ui_jobs as jobs
 
 log = logging.getLogger("flux_train_ui")
 
 ROOT = Path(__file__).resolve().parent
 DEMO_IMAGES = ROOT / "config" / "examples" / "demo_dataset"
+DEMO_EDIT = ROOT / "config" / "examples" / "demo_edit_dataset"  # targets + control/ references
 REFRESH_S = 2.0
 INTRO = """# FLUX LoRA trainer
 1. Pick the model and how much GPU memory you have. 2. Upload a few images (same-name `.txt` files fill the captions)
-and edit the captions. 3. Set the trigger word and training settings. 4. **Start**. Progress, loss, samples and the
-LoRA appear under *Jobs*; training goes on if you close this page."""
+and edit the captions; an edit model also takes one reference image per image, under the same file name. 3. Set
+the trigger word and training settings. 4. **Start**. Progress, loss, samples and the LoRA appear under *Jobs*;
+training goes on if you close this page."""
 
 
 class App:
@@ -40,7 +45,7 @@ class App:
     def __init__(self, config_dir: Path, training_folder: str | None):
         self.config_dir = Path(config_dir)
         self.training_folder = training_folder  # None: each preset's own
-        usable, self.skipped = jobs.form_presets()
+        usable, self.skipped = ui_presets.form_presets()
         self.presets = {p["label"]: p for p in usable}
 
     # ------------------------------------------------------------------ form
@@ -48,38 +53,53 @@ class App:
         return next(iter(self.presets))
 
     def job_root(self, label: str) -> Path:
-        folder = self.training_folder or jobs.typed_process(self.presets[label]).training_folder
+        folder = self.training_folder or ui_presets.typed_process(self.presets[label]).training_folder
         return jobs.resolve_path(folder, ROOT)
 
     def select_preset(self, label: str):
         """The form filled with the preset's values (and a job name nobody uses yet)."""
         preset = self.presets[label]
-        fields = jobs.UserFields.from_preset(preset)
-        options = list(jobs.vram_options(preset))
+        fields = ui_presets.UserFields.from_preset(preset)
+        options = list(ui_presets.vram_options(preset))
         name = jobs.suggest_name(fields.name, self.job_root(label), self.config_dir)
         return (gr.update(choices=options, value=fields.vram), name, fields.trigger_word, fields.default_caption,
                 fields.steps, fields.lr, fields.rank, ", ".join(map(str, fields.resolutions)), fields.sample_every,
                 "\n".join(fields.sample_prompts))
 
     def build_yaml(self, label, vram, name, trigger, default_caption, steps, lr, rank, resolutions, sample_every,
-                   prompts) -> tuple[str, str]:
+                   prompts, images=None, references=None) -> tuple[str, str]:
         """The YAML for the form, twice: for the editor and as the last generated text."""
         try:
             text = self._yaml(label, vram, name, trigger, default_caption, steps, lr, rank, resolutions,
-                              sample_every, prompts)
+                              sample_every, prompts, images, references)
         except (jobs.JobError, ValueError, TypeError, ZeroDivisionError) as exc:
             text = f"# cannot build the config: {exc}\n"
         return text, text
 
     def _yaml(self, label, vram, name, trigger, default_caption, steps, lr, rank, resolutions, sample_every,
-              prompts) -> str:
+              prompts, images=None, references=None) -> str:
+        """Edit presets: ``sample.ctrl_img`` is the reference of the first image that has one."""
         preset = self.presets[label]
-        fields = jobs.UserFields(
+        fields = ui_presets.UserFields(
             name=(name or "").strip(), trigger_word=trigger or "", default_caption=default_caption or "",
             steps=int(steps or 0), lr=float(lr or 0), rank=int(rank or 0),
-            resolutions=jobs.parse_resolutions(resolutions), sample_every=int(sample_every or 0),
+            resolutions=ui_presets.parse_resolutions(resolutions), sample_every=int(sample_every or 0),
             sample_prompts=(prompts or "").splitlines(), vram=vram)
-        return jobs.to_yaml(jobs.build_job_config(preset, fields, self.training_folder), preset)
+        sample_reference = ui_datasets.first_reference(images or [], references or [])
+        raw = ui_presets.build_job_config(preset, fields, self.training_folder, sample_reference, ROOT)
+        return ui_presets.to_yaml(raw, preset)
+
+    def uploads_changed(self, label, vram, name, trigger, default_caption, steps, lr, rank, resolutions,
+                        sample_every, prompts, images, references, yaml_text, generated):
+        """After an upload: an edit preset's YAML names the first image's reference (``sample.ctrl_img``),
+        so it is rebuilt, unless the person edited it. Other presets' YAML does not depend on the uploads."""
+        if not self.is_edit(label) or ((yaml_text or "").strip() and yaml_text != generated):
+            return gr.skip(), gr.skip()
+        return self.build_yaml(label, vram, name, trigger, default_caption, steps, lr, rank, resolutions,
+                               sample_every, prompts, images, references)
+
+    def is_edit(self, label: str) -> bool:
+        return ui_presets.is_edit(self.presets[label])
 
     # ------------------------------------------------------------------ images
     @staticmethod
@@ -103,11 +123,33 @@ class App:
                 captions[Path(str(row[0])).stem] = str(row[1]).strip()
         return self._table(images, captions)
 
-    def demo_images(self):
-        images = sorted(str(p) for p in DEMO_IMAGES.glob("*.png"))
+    def demo_images(self, label):
+        """The bundled demo: the robot images, or for an edit preset the edit pairs (targets + control/)."""
+        folder = DEMO_EDIT if self.is_edit(label) else DEMO_IMAGES
+        images = sorted(str(p) for p in folder.glob("*.png"))
         captions = {Path(p).stem: Path(p).with_suffix(".txt").read_text(encoding="utf-8").strip()
                     for p in images if Path(p).with_suffix(".txt").is_file()}
-        return self._table(images, captions)
+        references = sorted(str(p) for p in (folder / ui_datasets.CONTROL_DIR).glob("*.png"))
+        return *self._table(images, captions), *self.upload_references(references)
+
+    @staticmethod
+    def upload_references(files):
+        """Uploaded reference images -> (paths, gallery)."""
+        paths = [str(getattr(f, "name", f)) for f in files or []]
+        return paths, [(p, Path(p).name) for p in paths]
+
+    def references_box(self, label):
+        """The reference upload shows for edit presets only."""
+        return gr.update(visible=self.is_edit(label))
+
+    def pairing(self, label, images, references) -> str:
+        """How the uploaded references pair with the images (edit presets), checked again at Start."""
+        if not self.is_edit(label) or not (images or references):
+            return ""
+        pairs, problems = ui_datasets.pair_references(images or [], references or [])
+        if not problems:
+            return f"Every image has its reference ({len(pairs)} pairs)."
+        return f"**{len(pairs)} of {len(images or [])} images paired.**\n" + "\n".join(f"- {p}" for p in problems)
 
     @staticmethod
     def pair_captions(images: list[str] | None, table) -> list[tuple[str, str]]:
@@ -131,20 +173,24 @@ class App:
         return gr.update(choices=[s.name for s in statuses], value=value)
 
     def start(self, label, vram, name, trigger, default_caption, steps, lr, rank, resolutions, sample_every, prompts,
-              yaml_text, generated, images, table):
+              yaml_text, generated, images, table, references=None):
         """Start: the YAML as shown, or rebuilt from the fields when the person did not edit it
-        (so a field typed just before pressing Start is never lost to a late rebuild)."""
+        (so a field typed just before pressing Start is never lost to a late rebuild). References
+        count for edit presets only (switching presets keeps the uploads)."""
         form = (label, vram, name, trigger, default_caption, steps, lr, rank, resolutions, sample_every, prompts)
+        references = (references or []) if self.is_edit(label) else []
         try:
             if not (yaml_text or "").strip() or yaml_text == generated:
-                yaml_text = self._yaml(*form)
-            job, config_file = jobs.start_job(yaml_text, self.pair_captions(images, table), self.config_dir, ROOT)
+                yaml_text = self._yaml(*form, images, references)
+            job, config_file = jobs.start_job(yaml_text, self.pair_captions(images, table), self.config_dir, ROOT,
+                                              references)
         except jobs.JobError as exc:
             return _refusal(exc), gr.update()
         except (ValueError, TypeError, ZeroDivisionError) as exc:
             return f"**Not started.** {exc}", gr.update()
-        message = (f"**Started `{job.name}`** with {len(images or [])} images: `{_show_path(config_file)}` -> "
-                   f"`{_show_path(job.job_folder)}`. Progress below.")
+        counted = f" and {len(references)} references" if references else ""
+        message = (f"**Started `{job.name}`** with {len(images or [])} images{counted}: "
+                   f"`{_show_path(config_file)}` -> `{_show_path(job.job_folder)}`. Progress below.")
         return message, gr.update(choices=self.job_choices(), value=job.name)
 
     def stop(self, name):
@@ -193,7 +239,8 @@ class App:
 
     def allowed_paths(self) -> list[Path]:
         """The demo images and the folders jobs go to; not the whole project (configs, .git)."""
-        roots = {DEMO_IMAGES.resolve()} | {self.job_root(label).resolve() for label in self.presets}
+        roots = {DEMO_IMAGES.resolve(), DEMO_EDIT.resolve()}
+        roots |= {self.job_root(label).resolve() for label in self.presets}
         return sorted(roots)
 
 
@@ -276,6 +323,7 @@ def build_ui(app: App) -> gr.Blocks:
         if app.skipped:
             gr.Markdown("Not in this app: " + "; ".join(f"**{k}** ({v})" for k, v in app.skipped.items()))
         images = gr.State([])
+        references = gr.State([])
         generated = gr.State("")
         shown = gr.State("")
         with gr.Row():
@@ -285,10 +333,15 @@ def build_ui(app: App) -> gr.Blocks:
                 name = gr.Textbox(label="Job name (output folder and file names)")
                 files = gr.File(file_count="multiple", file_types=["image", ".txt"],
                                 label="Images (optional same-name .txt captions)")
-                demo_button = gr.Button("Use the demo images (tiny robot dataset)", size="sm")
+                demo_button = gr.Button("Use the demo images (robots; edit models: robot edit pairs)", size="sm")
                 gallery = gr.Gallery(label="Images", columns=6, height=200)
                 captions = gr.Dataframe(headers=["image", "caption"], datatype=["str", "str"], type="array",
                                         interactive=True, label="Captions ([trigger] marks the trigger word)")
+                with gr.Column(visible=app.is_edit(label)) as references_box:
+                    reference_files = gr.File(file_count="multiple", file_types=["image"],
+                                              label="Reference images (one per target, same file name as its target)")
+                    reference_gallery = gr.Gallery(label="References", columns=6, height=200)
+                    pairing = gr.Markdown()
             with gr.Column():
                 trigger = gr.Textbox(label="Trigger word")
                 default_caption = gr.Textbox(label="Default caption (for images with an empty caption)")
@@ -324,12 +377,22 @@ def build_ui(app: App) -> gr.Blocks:
 
         fields = [preset, vram, name, trigger, default_caption, steps, lr, rank, resolutions, sample_every, prompts]
         form = fields[1:]
+        uploads = [images, references]  # States: not part of the API's inputs; a client's session holds them
+        build = (app.build_yaml, fields + uploads, [yaml_box, generated])
+        rebuild = (app.uploads_changed, fields + uploads + [yaml_box, generated], [yaml_box, generated])
+        show_pairing = (app.pairing, [preset] + uploads, pairing)
         preset.change(app.select_preset, preset, form, api_name="select_preset").then(
-            app.build_yaml, fields, [yaml_box, generated], api_name=False)
-        gr.on([f.change for f in form], app.build_yaml, fields, [yaml_box, generated], api_name="build_yaml")
-        files.change(app.upload, [files, captions], [images, gallery, captions], api_name="upload")
-        demo_button.click(app.demo_images, None, [images, gallery, captions], api_name="demo_images")
-        start_button.click(app.start, fields + [yaml_box, generated, images, captions], [message, job],
+            app.references_box, preset, references_box, api_name=False).then(
+            *show_pairing, api_name=False).then(*build, api_name=False)
+        gr.on([f.change for f in form], *build, api_name="build_yaml")
+        files.change(app.upload, [files, captions], [images, gallery, captions], api_name="upload").then(
+            *show_pairing, api_name=False).then(*rebuild, api_name=False)
+        reference_files.change(app.upload_references, reference_files, [references, reference_gallery],
+                               api_name="upload_references").then(
+            *show_pairing, api_name=False).then(*rebuild, api_name=False)
+        demo_button.click(app.demo_images, preset, [images, gallery, captions, references, reference_gallery],
+                          api_name="demo_images").then(*show_pairing, api_name=False).then(*rebuild, api_name=False)
+        start_button.click(app.start, fields + [yaml_box, generated, images, captions, references], [message, job],
                            api_name="start")
         view = [status, loss_plot, samples, lora_files, log_box]
         refresh_button.click(app.refresh, job, view, api_name="refresh")
@@ -339,7 +402,8 @@ def build_ui(app: App) -> gr.Blocks:
         stop_button.click(app.stop, job, job_message, api_name="stop")
         resume_button.click(app.resume, job, job_message, api_name="resume")
         demo.load(app.select_preset, preset, form, api_name=False).then(
-            app.build_yaml, fields, [yaml_box, generated], api_name=False).then(app.on_load, None, job, api_name="jobs")
+            app.references_box, preset, references_box, api_name=False).then(*build, api_name=False).then(
+            app.on_load, None, job, api_name="jobs")
     return demo
 
 

@@ -30,6 +30,8 @@ from gradio_client import Client, handle_file  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "config" / "examples" / "demo_dataset"
 LABEL = "Tiny FLUX.2 demo (CPU)"
+EDIT_LABEL = "FLUX.2-dev edit (reference images)"
+DEMO_EDIT = ROOT / "config" / "examples" / "demo_edit_dataset"  # edit_*.png targets + control/ references
 SCREENSHOT = Path(os.environ.get("FLUX_UI_SCREENSHOT", ROOT / "output" / "screenshots" / "flux_train_ui.png"))
 CHROMIUM = "/usr/bin/chromium"
 
@@ -94,12 +96,13 @@ def app(tmp_path_factory, tiny):
             os.killpg(status.pid, signal.SIGKILL)
 
 
-def form(client: Client, name: str, **changes) -> list:
-    """The form after picking the tiny preset, with `changes` typed into its fields (in API order)."""
+def form(client: Client, name: str, label: str = LABEL, **changes) -> list:
+    """The form after picking a preset (the tiny one), with `changes` typed into its fields (in API order)."""
     vram, preset_name, trigger, default_caption, steps, lr, rank, resolutions, sample_every, prompts = client.predict(
-        LABEL, api_name="/select_preset")
-    assert preset_name == "flux2_tiny_demo" or preset_name.startswith("flux2_tiny_demo_")
-    values = {"label": LABEL, "vram": vram["value"], "name": name, "trigger": trigger,
+        label, api_name="/select_preset")
+    if label == LABEL:
+        assert preset_name == "flux2_tiny_demo" or preset_name.startswith("flux2_tiny_demo_")
+    values = {"label": label, "vram": vram["value"], "name": name, "trigger": trigger,
               "default_caption": default_caption, "steps": steps, "lr": lr, "rank": rank,
               "resolutions": resolutions, "sample_every": sample_every, "prompts": prompts, **changes}
     return list(values.values())
@@ -223,6 +226,43 @@ def test_stop_saves_and_resume_continues(app):
     assert "resumed from step" in (folder / "train.log").read_text()
 
 
+def test_edit_preset_trains_on_uploaded_reference_pairs(app):
+    """The edit preset with the bundled pairs: references uploaded beside the targets, checked at Start,
+    written to the job's dataset/control/; the model swapped for the tiny one in the YAML editor."""
+    client = app.client
+    files = sorted(DEMO_EDIT.glob("edit_*.png")) + sorted(DEMO_EDIT.glob("edit_*.txt"))
+    gallery, table = client.predict([handle_file(str(f)) for f in files], api_name="/upload")
+    assert len(gallery) == 6 and table["data"][0] == ["edit_00.png", "make the robot blue"]
+    references = sorted((DEMO_EDIT / "control").glob("edit_*.png"))
+    assert len(client.predict([handle_file(str(r)) for r in references[1:]], api_name="/upload_references")) == 5
+    values = form(client, "ui_edit", label=EDIT_LABEL, steps=4, sample_every=1000, resolutions="64",
+                  prompts="make the robot blue --seed 3")
+    text = client.predict(*values, api_name="/build_yaml")
+    message, _ = client.predict(*values, text, table, api_name="/start")
+    assert "Not started" in message and "without a reference of the same file name: edit_00.png" in message
+
+    client.predict([handle_file(str(r)) for r in references], api_name="/upload_references")
+    raw = yaml.safe_load(client.predict(*values, api_name="/build_yaml"))
+    process = raw["config"]["process"][0]
+    control = f"{app.workdir}/output/[name]/dataset/control"
+    assert process["datasets"][0]["control_path"] == control
+    assert process["sample"]["ctrl_img"] == f"{control}/000_edit_00.png"
+    # The advanced editor: the tiny random FLUX.2 on the CPU instead of FLUX.2-dev (the edited YAML runs).
+    process["model"] = {"name_or_path": "tiny:flux2", "arch": "flux2", "dtype": "fp32"}
+    process["device"] = "cpu"
+    process["train"].update(optimizer="adamw", dtype="fp32", gradient_checkpointing=False)
+    process["sample"].update(width=64, height=64, sample_steps=4)
+    message, job = client.predict(*values, yaml.safe_dump(raw, sort_keys=False), table, api_name="/start")
+    assert message.startswith("**Started `ui_edit`** with 6 images and 6 references"), message
+    view = wait_state(client, "ui_edit", {"finished"}, timeout=180)
+    assert "step **4 / 4**" in view["markdown"] and len(view["samples"]) == 2
+    folder = app.workdir / "output" / "ui_edit"
+    written = sorted(p.name for p in (folder / "dataset" / "control").glob("*.png"))
+    assert written == [f"{i:03d}_edit_{i:02d}.png" for i in range(6)]
+    assert (folder / "ui_edit.safetensors").stat().st_size > 0
+    assert "Caching reference latents" in (folder / "train.log").read_text()  # it trained on the pairs
+
+
 def test_uploads_pair_txt_captions_and_keep_typed_ones(tmp_path):
     from flux_train_ui import App
 
@@ -252,3 +292,29 @@ def test_the_timer_resends_images_only_when_they_change(tmp_path):
     second = app.tick(None, first[-1])
     assert first[0] == second[0] == "No job selected."
     assert first[1:4] == (None, [], None) and second[1:4] == (gr.skip(),) * 3  # not re-sent
+
+
+def test_reference_uploads_show_their_pairing_and_rebuild_only_an_edit_yaml(tmp_path):
+    import gradio as gr
+
+    from flux_train_ui import App
+
+    app = App(tmp_path / "config", str(tmp_path / "output"))
+    images, _, _, references, ref_gallery = app.demo_images(EDIT_LABEL)
+    assert len(images) == len(references) == len(ref_gallery) == 6
+    assert app.pairing(EDIT_LABEL, images, references) == "Every image has its reference (6 pairs)."
+    partial = app.pairing(EDIT_LABEL, images, references[1:])
+    assert partial.startswith("**5 of 6 images paired.**") and "edit_00.png" in partial
+    assert app.pairing(LABEL, images, []) == ""  # other presets: no references, nothing to say
+    assert app.references_box(EDIT_LABEL)["visible"] and not app.references_box(LABEL)["visible"]
+    assert len(app.demo_images(LABEL)[0]) == 8 and app.demo_images(LABEL)[3] == []
+
+    form_values = [EDIT_LABEL, *app.select_preset(EDIT_LABEL)]
+    form_values[1] = form_values[1]["value"]
+    text, generated = app.uploads_changed(*form_values, images, references, "", "")
+    assert f"{tmp_path}/output/[name]/dataset/control/000_edit_00.png" in text and text == generated
+    edited = text.replace("steps: 2000", "steps: 10")
+    assert app.uploads_changed(*form_values, images, references, edited, text) == (gr.skip(), gr.skip())
+    plain = [LABEL, *app.select_preset(LABEL)]
+    plain[1] = plain[1]["value"]
+    assert app.uploads_changed(*plain, images, [], "", "") == (gr.skip(), gr.skip())

@@ -1,7 +1,9 @@
-"""toolkit.ui_jobs: configs built from presets, name claims (also raced), run/stop/resume, progress."""
+"""toolkit.ui_jobs and toolkit.ui_presets: configs built from presets, name claims (also raced), run/stop/resume,
+progress. Uploads and edit (reference) jobs: tests/test_ui_datasets.py."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -13,11 +15,13 @@ import pytest
 import yaml
 from PIL import Image
 
+from toolkit import ui_datasets, ui_presets
 from toolkit import ui_jobs as jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_LABEL = "Tiny FLUX.2 demo (CPU)"
-FORM_PRESETS, SKIPPED = jobs.form_presets()
+EDIT_LABEL = "FLUX.2-dev edit (reference images)"
+FORM_PRESETS, SKIPPED = ui_presets.form_presets()
 
 # Keys the form may change; every other key of the preset must come through untouched.
 USER_PATHS = {
@@ -27,6 +31,8 @@ USER_PATHS = {
     "config.process[0].train.lr", "config.process[0].network.linear", "config.process[0].network.linear_alpha",
     "config.process[0].sample.sample_every", "config.process[0].sample.prompts",
 }
+# Edit presets: the references go to the uploaded dataset's control/ folder.
+EDIT_PATHS = {"config.process[0].datasets[0].control_path"}
 VRAM_PATHS = {f"config.process[0].model.{k}" for k in ("quantize", "qtype", "quantize_te", "low_vram")} | {
     "config.process[0].device"}
 
@@ -48,8 +54,8 @@ def diff_paths(a, b, path="") -> set[str]:
     return set() if same else {path}
 
 
-def changed_fields(preset: dict, **changes) -> jobs.UserFields:
-    fields = jobs.UserFields.from_preset(preset)
+def changed_fields(preset: dict, **changes) -> ui_presets.UserFields:
+    fields = ui_presets.UserFields.from_preset(preset)
     for key, value in changes.items():
         setattr(fields, key, value)
     return fields
@@ -68,18 +74,28 @@ def write_images(folder: Path, count: int = 2) -> list[tuple[Path, str]]:
 # ------------------------------------------------------------------------ building
 
 
-def test_the_form_offers_every_plain_lora_preset():
+def test_the_form_offers_every_lora_preset_including_edit():
     labels = {p["label"] for p in FORM_PRESETS}
     assert {"FLUX.2-dev", "FLUX.2-klein-base 4B", "FLUX.2-klein-base 9B", "FLUX.1-dev", "FLUX.1-schnell",
-            TINY_LABEL} <= labels
-    for label, reason in SKIPPED.items():  # edit (reference) presets: the form uploads no references
-        assert "reference images" in reason and label not in labels
+            TINY_LABEL, EDIT_LABEL} <= labels
+    assert SKIPPED == {}  # only a preset with several control folders (references per target) would be
+    assert [p["label"] for p in FORM_PRESETS if ui_presets.is_edit(p)] == [EDIT_LABEL]
+
+
+def test_a_preset_with_several_references_per_target_is_skipped(monkeypatch):
+    edit = ui_presets.preset_by_label(EDIT_LABEL)
+    several = copy.deepcopy(edit)
+    several["label"] = "two references"
+    several["config"]["config"]["process"][0]["datasets"][0]["control_path"] = ["/a", "/b"]
+    monkeypatch.setattr(ui_presets, "presets", lambda: [edit, several])
+    usable, skipped = ui_presets.form_presets()
+    assert usable == [edit] and "several reference images per target" in skipped["two references"]
 
 
 def test_image_extensions_match_the_dataset_reader():
     from toolkit.data.dataset import IMAGE_EXTENSIONS
 
-    assert jobs.IMAGE_EXTENSIONS == IMAGE_EXTENSIONS
+    assert ui_datasets.IMAGE_EXTENSIONS == jobs.IMAGE_EXTENSIONS == IMAGE_EXTENSIONS
 
 
 @pytest.mark.parametrize("preset", FORM_PRESETS, ids=lambda p: p["id"])
@@ -87,12 +103,14 @@ def test_config_for_each_preset_validates_and_changes_only_the_users_fields(pres
     fields = changed_fields(preset, name="my_test_lora", trigger_word="zq7", default_caption="a photo", steps=7,
                             lr=3e-4, rank=4, resolutions=[256, 512], sample_every=5,
                             sample_prompts=["[trigger] on a beach", "", "[trigger] in snow --seed 3"])
-    raw = jobs.build_job_config(preset, fields)
-    job, problems = jobs.check_yaml(jobs.to_yaml(raw, preset))
+    raw = ui_presets.build_job_config(preset, fields)
+    job, problems = jobs.check_yaml(ui_presets.to_yaml(raw, preset))
     assert problems == [] and job.name == "my_test_lora"
     assert job.job_folder == ROOT / "output" / "my_test_lora"
     assert job.dataset_folders == [job.job_folder / "dataset"]
-    assert diff_paths(preset["config"], raw) <= USER_PATHS
+    edit = ui_presets.is_edit(preset)
+    assert job.control_folders == ([job.job_folder / "dataset" / "control"] if edit else [])
+    assert diff_paths(preset["config"], raw) <= USER_PATHS | (EDIT_PATHS if edit else set())
     process, original = raw["config"]["process"][0], preset["config"]["config"]["process"][0]
     for section, key in [("model", "arch"), ("model", "name_or_path"), ("model", "quantize"), ("model", "qtype"),
                          ("model", "quantize_te"), ("model", "low_vram"), ("train", "optimizer"),
@@ -110,48 +128,50 @@ def test_config_for_each_preset_validates_and_changes_only_the_users_fields(pres
 
 @pytest.mark.parametrize("preset", FORM_PRESETS, ids=lambda p: p["id"])
 def test_the_untouched_form_reproduces_the_preset(preset):
-    raw = jobs.build_job_config(preset, jobs.UserFields.from_preset(preset))
-    assert diff_paths(preset["config"], raw) == {"config.process[0].datasets[0].folder_path"}
+    raw = ui_presets.build_job_config(preset, ui_presets.UserFields.from_preset(preset))
+    edit = EDIT_PATHS if ui_presets.is_edit(preset) else set()
+    assert diff_paths(preset["config"], raw) == {"config.process[0].datasets[0].folder_path"} | edit
 
 
 @pytest.mark.parametrize("preset", FORM_PRESETS, ids=lambda p: p["id"])
 def test_vram_options_come_from_the_preset_and_validate(preset):
-    options = jobs.vram_options(preset)
+    options = ui_presets.vram_options(preset)
     first, first_overrides = next(iter(options.items()))
     assert first_overrides == {}  # the example's own settings come first
     model = preset["config"]["config"]["process"][0]["model"]
     for label in options:
-        raw = jobs.build_job_config(preset, changed_fields(preset, vram=label))
-        assert jobs.check_yaml(jobs.to_yaml(raw))[1] == []
-        assert diff_paths(preset["config"], raw) <= VRAM_PATHS | {"config.process[0].datasets[0].folder_path"}
+        raw = ui_presets.build_job_config(preset, changed_fields(preset, vram=label))
+        assert jobs.check_yaml(ui_presets.to_yaml(raw))[1] == []
+        assert diff_paths(preset["config"], raw) <= VRAM_PATHS | EDIT_PATHS | {
+            "config.process[0].datasets[0].folder_path"}
     if preset["config"]["config"]["process"][0]["device"] == "cpu":
         assert first == "CPU (tiny demo)"
     else:
         assert first == "24 GB (example)"
     if model.get("quantize") or model.get("quantize_te"):
         label = next(label for label in options if "no quantization" in label)
-        raw = jobs.build_job_config(preset, changed_fields(preset, vram=label))
+        raw = ui_presets.build_job_config(preset, changed_fields(preset, vram=label))
         assert raw["config"]["process"][0]["model"]["quantize"] is False
         assert raw["config"]["process"][0]["model"]["quantize_te"] is False
     with pytest.raises(jobs.JobError, match="unknown memory preset"):
-        jobs.build_job_config(preset, changed_fields(preset, vram="1 GB"))
+        ui_presets.build_job_config(preset, changed_fields(preset, vram="1 GB"))
 
 
 def test_flux2_dev_gets_a_float8_step_between_int4_and_bf16():
-    preset = jobs.preset_by_label("FLUX.2-dev")
-    assert list(jobs.vram_options(preset)) == ["24 GB (example)", "48 GB (qfloat8 transformer)",
+    preset = ui_presets.preset_by_label("FLUX.2-dev")
+    assert list(ui_presets.vram_options(preset)) == ["24 GB (example)", "48 GB (qfloat8 transformer)",
                                               "96 GB+ (no quantization)"]
 
 
 def test_parse_resolutions():
-    assert jobs.parse_resolutions("512, 768 1024") == [512, 768, 1024]
+    assert ui_presets.parse_resolutions("512, 768 1024") == [512, 768, 1024]
     with pytest.raises(jobs.JobError, match="whole numbers"):
-        jobs.parse_resolutions("512px")
+        ui_presets.parse_resolutions("512px")
 
 
 def test_check_yaml_reports_problems_by_key_path(tmp_path):
-    preset = jobs.preset_by_label(TINY_LABEL)
-    raw = jobs.build_job_config(preset, changed_fields(preset, name="x"))
+    preset = ui_presets.preset_by_label(TINY_LABEL)
+    raw = ui_presets.build_job_config(preset, changed_fields(preset, name="x"))
     raw["config"]["process"][0]["model"]["quantise"] = True
     raw["config"]["process"][0]["train"]["steps"] = 0
     job, problems = jobs.check_yaml(yaml.safe_dump(raw))
@@ -172,9 +192,9 @@ def test_check_yaml_reports_problems_by_key_path(tmp_path):
 
 
 def checked_job(tmp_path: Path, name: str = "claimed", **changes) -> tuple[jobs.CheckedJob, str]:
-    preset = jobs.preset_by_label(TINY_LABEL)
-    raw = jobs.build_job_config(preset, changed_fields(preset, name=name, **changes), str(tmp_path / "output"))
-    text = jobs.to_yaml(raw, preset)
+    preset = ui_presets.preset_by_label(TINY_LABEL)
+    raw = ui_presets.build_job_config(preset, changed_fields(preset, name=name, **changes), str(tmp_path / "output"))
+    text = ui_presets.to_yaml(raw, preset)
     job, problems = jobs.check_yaml(text)
     assert problems == []
     return job, text
@@ -244,25 +264,6 @@ def test_claim_race_across_processes(tmp_path):
              for i in range(4)]
     outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
     assert outcomes == ["refused", "refused", "refused", "won"]
-
-
-# ------------------------------------------------------------------------ dataset
-
-
-def test_write_dataset_copies_converts_and_captions(tmp_path):
-    images = write_images(tmp_path / "up")
-    bmp = tmp_path / "up" / "odd.bmp"
-    Image.new("RGB", (32, 32)).save(bmp)
-    folder = tmp_path / "dataset"
-    assert jobs.write_dataset(folder, images + [(bmp, "bmp one")]) == 3
-    names = sorted(p.name for p in folder.iterdir())
-    assert names == ["000_img_0.png", "001_img_1.png", "001_img_1.txt", "002_odd.png", "002_odd.txt"]
-    assert (folder / "000_img_0.png").read_bytes() == images[0][0].read_bytes()  # copied, not re-encoded
-    assert (folder / "001_img_1.txt").read_text() == "a photo of [trigger], number 1\n"
-    bad = tmp_path / "up" / "notes.png"
-    bad.write_text("not an image")
-    with pytest.raises(jobs.JobError, match="notes.png is not an image"):
-        jobs.write_dataset(tmp_path / "d2", [(bad, "")])
 
 
 # ------------------------------------------------------------------------ running (a fake run.py)
@@ -482,3 +483,67 @@ def test_log_tail_and_loss_curve_tolerate_partial_writes(tmp_path):
     (tmp_path / "loss_log.csv").write_text("step,loss,lr\n1,0.5,1e-4\n2,0.4,1e-4\n3,")
     assert jobs.loss_curve(tmp_path) == [(1, 0.5), (2, 0.4)]
     assert jobs.loss_curve(tmp_path / "missing") == []
+
+
+# ------------------------------------------------------------------------ edit (reference) jobs
+
+DEMO_EDIT = ROOT / "config" / "examples" / "demo_edit_dataset"
+
+
+def edit_job(tmp_path: Path, name: str, targets: list[Path], references: list[Path]) -> str:
+    """The YAML the app builds for the edit preset with these uploads."""
+    preset = ui_presets.preset_by_label(EDIT_LABEL)
+    sample_reference = ui_datasets.first_reference(targets, references)
+    raw = ui_presets.build_job_config(preset, changed_fields(preset, name=name, steps=5), str(tmp_path / "output"),
+                                      sample_reference)
+    return ui_presets.to_yaml(raw, preset)
+
+
+def demo_edit_uploads() -> tuple[list[tuple[Path, str]], list[Path]]:
+    targets = sorted(DEMO_EDIT.glob("edit_*.png"))
+    return [(t, t.with_suffix(".txt").read_text()) for t in targets], sorted((DEMO_EDIT / "control").glob("*.png"))
+
+
+def test_edit_job_writes_each_reference_under_its_targets_name(tmp_path, fake_root):
+    images, references = demo_edit_uploads()
+    text = edit_job(tmp_path, "edit", [t for t, _ in images], references[::-1])  # upload order does not matter
+    job, config = jobs.start_job(text, images, tmp_path / "config", fake_root, references[::-1])
+    control = job.job_folder / "dataset" / "control"
+    assert sorted(p.name for p in control.iterdir()) == [f"{i:03d}_edit_{i:02d}.png" for i in range(6)]
+    for i, ref in enumerate(references):
+        assert (control / f"{i:03d}_edit_{i:02d}.png").read_bytes() == ref.read_bytes()
+    assert (job.job_folder / "dataset" / "003_edit_03.txt").read_text() == images[3][1].strip() + "\n"
+    process = jobs.check_yaml(config.read_text())[0].raw["config"]["process"][0]
+    assert process["datasets"][0]["control_path"] == f"{tmp_path}/output/edit/dataset/control"
+    assert process["sample"]["ctrl_img"] == str(control / "000_edit_00.png")  # absolute, the first target's
+    assert wait_for(job.job_folder, ("finished",)).step == 5
+
+
+def test_edit_job_refuses_unpaired_or_unreadable_uploads_and_leaves_nothing(tmp_path, fake_root):
+    images, references = demo_edit_uploads()
+    targets = [t for t, _ in images]
+    up = tmp_path / "up"
+    up.mkdir()
+    stray, broken, twin = up / "stray.png", up / "edit_03.png", up / "edit_02.jpg"
+    Image.new("RGB", (16, 16)).save(stray)
+    Image.new("RGB", (16, 16)).save(twin)
+    broken.write_text("not an image")
+    uploads = [r for r in references if r.stem not in ("edit_01", "edit_03")] + [stray, broken, twin]
+    config_dir = tmp_path / "config"
+    with pytest.raises(jobs.JobError) as refused:
+        jobs.start_job(edit_job(tmp_path, "bad", targets, uploads), images, config_dir, fake_root, uploads)
+    message = str(refused.value)
+    assert "1 target image(s) without a reference of the same file name: edit_01.png" in message
+    assert "1 target image(s) with more than one reference: edit_02.png (edit_02.png, edit_02.jpg)" in message
+    assert "1 reference image(s) without a target of the same file name: stray.png" in message
+    assert "edit_03.png' is not a readable image" in message
+    with pytest.raises(jobs.JobError, match="upload the reference images too"):
+        jobs.start_job(edit_job(tmp_path, "bad", targets, []), images, config_dir, fake_root, [])
+    text = edit_job(tmp_path, "bad", targets, references)
+    elsewhere = text.replace("000_edit_00.png", "999_gone.png")  # a sample reference edited in the YAML
+    with pytest.raises(jobs.JobError, match=r"sample.ctrl_img: .*999_gone.png does not exist"):
+        jobs.start_job(elsewhere, images, config_dir, fake_root, references)
+    plain, plain_text = checked_job(tmp_path, name="bad")
+    with pytest.raises(jobs.JobError, match="6 reference images were uploaded but no datasets\\[\\].control_path"):
+        jobs.start_job(plain_text, images, config_dir, fake_root, references)
+    assert not (tmp_path / "output" / "bad").exists() and not list(config_dir.glob("*.yaml"))

@@ -1,31 +1,30 @@
-"""Jobs started from the Gradio app (flux_train_ui.py), without Gradio: config, claim, run, watch.
+"""Jobs started from the Gradio app (flux_train_ui.py), without Gradio: check, claim, run, watch.
 
 The app is a front end over the one output contract (DESIGN.md, decision 8): it writes a YAML
 under ``config/`` and runs ``python run.py config/ui_<name>.yaml``; everything it shows is read
 back from the job folder ``<training_folder>/<name>/``. This module holds the parts that need no
-browser, so they are unit-tested on their own:
+browser, so they are unit-tested on their own (the config comes from ``toolkit/ui_presets.py``,
+the uploads are written by ``toolkit/ui_datasets.py``):
 
-- **building a job**: a preset's whole config (``toolkit.ui_schema.presets()``) with only the
-  person's fields changed (:func:`build_job_config`); memory presets derived from the preset's
-  ``model`` section (:func:`vram_options`);
-- **checking it**: YAML text parsed exactly as run.py parses it, then ``ui_schema.validate_dict``
+- **checking a job**: YAML text parsed exactly as run.py parses it, then ``ui_schema.validate_dict``
   (:func:`check_yaml`: problems by key path);
 - **claiming a name**: ``os.mkdir`` of the job folder plus an ``O_EXCL`` create of
   ``config/ui_<name>.yaml``; both are atomic, so of two simultaneous starts with one name exactly
   one wins, and an existing job is never overwritten (:func:`claim`);
-- **running**: ``run.py`` in its own session/process group, output to ``<job>/train.log``;
-  it outlives the app and the browser (:func:`start_job`, :func:`stop_job`, :func:`resume_job`);
+- **running**: the uploads checked (edit jobs: one reference per target), then ``run.py`` in its
+  own session/process group, output to ``<job>/train.log``; it outlives the app and the browser
+  (:func:`start_job`, :func:`stop_job`, :func:`resume_job`);
 - **watching**: the state of a job from its folder (``progress.jsonl``, samples, LoRA files) and
   the pid the app recorded in ``<job>/ui_job.json`` (:func:`job_status`, :func:`list_jobs`).
 
-Files this module adds to a job folder: ``dataset/`` (the uploaded images and captions),
-``ui_job.json`` (config path, pid, launch time), ``train.log``, ``ui_stop_requested`` (Stop was
-pressed) and ``ui_exit_code`` (written when the app saw the run exit).
+Files this module adds to a job folder: ``dataset/`` (the uploaded images and captions, and for
+edit jobs ``dataset/control/``, the references), ``ui_job.json`` (config path, pid, launch time),
+``train.log``, ``ui_stop_requested`` (Stop was pressed) and ``ui_exit_code`` (written when the app
+saw the run exit).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
@@ -40,23 +39,27 @@ import threading
 import time
 from pathlib import Path
 
-import yaml
-
 from toolkit.config import load_raw_config, parse_job_config
 from toolkit.errors import ConfigError
 from toolkit.progress import read_events
-from toolkit.ui_schema import presets, validate_dict
+from toolkit.ui_datasets import (
+    CONTROL_DIR,
+    DATASET_DIR,
+    IMAGE_EXTENSIONS,
+    UploadError,
+    check_references,
+    reference_name,
+    write_dataset,
+    write_references,
+)
+from toolkit.ui_schema import validate_dict
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
 CONFIG_PREFIX = "ui_"
-DATASET_DIR = "dataset"
 JOB_FILE, LOG_FILE, STOP_FILE, EXIT_FILE = "ui_job.json", "train.log", "ui_stop_requested", "ui_exit_code"
-# The formats the dataset reader takes as they are (toolkit.data.dataset.IMAGE_EXTENSIONS; not
-# imported because that module pulls in torch; a test keeps the two equal). Others become PNG.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 FINAL_STATES = ("finished", "stopped", "error")
 
@@ -72,192 +75,24 @@ class JobError(Exception):
         super().__init__(message + ("".join(f"\n  {line}" for line in format_problems(self.problems).splitlines())))
 
 
-# ---------------------------------------------------------------------------- presets
-
-
-def form_presets() -> tuple[list[dict], dict[str, str]]:
-    """(the presets the form can fill, {label: why not} for the others).
-
-    The form uploads one folder of images with captions. Edit (reference) training also needs a
-    reference image per target (``datasets[].control_path``, ``sample.ctrl_img``): those presets
-    run with run.py.
-    """
-    usable, skipped = [], {}
-    for preset in presets():
-        process = _process(preset["config"])
-        sample = process.get("sample") or {}
-        if any(d.get("control_path") for d in process.get("datasets") or []) or sample.get("ctrl_img"):
-            skipped[preset["label"]] = (f"needs reference images for each target; edit {preset['file']} "
-                                        "and run it with run.py")
-        else:
-            usable.append(preset)
-    return usable, skipped
-
-
-def preset_by_label(label: str) -> dict:
-    usable = form_presets()[0]
-    for preset in usable:
-        if preset["label"] == label:
-            return preset
-    raise JobError(f"unknown model preset '{label}'; known: {', '.join(p['label'] for p in usable)}")
-
-
-def _process(raw: dict) -> dict:
-    return raw["config"]["process"][0]
-
-
-def vram_options(preset: dict) -> dict[str, dict]:
-    """Memory presets for one model preset: label -> overrides of its ``model`` section
-    (plus ``device`` for the tiny model). The first entry is the preset itself.
-
-    Derived from the preset's own settings, never from a per-model table: the shipped examples
-    are sized for 24 GB (file name ``*_24gb``), so for a bigger card quantization is relaxed
-    one step at a time (int4 -> float8 -> bf16, each roughly doubling the transformer's size),
-    and for a smaller one the text encoder moves to the CPU.
-    """
-    process = typed_process(preset)
-    model = process.model
-    if process.device == "cpu":
-        return {"CPU (tiny demo)": {}, "GPU cuda:0 (tiny demo)": {"device": "cuda:0"}}
-    size = re.search(r"_(\d+)gb$", preset["id"])
-    gb = int(size.group(1)) if size else None
-    options = {f"{gb} GB (example)" if gb else "As the example": {}}
-    if not model.low_vram:
-        options["Less VRAM: text encoder on the CPU (needs more RAM)"] = {"low_vram": True}
-    bf16_gb = 2 * gb if gb else None
-    if model.quantize and model.qtype == "qint4" and gb:
-        options[f"{2 * gb} GB (qfloat8 transformer)"] = {"qtype": "qfloat8"}
-        bf16_gb = 4 * gb
-    if model.quantize or model.quantize_te or model.low_vram:
-        label = f"{bf16_gb} GB+ (no quantization)" if bf16_gb else "No quantization"
-        options[label] = {"quantize": False, "quantize_te": False, "low_vram": False}
-    return options
-
-
-# ---------------------------------------------------------------------------- building
-
-
-@dataclasses.dataclass
-class UserFields:
-    """What the person sets in the app; everything else comes from the preset unchanged.
-
-    No defaults here: :meth:`from_preset` fills the form from the preset's typed config, so each
-    default stays where it lives (the example file, else the config schema).
-    """
-
-    name: str
-    trigger_word: str
-    default_caption: str
-    steps: int
-    lr: float
-    rank: int
-    resolutions: list[int]
-    sample_every: int
-    sample_prompts: list[str]
-    vram: str
-
-    @classmethod
-    def from_preset(cls, preset: dict, name: str | None = None) -> "UserFields":
-        """The form's initial values: the preset's own."""
-        process = typed_process(preset)
-        return cls(
-            name=name or preset["config"]["config"]["name"],
-            trigger_word=process.trigger_word or "",
-            default_caption=process.datasets[0].default_caption or "",
-            steps=process.train.steps,
-            lr=process.train.lr,
-            rank=process.network.linear,
-            resolutions=process.datasets[0].resolutions,
-            sample_every=process.sample.sample_every,
-            sample_prompts=[item.prompt for item in process.sample.sample_items()],
-            vram=next(iter(vram_options(preset))),
-        )
-
-
-def typed_process(preset: dict):
-    """The preset's training process as the typed config (schema defaults filled in)."""
-    return parse_job_config(copy.deepcopy(preset["config"]), preset["file"]).config.process[0]
-
-
-def parse_resolutions(text: str) -> list[int]:
-    """``"512, 768 1024"`` -> ``[512, 768, 1024]``; a clear error for anything else."""
-    parts = [p for p in re.split(r"[,\s]+", str(text).strip()) if p]
-    if not parts or not all(p.isdigit() for p in parts):
-        raise JobError(f"resolutions: write whole numbers separated by commas (e.g. 512, 768, 1024), got '{text}'")
-    return [int(p) for p in parts]
-
-
-def _section(raw: dict, key: str) -> dict:
-    """``raw[key]`` as a dict to edit (an absent or empty section means the schema defaults)."""
-    if not isinstance(raw.get(key), dict):
-        raw[key] = {}
-    return raw[key]
-
-
-def build_job_config(preset: dict, fields: UserFields, training_folder: str | None = None) -> dict:
-    """The preset's config with only the person's fields changed.
-
-    The dataset is ``<training_folder>/[name]/dataset`` (run.py substitutes ``[name]``), where the
-    app writes the uploaded images. ``training_folder`` overrides the preset's (an app option).
-    Sample prompts equal to the preset's leave its ``sample`` section as it is.
-    """
-    typed = typed_process(preset)
-    raw = copy.deepcopy(preset["config"])
-    raw["config"]["name"] = fields.name
-    process = _process(raw)
-    if training_folder is not None:
-        process["training_folder"] = training_folder
-    folder = training_folder if training_folder is not None else typed.training_folder
-    process["trigger_word"] = fields.trigger_word.strip() or None
-    dataset = process["datasets"][0]
-    process["datasets"] = [dataset]  # one folder: the uploaded images
-    dataset["folder_path"] = f"{folder.rstrip('/')}/[name]/{DATASET_DIR}"
-    dataset.pop("default_caption", None)
-    if fields.default_caption.strip():
-        dataset["default_caption"] = fields.default_caption.strip()
-    dataset["resolution"] = [int(r) for r in fields.resolutions]
-    train = _section(process, "train")
-    train["steps"], train["lr"] = int(fields.steps), float(fields.lr)
-    network = _section(process, "network")
-    rank_key = "rank" if "rank" in network else "linear"
-    alpha_key = "alpha" if "alpha" in network else "linear_alpha"
-    alpha = typed.network.linear_alpha * int(fields.rank) / typed.network.linear  # keep the preset's alpha/rank
-    network[rank_key], network[alpha_key] = int(fields.rank), int(alpha) if float(alpha).is_integer() else alpha
-    sample = _section(process, "sample")
-    sample["sample_every"] = int(fields.sample_every)
-    prompts = [p.strip() for p in fields.sample_prompts if p.strip()]
-    if prompts != [item.prompt for item in typed.sample.sample_items()]:
-        sample.pop("samples", None)
-        sample["prompts"] = prompts
-    options = vram_options(preset)
-    if fields.vram not in options:
-        raise JobError(f"unknown memory preset '{fields.vram}' for {preset['label']}; "
-                       f"choose one of: {', '.join(options)}")
-    for key, value in options[fields.vram].items():
-        (process if key == "device" else process["model"])[key] = value
-    return raw
-
-
-def to_yaml(raw: dict, preset: dict | None = None) -> str:
-    header = "# Written by flux_train_ui.py"
-    if preset is not None:
-        header += f" from {preset['file']} ({preset['label']})"
-    header += ". This text is what runs: edit it freely.\n"
-    return header + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True, width=120)
-
-
 # ---------------------------------------------------------------------------- checking
 
 
 @dataclasses.dataclass
 class CheckedJob:
-    """A valid training job: the resolved raw dict and where its files go."""
+    """A valid training job: the resolved raw dict and where its files go.
+
+    control_folders: every dataset's reference folders (``control_path``); sample_references: the
+    samples' reference images (``sample.ctrl_img``, ``sample.samples[].ctrl_img``), key path -> path.
+    """
 
     raw: dict
     name: str
     job_folder: Path
     dataset_folders: list[Path]
     caption_ext: str
+    control_folders: list[Path] = dataclasses.field(default_factory=list)
+    sample_references: list[tuple[str, Path]] = dataclasses.field(default_factory=list)
 
 
 def resolve_path(path: str | Path, root: Path = ROOT) -> Path:
@@ -293,7 +128,12 @@ def check_yaml(text: str, root: Path = ROOT) -> tuple[CheckedJob | None, list[di
     process = processes[0]
     job = CheckedJob(raw=raw, name=name, job_folder=resolve_path(process.training_folder, root) / name,
                      dataset_folders=[resolve_path(d.folder_path, root) for d in process.datasets],
-                     caption_ext=process.datasets[0].caption_ext)
+                     caption_ext=process.datasets[0].caption_ext,
+                     control_folders=[resolve_path(c, root) for d in process.datasets for c in d.control_paths])
+    where = "config.process[0].sample"
+    job.sample_references = [(f"{where}.ctrl_img", resolve_path(p, root)) for p in process.sample.ctrl_imgs] + [
+        (f"{where}.samples[{i}].ctrl_img", resolve_path(p, root))
+        for i, item in enumerate(process.sample.samples or []) for p in item.ctrl_imgs]
     return job, []
 
 
@@ -367,38 +207,6 @@ def claim(job: CheckedJob, yaml_text: str, config_dir: Path = CONFIG_DIR) -> Pat
     return path
 
 
-# ---------------------------------------------------------------------------- dataset
-
-
-def write_dataset(folder: Path, images: list[tuple[str | Path, str]], caption_ext: str = "txt") -> int:
-    """Copy ``(image path, caption)`` pairs into ``folder`` as ``000_<stem>.<ext>`` + ``.txt`` captions.
-
-    jpg/png/webp are copied byte for byte; other formats PIL reads become PNG. An empty caption
-    writes no caption file (the dataset's ``default_caption`` then applies). Returns the count.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, (src, caption) in enumerate(images):
-        src = Path(src)
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", src.stem)[:60] or "image"
-        ext = src.suffix.lower()
-        target = folder / f"{i:03d}_{stem}{ext if ext in IMAGE_EXTENSIONS else '.png'}"
-        try:
-            with Image.open(src) as img:
-                img.verify()
-            if ext in IMAGE_EXTENSIONS:
-                shutil.copyfile(src, target)
-            else:
-                with Image.open(src) as img:
-                    img.save(target, format="PNG")
-        except (UnidentifiedImageError, OSError) as exc:
-            raise JobError(f"{src.name} is not an image PIL can read ({exc}); remove it") from exc
-        if caption.strip():
-            target.with_suffix(f".{caption_ext}").write_text(caption.strip() + "\n", encoding="utf-8")
-    return len(images)
-
-
 # ---------------------------------------------------------------------------- running
 
 
@@ -434,10 +242,14 @@ def _launch(job_folder: Path, config_file: Path, root: Path) -> subprocess.Popen
 
 
 def start_job(yaml_text: str, images: list[tuple[str | Path, str]], config_dir: Path = CONFIG_DIR,
-              root: Path = ROOT) -> tuple[CheckedJob, Path]:
-    """Validate, claim the name, write the dataset and start run.py. Returns (job, config path).
+              root: Path = ROOT, references: list[str | Path] = ()) -> tuple[CheckedJob, Path]:
+    """Validate, claim the name, write the dataset (and its references) and start run.py.
+    Returns (job, config path).
 
-    Raises JobError (with every validation problem by key path) and changes nothing when refused.
+    ``images``: (image, caption) uploads, written to ``<job>/dataset/``; ``references``: the edit
+    jobs' reference uploads, paired with the images by file name and written to
+    ``<job>/dataset/control/``. Raises JobError (with every validation problem by key path, or
+    every upload problem) and changes nothing when refused.
     """
     job, problems = check_yaml(yaml_text, root)
     if job is None:
@@ -449,16 +261,52 @@ def start_job(yaml_text: str, images: list[tuple[str | Path, str]], config_dir: 
                        "or remove the uploads")
     if not images and dataset in job.dataset_folders:
         raise JobError("upload some images first (or point datasets[0].folder_path at a folder of images)")
+    pairs = _check_references(job, [src for src, _ in images], list(references))
     config_file = claim(job, yaml_text, config_dir)
     try:
         if images:
             write_dataset(dataset, images, job.caption_ext)
+        if pairs is not None:
+            write_references(dataset / CONTROL_DIR, [src for src, _ in images], pairs)
         _launch(job.job_folder, config_file, root)
+    except UploadError as exc:
+        _unclaim(job, config_file)
+        raise JobError(str(exc)) from exc
     except BaseException:
-        shutil.rmtree(job.job_folder, ignore_errors=True)  # give the name back: nothing ran
-        config_file.unlink(missing_ok=True)
+        _unclaim(job, config_file)
         raise
     return job, config_file
+
+
+def _unclaim(job: CheckedJob, config_file: Path) -> None:
+    """Give the name back: nothing ran."""
+    shutil.rmtree(job.job_folder, ignore_errors=True)
+    config_file.unlink(missing_ok=True)
+
+
+def _check_references(job: CheckedJob, targets: list[str | Path], references: list[str | Path]):
+    """An edit job's uploads, before anything is written: {target index: reference} when the job's
+    ``control_path`` is the upload folder ``dataset/control`` (None when it is not)."""
+    control = job.job_folder / DATASET_DIR / CONTROL_DIR
+    if control not in job.control_folders:
+        if references:
+            raise JobError(f"{len(references)} reference images were uploaded but no datasets[].control_path is "
+                           f"{control} (where the app writes them); set control_path to it or remove the uploads")
+        return None
+    if not references:
+        raise JobError("this is an edit job: upload the reference images too, one per target image with the same "
+                       f"file name as its target (datasets[].control_path is {control})")
+    try:
+        pairs = check_references(targets, references)
+    except UploadError as exc:
+        raise JobError(str(exc)) from exc
+    written = {control / reference_name(i, targets[i], ref) for i, ref in pairs.items()}
+    missing = [f"{key}: {path} does not exist; set it to an image file, or undo the YAML edits to it so the app "
+               "sets it to the first target's reference" for key, path in job.sample_references
+               if path not in written and not path.is_file()]
+    if missing:
+        raise JobError("the samples' reference images are missing:" + "".join(f"\n  - {m}" for m in missing))
+    return pairs
 
 
 _resume_lock = threading.Lock()
