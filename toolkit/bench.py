@@ -42,6 +42,7 @@ import sys
 import time
 
 import torch
+from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,10 @@ def build(args, device: torch.device, dtype: torch.dtype):
         if id(module) not in in_blocks:
             _materialise(module, device, dtype)
     streamer = BlockStreamer(transformer, blocks, device) if count else None
-    for index, block in enumerate(blocks):
+    if qtype and device.type == "cuda":
+        log.info("quantizing on %s: optimum-quanto compiles its CUDA kernels on first use on this machine "
+                 "(can take minutes; cached in ~/.cache/torch_extensions)", device)
+    for index, block in enumerate(tqdm(blocks, desc="building blocks", unit="block", disable=not qtype)):
         for sub in block.modules():
             _materialise(sub, device, dtype)
         if qtype:

@@ -312,6 +312,11 @@ class BaseModel:
         from toolkit.models.quantize import quantize_text_encoder, quantize_transformer
 
         cfg = self.model_config
+        if (cfg.quantize or cfg.quantize_te) and self.device.type == "cuda":
+            # optimum-quanto builds its CUDA extension (torch.utils.cpp_extension.load) the first time a
+            # quantized weight reaches the GPU: a silent pause otherwise.
+            log.info("optimum-quanto compiles its CUDA kernels on first use on this machine (can take minutes; "
+                     "cached in ~/.cache/torch_extensions)")
         if cfg.quantize:
             quantize_transformer(self.transformer, cfg.qtype)
         if cfg.quantize_te:
