@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
@@ -176,6 +177,9 @@ def _as_list(value: str | list[str] | None) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+# A path or a list of paths; "" or [] (ai-toolkit's UI) means none.
+Paths = Annotated[str | list[str] | None, AfterValidator(_none_if_empty)]
+
 _BOOL = TypeAdapter(bool)
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Size = Annotated[int, Field(ge=16)]
@@ -287,7 +291,16 @@ class ModelConfig(_Section):
 # -------------------------------------------------------------------------- sample
 
 
-class SampleItem(_Section):
+class _ReferenceImages(_Section):
+    """A section with ``ctrl_img``: the reference image(s) an edit model edits from."""
+
+    @property
+    def ctrl_imgs(self) -> list[str]:
+        """``ctrl_img`` as a list (empty without references)."""
+        return _as_list(self.ctrl_img)
+
+
+class SampleItem(_ReferenceImages):
     """One entry of ``sample.samples``; a missing field takes the ``sample:`` section's value."""
 
     prompt: str
@@ -297,23 +310,13 @@ class SampleItem(_Section):
     guidance_scale: float | None = Field(default=None, ge=0)
     sample_steps: int | None = Field(default=None, ge=1)
     neg: str | None = None
-    ctrl_img: str | list[str] | None = Field(
+    ctrl_img: Paths = Field(
         default=None, description="Reference image(s) for edit models: a path or a list of paths (FLUX.2)."
     )
     network_multiplier: float | None = None
 
-    @field_validator("ctrl_img")
-    @classmethod
-    def _no_ctrl_img_is_none(cls, value):
-        return _none_if_empty(value)
 
-    @property
-    def ctrl_imgs(self) -> list[str]:
-        """``ctrl_img`` as a list (empty without references)."""
-        return _as_list(self.ctrl_img)
-
-
-class SampleConfig(_Section):
+class SampleConfig(_ReferenceImages):
     """``sample:``: images rendered during training to watch the LoRA learn.
 
     Give prompts as ``prompts: [str]`` or as ``samples: [{prompt, width, ...}]``
@@ -335,7 +338,7 @@ class SampleConfig(_Section):
     sample_steps: int = Field(default=25, ge=1)
     network_multiplier: float = 1.0
     format: Literal["jpg", "png", "webp"] = "jpg"
-    ctrl_img: str | list[str] | None = Field(
+    ctrl_img: Paths = Field(
         default=None, description="Reference image(s) every sample is edited from (FLUX.2): a path or a list of "
         "paths; a sample's own ctrl_img replaces it."
     )
@@ -346,16 +349,6 @@ class SampleConfig(_Section):
         "guidance_rescale": "not used by FLUX; remove it",
         "ext": "use format: jpg / png / webp",
     }
-
-    @field_validator("ctrl_img")
-    @classmethod
-    def _no_ctrl_img_is_none(cls, value):
-        return _none_if_empty(value)
-
-    @property
-    def ctrl_imgs(self) -> list[str]:
-        """``ctrl_img`` as a list (empty without references)."""
-        return _as_list(self.ctrl_img)
 
     @classmethod
     def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
@@ -379,7 +372,7 @@ class SampleConfig(_Section):
         return resolved
 
 
-class GenerateConfig(_Section):
+class GenerateConfig(_ReferenceImages):
     """``generate:`` of a ``to_folder`` process. Prompts come from ``prompts`` or ``prompt_file``, exactly one.
 
     ai-toolkit compatibility: ``prompts: "path.txt"`` (a string) is read as a prompt
@@ -397,7 +390,7 @@ class GenerateConfig(_Section):
     ext: Literal[".png", ".jpg", ".jpeg", ".webp", "png", "jpg", "jpeg", "webp"] = ".png"
     prompts: list[str] = []
     prompt_file: str | None = Field(default=None, description="A text file with one prompt per line.")
-    ctrl_img: str | list[str] | None = Field(
+    ctrl_img: Paths = Field(
         default=None, description="Reference image(s) every prompt edits from (FLUX.2 edit LoRAs): a path or a "
         "list of paths, in the order the model sees them."
     )
@@ -406,16 +399,6 @@ class GenerateConfig(_Section):
         "size_list": "not supported; set width/height, or --w/--h flags in a prompt",
         "compile": "not supported; remove it",
     }
-
-    @field_validator("ctrl_img")
-    @classmethod
-    def _no_ctrl_img_is_none(cls, value):
-        return _none_if_empty(value)
-
-    @property
-    def ctrl_imgs(self) -> list[str]:
-        """``ctrl_img`` as a list (empty without references)."""
-        return _as_list(self.ctrl_img)
 
     @property
     def suffix(self) -> str:
@@ -582,7 +565,7 @@ class DatasetConfig(_Section):
     resolution: Size | Annotated[list[Size], Field(min_length=1)] = [512, 768, 1024]
     flip_x: bool = False
     flip_y: bool = False
-    control_path: str | list[str] | None = Field(
+    control_path: Paths = Field(
         default=None,
         description="Reference (control) image folder(s) for edit training: each target image trains with the "
         "same-named image (any of jpg/jpeg/png/webp) of every folder, in order; a target missing one is skipped.",
@@ -603,11 +586,6 @@ class DatasetConfig(_Section):
     @classmethod
     def _strip_dot(cls, value: str) -> str:
         return value.lstrip(".")
-
-    @field_validator("control_path")
-    @classmethod
-    def _empty_is_none(cls, value):
-        return _none_if_empty(value)
 
     @property
     def resolutions(self) -> list[int]:
