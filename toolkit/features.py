@@ -91,13 +91,20 @@ def check_features(process_config, model_cls, registry: dict[str, type], key: st
 
 def reference_count_problems(process_config, model_cls, key: str) -> list[str]:
     """More reference images (control_path folders, ctrl_img paths) than the architecture conditions on."""
-    limit = model_cls.capabilities.max_reference_images
     counts = [(f"datasets[{i}].control_path", len(d.control_paths)) for i, d in enumerate(process_config.datasets)]
     sample = process_config.sample
     counts.append(("sample.ctrl_img", len(sample.ctrl_imgs)))
     counts += [(f"sample.samples[{i}].ctrl_img", len(s.ctrl_imgs)) for i, s in enumerate(sample.samples or [])]
-    return [f"{key}.{path}: {n} reference images, but {model_cls.arch} conditions on at most {limit}; "
-            f"use {limit} or fewer" for path, n in counts if n > limit]
+    return [problem for path, n in counts for problem in too_many_references(model_cls, n, f"{key}.{path}")]
+
+
+def too_many_references(model_cls, count: int, where: str) -> list[str]:
+    """[the problem] when `count` reference images at `where` exceed what `model_cls` conditions on, else []."""
+    limit = model_cls.capabilities.max_reference_images
+    if count <= limit:
+        return []
+    return [f"{where}: {count} reference images, but {model_cls.arch} conditions on at most {limit}; "
+            f"use {limit} or fewer"]
 
 
 def markdown_table(registry: dict[str, type]) -> str:

@@ -45,6 +45,7 @@ class GenerateProcess(BaseProcess):
     def plan(self, model_cls):
         """Parse prompts and resolve sizes against the model class: errors before any load."""
         from toolkit.data.references import unreadable_images
+        from toolkit.features import too_many_references
         from toolkit.models.base_model import ImageRequest, unsupported_model_options
 
         gen = self.config.generate
@@ -55,9 +56,8 @@ class GenerateProcess(BaseProcess):
             key = f"{self.key}.generate.ctrl_img"
             if not caps.reference_training:
                 problems.append(f"{key}: {model_cls.arch} does not take reference images (FLUX.2 models do); remove it")
-            elif len(gen.ctrl_imgs) > caps.max_reference_images:
-                problems.append(f"{key}: {len(gen.ctrl_imgs)} reference images, but {model_cls.arch} conditions on at "
-                                f"most {caps.max_reference_images}; use {caps.max_reference_images} or fewer")
+            else:
+                problems += too_many_references(model_cls, len(gen.ctrl_imgs), key)
             problems += [f"{key}: {problem}" for problem in unreadable_images(gen.ctrl_imgs)]
         for i, text in enumerate(self._prompts()):
             try:
