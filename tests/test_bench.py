@@ -53,10 +53,14 @@ def test_the_module_runs_as_a_command():
 
 def test_block_by_block_build_with_quantization_and_offloading(monkeypatch, capsys):
     """The real-size path (meta -> each block materialised, quantized, streamed) on a small configuration."""
-    small = bench.BenchArch("Flux2Transformer2DModel", "Flux2KleinPipeline", dict(
+    import dataclasses
+
+    from toolkit.arch import BenchShape, get_arch
+
+    small = dataclasses.replace(get_arch("flux2_klein_4b"), bench=BenchShape(dict(
         num_layers=2, num_single_layers=2, num_attention_heads=2, attention_head_dim=32, joint_attention_dim=96,
-        mlp_ratio=3.0, in_channels=128, guidance_embeds=False, axes_dims_rope=(8, 8, 8, 8)), 128, 16)
-    monkeypatch.setitem(bench.ARCHS, "flux2_klein_4b", small)
+        mlp_ratio=3.0, in_channels=128, guidance_embeds=False, axes_dims_rope=(8, 8, 8, 8)), 128, 16))
+    monkeypatch.setattr(bench, "bench_archs", lambda: {"flux2_klein_4b": small})
     argv = ["--arch", "flux2_klein_4b", "--device", "cpu", "--resolution", "32", "--steps", "1", "--warmup", "0",
             "--qtype", "qint8", "--gradient-checkpointing", "--json"]
     result = bench.main(argv + ["--offload", "50"])

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from toolkit.tiny_models import (
-    ARCHS,
+    TINY_IDS as ARCHS,
     COMPLETE_MARKER,
     SPECS,
     build_tiny_pipeline,
@@ -23,7 +23,7 @@ from toolkit.tiny_models import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-PIPELINE_CLASS = {"flux": "FluxPipeline", "flux_schnell": "FluxPipeline", "flux2": "Flux2Pipeline",
+PIPELINE_CLASS = {"flux": "FluxPipeline", "flux-schnell": "FluxPipeline", "flux2": "Flux2Pipeline",
                   "flux2_klein_4b": "Flux2KleinPipeline", "flux2_klein_9b": "Flux2KleinPipeline"}
 
 

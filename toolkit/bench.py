@@ -24,16 +24,13 @@ re-computation is not counted (the MFU convention; with checkpointing on the har
 work). Quantized matmuls count as the bf16 matmuls they stand for. MFU = (FLOPs / s per step) /
 `--peak-tflops` (default 989: H200 / H100 SXM dense bf16).
 
-Real architectures (diffusers' class defaults are FLUX.2-dev; klein from the `Klein4BParams` /
-`Klein9BParams` of kohya-ss/musubi-tuner `src/musubi_tuner/flux_2/flux2_models.py`, the same numbers
-as ostris/ai-toolkit's FLUX.2 model code: joint_attention_dim is 3 stacked hidden states of Qwen3-4B
-(2560) / Qwen3-8B (4096); FLUX.1-dev from Black Forest Labs' `flux` repository `FluxParams`).
+Real architectures: the transformer configurations of the declarations (`ArchSpec.bench`, with their
+sources named there).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import resource
@@ -49,31 +46,11 @@ log = logging.getLogger(__name__)
 GiB = 1024**3
 
 
-@dataclasses.dataclass(frozen=True)
-class BenchArch:
-    transformer: str  # diffusers class
-    pipeline: str  # diffusers pipeline class (for the model class's packing helpers)
-    config: dict
-    latent_channels: int  # channels of the latents get_noise_prediction takes
-    latent_factor: int  # image side / latent side
-    pooled_dim: int = 0  # FLUX.1's CLIP pooled embedding
+def bench_archs() -> dict:
+    """arch -> declaration, for every declared architecture with a benchmark shape (`ArchSpec.bench`)."""
+    from toolkit.arch import arch_registry
 
-
-ARCHS: dict[str, BenchArch] = {
-    "flux2": BenchArch("Flux2Transformer2DModel", "Flux2Pipeline", dict(
-        num_layers=8, num_single_layers=48, num_attention_heads=48, attention_head_dim=128,
-        joint_attention_dim=15360, mlp_ratio=3.0, in_channels=128, guidance_embeds=True), 128, 16),
-    "flux2_klein_4b": BenchArch("Flux2Transformer2DModel", "Flux2KleinPipeline", dict(
-        num_layers=5, num_single_layers=20, num_attention_heads=24, attention_head_dim=128,
-        joint_attention_dim=7680, mlp_ratio=3.0, in_channels=128, guidance_embeds=False), 128, 16),
-    "flux2_klein_9b": BenchArch("Flux2Transformer2DModel", "Flux2KleinPipeline", dict(
-        num_layers=8, num_single_layers=24, num_attention_heads=32, attention_head_dim=128,
-        joint_attention_dim=12288, mlp_ratio=3.0, in_channels=128, guidance_embeds=False), 128, 16),
-    "flux": BenchArch("FluxTransformer2DModel", "FluxPipeline", dict(
-        num_layers=19, num_single_layers=38, num_attention_heads=24, attention_head_dim=128,
-        joint_attention_dim=4096, pooled_projection_dim=768, in_channels=64, guidance_embeds=True,
-        axes_dims_rope=(16, 56, 56)), 16, 8, pooled_dim=768),
-}
+    return {arch: spec for arch, spec in arch_registry().items() if spec.bench is not None}
 
 
 def meta_transformer(arch: str, dtype: torch.dtype = torch.bfloat16, tiny: bool = False) -> torch.nn.Module:
@@ -81,14 +58,14 @@ def meta_transformer(arch: str, dtype: torch.dtype = torch.bfloat16, tiny: bool 
     the configuration of the tiny model `toolkit.tiny_models` builds (the `tiny:<arch>` weights' config)."""
     import diffusers
 
-    spec = ARCHS[arch]
-    cls = getattr(diffusers, spec.transformer)
+    spec = bench_archs()[arch]
+    cls = getattr(diffusers, spec.transformer_class)
     if tiny:
         from toolkit.models.weights import resolve_tiny
 
         config = cls.load_config(str(resolve_tiny(f"tiny:{arch}", "--tiny") / "transformer"))
     else:
-        config = spec.config
+        config = spec.bench.transformer_config
     with torch.device("meta"):
         model = cls.from_config(config) if tiny else cls(**config)
     # nn.Module's own conversion: ModelMixin.to() warns about modules it would keep in fp32 (FLUX has none)
@@ -109,7 +86,7 @@ def _pipeline(arch: str, transformer):
     import diffusers
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    cls = getattr(diffusers, ARCHS[arch].pipeline)
+    cls = getattr(diffusers, bench_archs()[arch].pipeline)
     names = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "transformer", "scheduler")]
     kwargs = {name: None for name in names}
     if "is_distilled" in kwargs:
@@ -152,7 +129,7 @@ def plan_for(args, model, dtype: torch.dtype):
     from toolkit.models.quantize import quantized_nbytes, transformer_blocks
 
     transformer = model.transformer
-    blocks = transformer_blocks(transformer)
+    blocks = transformer_blocks(transformer, model.spec.transformer_blocks)
     qtype = None if args.qtype == "none" else args.qtype
     shape = TrainingShape(resolution=args.resolution, batch_size=args.batch, lora_rank=args.rank,
                           gradient_checkpointing=args.gradient_checkpointing,
@@ -186,7 +163,7 @@ def build(args, device: torch.device, dtype: torch.dtype):
 
     model = meta_model(args, dtype)
     transformer = model.transformer
-    blocks = transformer_blocks(transformer)
+    blocks = transformer_blocks(transformer, model.spec.transformer_blocks)
     qtype = None if args.qtype == "none" else args.qtype
     torch.manual_seed(0)
     plan = plan_for(args, model, dtype)
@@ -223,7 +200,7 @@ def make_inputs(arch: str, model, batch: int, resolution: int, device, dtype, se
     (`text_tokens` long: the pipelines pad prompts to 512)."""
     from toolkit.models.base_model import PromptEmbeds
 
-    spec = ARCHS[arch]
+    spec = bench_archs()[arch].bench
     g = torch.Generator().manual_seed(seed)
     side = resolution // spec.latent_factor
     latents = torch.randn(batch, spec.latent_channels, side, side, generator=g).to(device, dtype)
@@ -417,7 +394,7 @@ def _count(n: int) -> str:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m toolkit.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arch", required=True, choices=sorted(ARCHS))
+    parser.add_argument("--arch", required=True, choices=sorted(bench_archs()))
     parser.add_argument("--tiny", action="store_true", help="the tiny random model instead of the real size")
     parser.add_argument("--resolution", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=1)

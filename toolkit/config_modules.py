@@ -16,7 +16,7 @@ cheap (a test checks ``sys.modules``).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, Union, get_args
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     AfterValidator,
@@ -61,9 +61,56 @@ __all__ = [
     "json_schema",
 ]
 
-ModelArch = Literal["flux", "flux2", "flux2_klein_4b", "flux2_klein_9b"]
-MODEL_ARCHS: tuple[str, ...] = get_args(ModelArch)
-FLUX2_ARCHS: frozenset[str] = frozenset({"flux2", "flux2_klein_4b", "flux2_klein_9b"})
+def _arch_ids() -> list[str]:
+    # The registry (toolkit/arch.py) reads only declarations, never model classes: no torch here.
+    from toolkit.arch import arch_ids
+
+    return arch_ids()
+
+
+def _family(family: str) -> frozenset[str]:
+    from toolkit.arch import family_archs
+
+    return family_archs(family)
+
+
+def __getattr__(name: str):
+    # Computed on use, not at import: the registry discovers extensions (a broken one is an error that
+    # must surface as a problem of the job being validated, not as a failure to import this module).
+    if name == "MODEL_ARCHS":
+        return tuple(_arch_ids())
+    if name == "FLUX2_ARCHS":
+        return _family("flux2")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _check_arch(value: str) -> str:
+    import difflib
+
+    known = _arch_ids()
+    if value in known:
+        return value
+    close = [k for k in known if k.lower() == value.lower()] or difflib.get_close_matches(value, known, n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    choices = ", ".join(repr(a) for a in known)
+    raise PydanticCustomError(
+        CONFIG_ERROR_TYPE, "{message}",
+        {"message": f"must be one of {choices} (the built-in and extension architectures), got {value!r}{hint}"},
+    )
+
+
+class _ArchJsonSchema:
+    """The JSON schema of ``arch`` lists the registered archs (the UIs offer them)."""
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        schema = handler(core_schema)
+        schema["enum"] = _arch_ids()
+        return schema
+
+
+ModelArch = Annotated[str, AfterValidator(_check_arch), _ArchJsonSchema()]
+"""An architecture id declared in the registry (toolkit/arch.py): built-ins (``flux``, ``flux2``,
+``flux2_klein_4b``, ``flux2_klein_9b``) and the archs extensions in ``extensions/`` declare."""
 
 Dtype = Literal["bf16", "fp16", "fp32", "float32", "bfloat16", "float16"]
 QType = Literal["qfloat8", "qint8", "qint4"]
@@ -231,8 +278,8 @@ class ModelConfig(_Section):
     _legacy_keys: ClassVar[tuple[str, ...]] = ("is_flux", "is_flux2")
     _hints: ClassVar[dict[str, str]] = {
         **{
-            flag: "this toolkit trains FLUX.1 and FLUX.2 only; remove it and set arch: "
-            + " / ".join(MODEL_ARCHS)
+            flag: "this toolkit trains FLUX.1 and FLUX.2 only; remove it and set arch (flux, flux2, "
+            "flux2_klein_4b, flux2_klein_9b, or an extension's arch)"
             for flag in ("is_v2", "is_v3", "is_xl", "is_ssd", "is_vega", "is_pixart", "is_pixart_sigma",
                          "is_auraflow", "is_lumina2", "is_v_pred")
         },
@@ -243,13 +290,13 @@ class ModelConfig(_Section):
 
     @property
     def is_flux(self) -> bool:
-        """FLUX.1 (dev or schnell)."""
-        return self.arch == "flux"
+        """FLUX.1 (dev or schnell): the ``flux`` family of the declarations."""
+        return self.arch in _family("flux")
 
     @property
     def is_flux2(self) -> bool:
-        """Any of the FLUX.2 family (dev, klein 4B, klein 9B)."""
-        return self.arch in FLUX2_ARCHS
+        """Any of the FLUX.2 family (dev, klein 4B, klein 9B, and extension archs declared in it)."""
+        return self.arch in _family("flux2")
 
     @classmethod
     def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
@@ -278,12 +325,12 @@ class ModelConfig(_Section):
         elif flags.get("is_flux2"):
             if arch is None:
                 data["arch"] = "flux2"
-            elif arch not in FLUX2_ARCHS:
+            elif arch not in _family("flux2"):
                 problems.append(
                     (("is_flux2",), f"is_flux2: true (FLUX.2 family) conflicts with arch: {arch!r}; remove is_flux2")
                 )
         if data.get("arch") is None and not problems:
-            choices = ", ".join(repr(a) for a in MODEL_ARCHS)
+            choices = ", ".join(repr(a) for a in _arch_ids())
             problems.append((("arch",), f"is required: one of {choices}"))
         return problems
 

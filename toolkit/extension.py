@@ -5,7 +5,11 @@ An extension is a Python package in `extensions_built_in/` (shipped) or
 
 - ``AI_TOOLKIT_EXTENSIONS``: a list of `Extension` subclasses, each naming a
   process ``uid`` (the ``type:`` of a ``config.process[i]`` entry);
-- ``AI_TOOLKIT_MODELS``: a list of `BaseModel` subclasses, each with an ``arch``.
+- ``AI_TOOLKIT_ARCHS``: a list of `toolkit.arch.ArchSpec` declarations, each naming its model
+  class by dotted path (``"extensions.mine.model:MyModel"``). Keep this import free of torch:
+  config validation discovers the archs and must stay cheap;
+- ``AI_TOOLKIT_MODELS``: model classes (`BaseModel` subclasses with a ``spec``); their archs are
+  registered too, but importing them imports torch, so prefer ``AI_TOOLKIT_ARCHS``.
 
 A package that fails to import is an error naming it: silently skipping it
 would make a user's model or trainer vanish and another one run instead.
@@ -49,8 +53,17 @@ def _packages(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if (p / "__init__.py").is_file())
 
 
+def _dirs(dirs) -> tuple[Path, ...]:
+    # Read at call time (not bound as a default argument) so one place decides where extensions live.
+    return EXTENSION_DIRS if dirs is None else tuple(dirs)
+
+
+def _load_modules(dirs: tuple[Path, ...] | None = None) -> tuple:
+    return _import_packages(_dirs(dirs))
+
+
 @lru_cache(maxsize=None)
-def _load_modules(dirs: tuple[Path, ...] = EXTENSION_DIRS) -> tuple:
+def _import_packages(dirs: tuple[Path, ...]) -> tuple:
     modules = []
     for folder in dirs:
         if str(folder.parent) not in sys.path:
@@ -67,7 +80,7 @@ def _load_modules(dirs: tuple[Path, ...] = EXTENSION_DIRS) -> tuple:
     return tuple(modules)
 
 
-def get_extensions(dirs: tuple[Path, ...] = EXTENSION_DIRS) -> dict[str, type[Extension]]:
+def get_extensions(dirs: tuple[Path, ...] | None = None) -> dict[str, type[Extension]]:
     """All process extensions by uid. A uid defined twice is an error."""
     found: dict[str, type[Extension]] = {}
     for module in _load_modules(dirs):
@@ -81,9 +94,24 @@ def get_extensions(dirs: tuple[Path, ...] = EXTENSION_DIRS) -> dict[str, type[Ex
     return found
 
 
-def get_model_classes(dirs: tuple[Path, ...] = EXTENSION_DIRS) -> list[type]:
+def get_model_classes(dirs: tuple[Path, ...] | None = None) -> list[type]:
     """Model classes exported by extensions (`AI_TOOLKIT_MODELS`)."""
     classes: list[type] = []
     for module in _load_modules(dirs):
         classes.extend(getattr(module, "AI_TOOLKIT_MODELS", []))
     return classes
+
+
+def get_arch_specs(dirs: tuple[Path, ...] | None = None) -> list:
+    """Architecture declarations exported by extensions: ``AI_TOOLKIT_ARCHS`` and the ``spec`` of each
+    ``AI_TOOLKIT_MODELS`` class."""
+    specs = []
+    for module in _load_modules(dirs):
+        specs.extend(getattr(module, "AI_TOOLKIT_ARCHS", []))
+        for cls in getattr(module, "AI_TOOLKIT_MODELS", []):
+            spec = getattr(cls, "spec", None)
+            if spec is None:
+                raise ExtensionImportError(f"model class {cls.__module__}.{cls.__name__} ({module.__name__}) declares "
+                                           "no `spec`; give it a toolkit.arch.ArchSpec")
+            specs.append(spec)
+    return specs

@@ -123,12 +123,17 @@ _FAMILIES = {
 
 
 def _family(arch_family: str) -> _Family:
-    """``'flux2'`` / ``'flux'``, or any arch name of those families (``flux2_klein_4b``, ``flux_schnell``)."""
-    if arch_family.startswith("flux2"):
-        return _FAMILIES["flux2"]
-    if arch_family in ("flux", "flux_schnell"):
-        return _FAMILIES["flux"]
-    raise ValueError(f"unknown arch family '{arch_family}'; expected 'flux2' (FLUX.2 dev/klein) or 'flux' (FLUX.1)")
+    """A key family (``'flux2'``: FLUX.2 dev/klein, ``'flux'``: FLUX.1), or any declared arch, whose
+    `ArchSpec.lora_family` names its family."""
+    from toolkit.arch import UnknownArchError, get_arch
+
+    if arch_family in _FAMILIES:
+        return _FAMILIES[arch_family]
+    try:
+        return _FAMILIES[get_arch(arch_family).lora_family]
+    except (UnknownArchError, KeyError):
+        raise ValueError(f"unknown arch family '{arch_family}'; expected one of {', '.join(_FAMILIES)} or a "
+                         "declared arch") from None
 
 
 def fold_factors(alpha: float, rank: int) -> tuple[float, float]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from toolkit.models.base_model import BaseModel, ModelCapabilities, PromptEmbeds
+from toolkit.models.base_model import BaseModel, PromptEmbeds
 from toolkit.models.loading import (
     check_single_file,
     load_component,
@@ -20,31 +20,20 @@ from toolkit.models.loading import (
     subfolder_or_self,
 )
 from toolkit.models.weights import resolve_weights, safetensors_keys, strip_prefix
+from toolkit.stable_diffusion_arch import FLUX1
 
 log = logging.getLogger(__name__)
 
-DEV_REPO = "black-forest-labs/FLUX.1-dev"
-SCHNELL_REPO = "black-forest-labs/FLUX.1-schnell"
 _GUIDANCE_KEY = "guidance_in.in_layer.weight"
 _FLUX1_KEY = "double_blocks.0.img_mod.lin.weight"
 
 
 class StableDiffusion(BaseModel):
-    arch = "flux"
-    official_repo = DEV_REPO
-    capabilities = ModelCapabilities(
-        bucket_divisibility=16, guidance_distilled=True, real_cfg=False, max_reference_images=0,
-        default_guidance_scale=3.5, default_sample_steps=28, default_timestep_type="sigmoid",
-    )
+    spec = FLUX1
 
     @property
     def is_schnell(self) -> bool:
         return not self.transformer.config.guidance_embeds
-
-    def sample_defaults(self) -> dict:
-        if self.pipeline is not None and self.is_schnell:
-            return {"guidance_scale": 0.0, "sample_steps": 4}
-        return super().sample_defaults()
 
     # ------------------------------------------------------------------ loading
     def load_model(self) -> None:
@@ -56,11 +45,11 @@ class StableDiffusion(BaseModel):
         )
         from transformers import CLIPTextModel, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
 
-        default_extras = DEV_REPO
+        default_extras = self.spec.official_repo
         name = self.model_config.name_or_path
         if Path(name).is_file():
             keys = set(strip_prefix(safetensors_keys(Path(name))))
-            default_extras = DEV_REPO if _GUIDANCE_KEY in keys else SCHNELL_REPO
+            default_extras = self.spec.release_for(_GUIDANCE_KEY in keys).official_repo
         src = resolve_weights(self.model_config, default_extras)
         self.sources = src
         dtype = self.torch_dtype
@@ -161,9 +150,6 @@ class StableDiffusion(BaseModel):
         from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 
         return calculate_shift(latents.shape[-2] * latents.shape[-1] // 4)
-
-    def text_encoder_names(self) -> list[str]:
-        return ["text_encoder", "text_encoder_2"]
 
     def pipeline_call_kwargs(self, request) -> dict:
         embeds = self.prompt_embeds(request.prompt)

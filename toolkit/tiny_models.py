@@ -47,29 +47,16 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-ARCHS = ("flux", "flux_schnell", "flux2", "flux2_klein_4b", "flux2_klein_9b")
 LAYOUTS = ("diffusers", "single_file")
 COMPLETE_MARKER = ".tiny_complete"
-
-# FlowMatchEulerDiscreteScheduler configs as in the releases' scheduler/scheduler_config.json.
-_FLUX2_SCHEDULER = {
-    "base_image_seq_len": 256, "base_shift": 0.5, "max_image_seq_len": 4096, "max_shift": 1.15,
-    "num_train_timesteps": 1000, "shift": 3.0, "use_dynamic_shifting": True, "time_shift_type": "exponential",
-    "invert_sigmas": False, "shift_terminal": None, "stochastic_sampling": False,
-    "use_beta_sigmas": False, "use_exponential_sigmas": False, "use_karras_sigmas": False,
-}
-_FLUX_DEV_SCHEDULER = {
-    "base_image_seq_len": 256, "base_shift": 0.5, "max_image_seq_len": 4096, "max_shift": 1.15,
-    "num_train_timesteps": 1000, "shift": 3.0, "use_dynamic_shifting": True,
-}
-_FLUX_SCHNELL_SCHEDULER = {**_FLUX_DEV_SCHEDULER, "shift": 1.0, "use_dynamic_shifting": False}
 
 
 @dataclass(frozen=True)
 class TinySpec:
-    """Sizes and release facts of one tiny architecture (data, not branches)."""
+    """One tiny model, derived from its architecture's declaration (`toolkit.arch.ArchSpec.tiny`) and
+    release: sizes and release facts as data, not branches."""
 
-    family: str  # "flux2" (Mistral or Qwen3 text encoder) or "flux" (CLIP + T5)
+    family: str  # tiny builder: "flux2" (Mistral or Qwen3 text encoder) or "flux" (CLIP + T5)
     transformer_file: str  # BFL release file name of the transformer
     guidance_embeds: bool
     text_encoder: str  # "mistral3", "qwen3" or "clip_t5"
@@ -80,32 +67,33 @@ class TinySpec:
     model_index_names: dict = field(default_factory=dict)
 
 
-_T5_NAME = {"tokenizer_2": ["transformers", "T5TokenizerFast"]}
-_QWEN_NAME = {"tokenizer": ["transformers", "Qwen2TokenizerFast"]}
-SPECS: dict[str, TinySpec] = {
-    "flux": TinySpec("flux", "flux1-dev.safetensors", True, "clip_t5", 32, 2, _FLUX_DEV_SCHEDULER, _T5_NAME),
-    "flux_schnell": TinySpec(
-        "flux", "flux1-schnell.safetensors", False, "clip_t5", 32, 2, _FLUX_SCHNELL_SCHEDULER, _T5_NAME
-    ),
-    "flux2": TinySpec("flux2", "flux2-dev.safetensors", True, "mistral3", 32, 2, _FLUX2_SCHEDULER),
-    "flux2_klein_4b": TinySpec(
-        "flux2", "flux-2-klein-base-4b.safetensors", False, "qwen3", 32, 2, _FLUX2_SCHEDULER, _QWEN_NAME
-    ),
-    # A little wider than 4b so that tests can tell the two apart by shape.
-    "flux2_klein_9b": TinySpec(
-        "flux2", "flux-2-klein-base-9b.safetensors", False, "qwen3", 48, 3, _FLUX2_SCHEDULER, _QWEN_NAME
-    ),
-}
+def tiny_specs() -> dict[str, TinySpec]:
+    """``tiny:<id>`` -> its TinySpec, for every declared architecture with a tiny shape (extensions too):
+    ``<arch>`` for the default release, ``<arch>-<release>`` for the others (``flux-schnell``)."""
+    from toolkit.arch import arch_registry
+
+    specs = {}
+    for arch in arch_registry().values():
+        for tiny_id, release in arch.tiny_ids():
+            shape = arch.tiny
+            specs[tiny_id] = TinySpec(shape.builder, release.single_file_name, release.guidance_embeds,
+                                      shape.text_encoder, shape.text_hidden, shape.heads, dict(release.scheduler),
+                                      dict(shape.model_index_names))
+    return specs
+
+
+SPECS: dict[str, TinySpec] = tiny_specs()
+TINY_IDS: tuple[str, ...] = tuple(SPECS)
 
 HEAD_DIM = 16  # every width below is a multiple of 16: optimum-quanto's CPU kernels need it
 NUM_DOUBLE_BLOCKS = 2  # two of each so that block-index mix-ups in conversions show
 NUM_SINGLE_BLOCKS = 2
 
 
-def _spec(arch: str) -> TinySpec:
-    if arch not in SPECS:
-        raise ValueError(f"unknown arch '{arch}'; expected one of {', '.join(ARCHS)}")
-    return SPECS[arch]
+def _spec(tiny_id: str) -> TinySpec:
+    if tiny_id not in SPECS:
+        raise ValueError(f"unknown tiny model '{tiny_id}'; expected one of {', '.join(TINY_IDS)}")
+    return SPECS[tiny_id]
 
 
 # ----------------------------------------------------------------------------------------- tokenizers
@@ -603,7 +591,7 @@ def _publish(tmp: Path, target: Path) -> None:
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description="Write a tiny random FLUX model in a real on-disk layout.")
-    parser.add_argument("--arch", required=True, choices=ARCHS)
+    parser.add_argument("--arch", required=True, choices=TINY_IDS, help="a tiny model id: an arch, or <arch>-<release>")
     parser.add_argument("--layout", required=True, choices=(*LAYOUTS, "hub_cache"))
     parser.add_argument("--out", required=True, type=Path, help="output folder (the cache_dir for hub_cache)")
     parser.add_argument("--seed", type=int, default=0)

@@ -42,17 +42,15 @@ def presets() -> list[dict]:
 
 
 def arch_info() -> dict[str, dict]:
-    """Per arch: capabilities and official repo, from the model classes (imports torch)."""
-    import dataclasses
+    """Per arch: label, model class, official repo, capabilities, sampling defaults, from the declarations
+    (toolkit/arch.py; no torch)."""
+    from toolkit.arch import arch_registry, describe
 
-    from toolkit.util.get_model import model_registry
-
-    registry = model_registry()
-    return {
-        arch: {"class": cls.__name__, "official_repo": cls.official_repo,
-               "capabilities": dataclasses.asdict(cls.capabilities)}
-        for arch, cls in sorted(registry.items())
-    }
+    info = describe(arch_registry())
+    for data in info.values():
+        data["class"] = data["model_class"].rpartition(":")[2]
+        data["sampling"] = data["releases"][0]["sampling"]
+    return dict(sorted(info.items()))
 
 
 def validate_file(path: str | Path) -> dict:

@@ -1,5 +1,9 @@
-"""Built-in diffusion model classes (one folder per architecture family)."""
+"""Built-in diffusion model architectures (one folder per family).
 
-from .flux2 import Flux2Klein4BModel, Flux2Klein9BModel, Flux2Model
+Only the declarations are imported here (plain data, no torch): the model classes load when a
+model is built (`toolkit.arch.model_class`).
+"""
 
-AI_TOOLKIT_MODELS = [Flux2Model, Flux2Klein4BModel, Flux2Klein9BModel]
+from .flux2.arch import ARCHS
+
+AI_TOOLKIT_ARCHS = list(ARCHS)

@@ -23,7 +23,7 @@ from toolkit.convert.flux_keys import (
 from toolkit.tiny_models import build_tiny_pipeline
 
 FLUX2_ARCHS = ["flux2", "flux2_klein_4b", "flux2_klein_9b"]
-FLUX_ARCHS = ["flux", "flux_schnell"]
+FLUX_ARCHS = ["flux", "flux-schnell"]
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ from toolkit.util.get_model import get_model_class
 
 # tiny-model id -> arch
 TINY = {"flux2": "flux2", "flux2_klein_4b": "flux2_klein_4b", "flux2_klein_9b": "flux2_klein_9b",
-        "flux": "flux", "flux_schnell": "flux"}
+        "flux": "flux", "flux-schnell": "flux"}
 PIPELINES = {"flux2": "Flux2Pipeline", "flux2_klein_4b": "Flux2KleinPipeline", "flux2_klein_9b": "Flux2KleinPipeline",
-             "flux": "FluxPipeline", "flux_schnell": "FluxPipeline"}
+             "flux": "FluxPipeline", "flux-schnell": "FluxPipeline"}
 
 
 def single_file(folder):

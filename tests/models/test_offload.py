@@ -15,7 +15,11 @@ import torch
 from toolkit.models import offload, offload_plan
 from toolkit.models.offload import OffloadError, stream_blocks
 from toolkit.models.offload_plan import ComponentSizes, GiB, plan_offload
+from toolkit.arch import get_arch
 from toolkit.models.quantize import quantize_blocks, quantized_nbytes, transformer_blocks
+
+BLOCKS = get_arch("flux2").transformer_blocks  # FLUX.1 declares the same block lists
+assert get_arch("flux").transformer_blocks == BLOCKS
 
 MiB = 1024**2
 
@@ -109,7 +113,7 @@ def test_activation_estimate_matches_what_autograd_saves(tiny_pipelines, arch, l
     (attention's tokens x tokens matrix of the CPU math kernel left out: CUDA kernels do not keep it).
     FLUX.1's plain GELU MLP keeps less than FLUX.2's gated one, so the estimate is conservative there."""
     model = lora_model(tiny_pipelines, arch)
-    blocks = transformer_blocks(model.transformer)
+    blocks = transformer_blocks(model.transformer, BLOCKS)
     kwargs, tokens = transformer_inputs(model, batch=1, side=8, text_tokens=64)
     params = {p.untyped_storage().data_ptr() for p in model.transformer.parameters()}
     storages = {}
@@ -143,9 +147,9 @@ def tiny_pipelines(tiny):
     """arch -> the architecture's pipeline holding only the tiny transformer (what the tests run)."""
     import diffusers
 
-    from toolkit.bench import ARCHS, _pipeline
+    from toolkit.bench import _pipeline, bench_archs
 
-    return {arch: _pipeline(arch, getattr(diffusers, ARCHS[arch].transformer).from_pretrained(
+    return {arch: _pipeline(arch, getattr(diffusers, bench_archs()[arch].transformer_class).from_pretrained(
         tiny(arch) / "transformer")) for arch in ("flux2", "flux")}
 
 
@@ -160,7 +164,7 @@ def lora_model(pipelines, arch, streamed=0, qtype=None, checkpointing=False, ran
     model = get_model_class(config)(config, device="cpu")
     model.pipeline = _pipeline(arch, copy.deepcopy(pipelines[arch].transformer))
     transformer = model.transformer
-    blocks = transformer_blocks(transformer)
+    blocks = transformer_blocks(transformer, BLOCKS)
     if qtype:
         quantize_blocks(blocks, qtype)
     model.streamer = stream_blocks(transformer, blocks, streamed, torch.device("cpu")) if streamed else None
@@ -179,9 +183,9 @@ def lora_model(pipelines, arch, streamed=0, qtype=None, checkpointing=False, ran
 
 def transformer_inputs(model, batch=2, side=4, text_tokens=16):
     """Keyword arguments of the transformer for random packed latents, and the token count."""
-    from toolkit.bench import ARCHS, bare_inputs, make_inputs
+    from toolkit.bench import bare_inputs, bench_archs, make_inputs
 
-    resolution = side * ARCHS[model.arch].latent_factor
+    resolution = side * bench_archs()[model.arch].bench.latent_factor
     latents, embeds = make_inputs(model.arch, model, batch, resolution, "cpu", torch.float32, text_tokens=text_tokens)
     kwargs = bare_inputs(model, latents, embeds)
     return kwargs, kwargs["hidden_states"].shape[1] + text_tokens
@@ -240,7 +244,7 @@ def test_streamed_weights_are_released_between_uses_and_restored_by_a_move(tiny_
     with torch.no_grad():
         out = model.transformer(**kwargs)[0]
     assert torch.isfinite(out).all()
-    released = [b for i, b in enumerate(transformer_blocks(model.transformer)) if i in model.streamer.weights]
+    released = [b for i, b in enumerate(transformer_blocks(model.transformer, BLOCKS)) if i in model.streamer.weights]
     assert len(released) == 3
     assert all(torch.isnan(p).all() for b in released for n, p in b.named_parameters() if "lora_" not in n)
     model.transformer.to("cpu")  # ends streaming block by block (what parking a text encoder on the CPU does)
@@ -253,7 +257,7 @@ def test_streamed_weights_are_released_between_uses_and_restored_by_a_move(tiny_
 
 def test_trainable_weights_cannot_be_streamed(tiny_pipelines):
     model = lora_model(tiny_pipelines, "flux2", streamed=1)
-    block = transformer_blocks(model.transformer)[-1]
+    block = transformer_blocks(model.transformer, BLOCKS)[-1]
     next(p for n, p in block.named_parameters() if "lora_" not in n).requires_grad_(True)
     kwargs, _ = transformer_inputs(model)
     with pytest.raises(OffloadError, match="trainable"):
@@ -267,8 +271,8 @@ def test_a_quantized_streamed_model_trains(tiny_pipelines, qtype):
     started = time.perf_counter()
     reference = lora_model(tiny_pipelines, "flux2", qtype=qtype)
     model = lora_model(tiny_pipelines, "flux2", streamed=2, qtype=qtype)
-    assert offload.module_nbytes(transformer_blocks(model.transformer)[0]) == pytest.approx(
-        quantized_nbytes(transformer_blocks(tiny_pipelines["flux2"].transformer)[0], qtype), rel=0.01)
+    assert offload.module_nbytes(transformer_blocks(model.transformer, BLOCKS)[0]) == pytest.approx(
+        quantized_nbytes(transformer_blocks(tiny_pipelines["flux2"].transformer, BLOCKS)[0], qtype), rel=0.01)
     kwargs, _ = transformer_inputs(model)
     _, grads = gradients(reference, kwargs)
     _, streamed_grads = gradients(model, kwargs)
@@ -433,8 +437,8 @@ def test_a_dropped_streamed_module_is_freed_at_once(tiny_pipelines):
     import weakref
 
     transformer = copy.deepcopy(tiny_pipelines["flux2"].transformer)
-    streamer = stream_blocks(transformer, transformer_blocks(transformer), 3, torch.device("cpu"))
-    refs = [weakref.ref(transformer), weakref.ref(streamer), weakref.ref(transformer_blocks(transformer)[-1])]
+    streamer = stream_blocks(transformer, transformer_blocks(transformer, BLOCKS), 3, torch.device("cpu"))
+    refs = [weakref.ref(transformer), weakref.ref(streamer), weakref.ref(transformer_blocks(transformer, BLOCKS)[-1])]
     gc.collect()
     gc.disable()
     try:

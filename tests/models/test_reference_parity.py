@@ -91,7 +91,7 @@ def test_noise_prediction_with_references_equals_the_pipelines_call(model, edit_
     root, ref_files = edit_pair
     embeds = model.encode_prompt(["make the robot blue", "make the robot green"])
     # klein: guidance 1 means no CFG, so the pipeline makes exactly one (conditional) call per step
-    guidance = 2.5 if model.variant.guidance_embeds else 1.0
+    guidance = 2.5 if model.spec.guidance_embeds else 1.0
     calls, handle = capture_transformer_calls(pipe.transformer)
     try:
         with torch.no_grad():

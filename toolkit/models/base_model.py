@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
+from toolkit.arch import ArchSpec, ModelCapabilities
 from toolkit.prompt import PromptSpec
 
 if TYPE_CHECKING:
@@ -36,36 +37,6 @@ DTYPES = {
     "fp32": torch.float32,
     "float32": torch.float32,
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelCapabilities:
-    """What an architecture supports; read by shared code and by config guards.
-
-    bucket_divisibility: image sides must be multiples of this (VAE factor x patch).
-    guidance_distilled: the transformer takes an embedded guidance value (no real CFG).
-    real_cfg: sampling runs a second, negative pass (guidance_scale > 1).
-    max_reference_images: reference (edit) images the model conditions on; 0 = none. A config asking for
-        more (``datasets[i].control_path`` folders, ``ctrl_img`` paths) is an error.
-    reference_training: edit training with reference images (``control_path``) and sampling with them
-        (``ctrl_img``): ``get_noise_prediction`` takes ``references``, the pipeline takes ``image=[...]``.
-    reference_max_pixels: a reference image larger than this many pixels is resized (Lanczos, aspect kept)
-        to this area before its sides are cropped to multiples of ``bucket_divisibility``: the rule the
-        architecture's pipeline applies at inference, so training sees references at the same size.
-    """
-
-    bucket_divisibility: int = 16
-    guidance_distilled: bool = False
-    real_cfg: bool = False
-    max_reference_images: int = 0
-    reference_training: bool = False
-    reference_max_pixels: int = 1024 * 1024
-    text_encoder_trainable: bool = False
-    lokr: bool = False
-    conv_lora: bool = False
-    default_guidance_scale: float = 4.0
-    default_sample_steps: int = 28
-    default_timestep_type: str = "sigmoid"
 
 
 @dataclasses.dataclass
@@ -127,11 +98,18 @@ def unsupported_model_options(model_config, key: str) -> list[str]:
 
 
 class BaseModel:
-    """Abstract model. Subclasses set `arch`, `capabilities`, `official_repo` and fill the hooks."""
+    """Abstract model. Subclasses set `spec` (their architecture's declaration) and fill the hooks;
+    `arch`, `capabilities` and `official_repo` are read from the spec."""
 
+    spec: ClassVar[ArchSpec | None] = None
     arch: ClassVar[str] = ""
     capabilities: ClassVar[ModelCapabilities] = ModelCapabilities()
     official_repo: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.spec is not None:
+            cls.arch, cls.capabilities, cls.official_repo = cls.spec.arch, cls.spec.capabilities, cls.spec.official_repo
 
     def __init__(self, model_config, device: str | torch.device = "cpu", dtype: str | None = None):
         self.model_config = model_config
@@ -205,16 +183,23 @@ class BaseModel:
 
     def text_encoder_names(self) -> list[str]:
         """Pipeline attribute names of the text encoders."""
-        return ["text_encoder"]
+        return list(self.spec.text_encoder_names)
 
     def pipeline_call_kwargs(self, request: ImageRequest) -> dict:
         """Pipeline keyword arguments for `request`: embeddings (from `prompt_embeds`) and guidance."""
         raise NotImplementedError
 
     # --- shared behaviour ---
+    def release(self):
+        """The release (`toolkit.arch.Release`) the loaded weights are: told apart by the guidance embedding
+        (FLUX.1-dev has one, -schnell none); the declaration's default before loading."""
+        if self.pipeline is None:
+            return self.spec.releases[0]
+        return self.spec.release_for(bool(self.transformer.config.get("guidance_embeds", False)))
+
     def sample_defaults(self) -> dict:
-        caps = self.capabilities
-        return {"guidance_scale": caps.default_guidance_scale, "sample_steps": caps.default_sample_steps}
+        """guidance_scale and sample_steps for a sample or image that does not set them."""
+        return dataclasses.asdict(self.release().sampling)
 
     def sampling_texts(self, request: ImageRequest) -> list[str]:
         """Texts whose embeddings sampling `request` needs (the negative only with real CFG)."""
@@ -318,10 +303,10 @@ class BaseModel:
             log.info("optimum-quanto compiles its CUDA kernels on first use on this machine (can take minutes; "
                      "cached in ~/.cache/torch_extensions)")
         if cfg.quantize:
-            quantize_transformer(self.transformer, cfg.qtype)
+            quantize_transformer(self.transformer, cfg.qtype, self.spec.transformer_blocks)
         if cfg.quantize_te:
-            for name in self.text_encoder_names():
-                quantize_text_encoder(getattr(self.pipeline, name), cfg.qtype_te)
+            for name, paths in self.spec.text_encoder_layers:
+                quantize_text_encoder(getattr(self.pipeline, name), cfg.qtype_te, paths)
 
     def place_on_device(self) -> None:
         """Move the pipeline to the device; with `low_vram` the text encoders stay on the CPU.
@@ -355,9 +340,10 @@ class BaseModel:
         from toolkit.models.quantize import text_encoder_layers, transformer_blocks
 
         if component == "transformer":
-            return transformer_blocks(self.transformer)
-        if component in self.text_encoder_names():
-            return text_encoder_layers(getattr(self.pipeline, component))
+            return transformer_blocks(self.transformer, self.spec.transformer_blocks)
+        paths = dict(self.spec.text_encoder_layers).get(component)
+        if paths is not None:
+            return text_encoder_layers(getattr(self.pipeline, component), paths)
         return []
 
     def set_training_shape(self, shape) -> None:

@@ -51,20 +51,16 @@ def _inputs_in_weight_dtype(module: torch.nn.Module, args: tuple):
     return None
 
 
-def transformer_blocks(transformer: torch.nn.Module) -> list[torch.nn.Module]:
-    """The FLUX transformers' double then single blocks: execution order (layer offloading relies on it)."""
-    return [*getattr(transformer, "transformer_blocks", []), *getattr(transformer, "single_transformer_blocks", [])]
+def transformer_blocks(transformer: torch.nn.Module, attrs: tuple[str, ...]) -> list[torch.nn.Module]:
+    """The transformer's blocks in execution order (layer offloading relies on it): the lists named by
+    `attrs` (the architecture's `ArchSpec.transformer_blocks`), one after the other."""
+    return [block for attr in attrs for block in getattr(transformer, attr, [])]
 
 
-# Where the repeated layers of each supported text encoder live: Mistral3 (FLUX.2-dev), Qwen3 (klein),
-# T5 and CLIP (FLUX.1; transformers 5 has no `text_model` level in CLIPTextModel any more).
-_TEXT_ENCODER_LAYERS = ("model.language_model.layers", "model.layers", "encoder.block", "encoder.layers",
-                        "text_model.encoder.layers")
-
-
-def text_encoder_layers(text_encoder: torch.nn.Module) -> list[torch.nn.Module]:
-    """The repeated layers of a text encoder (the bulk of its weights), in execution order."""
-    for path in _TEXT_ENCODER_LAYERS:
+def text_encoder_layers(text_encoder: torch.nn.Module, paths: tuple[str, ...]) -> list[torch.nn.Module]:
+    """The repeated layers of a text encoder (the bulk of its weights), in execution order: the first of
+    `paths` (the architecture's `ArchSpec.text_encoder_layers`) that exists."""
+    for path in paths:
         module = text_encoder
         for part in path.split("."):
             module = getattr(module, part, None)
@@ -72,18 +68,19 @@ def text_encoder_layers(text_encoder: torch.nn.Module) -> list[torch.nn.Module]:
                 break
         if module is not None:
             return list(module)
-    raise ValueError(f"do not know the layers of {type(text_encoder).__name__}")
+    raise ValueError(f"{type(text_encoder).__name__} has none of the layer lists {', '.join(paths)}; fix the "
+                     "architecture's ArchSpec.text_encoder_layers")
 
 
-def quantize_transformer(transformer: torch.nn.Module, qtype: str) -> None:
-    blocks = transformer_blocks(transformer)
+def quantize_transformer(transformer: torch.nn.Module, qtype: str, attrs: tuple[str, ...]) -> None:
+    blocks = transformer_blocks(transformer, attrs)
     quantize_blocks(blocks, qtype)
     log.info("quantized %d transformer blocks to %s", len(blocks), qtype)
 
 
-def quantize_text_encoder(text_encoder: torch.nn.Module, qtype: str) -> None:
+def quantize_text_encoder(text_encoder: torch.nn.Module, qtype: str, paths: tuple[str, ...]) -> None:
     """Quantize the decoder layers (the bulk of an LLM text encoder) block by block."""
-    layers = text_encoder_layers(text_encoder)
+    layers = text_encoder_layers(text_encoder, paths)
     quantize_blocks(layers, qtype)
     log.info("quantized %d %s layers to %s", len(layers), type(text_encoder).__name__, qtype)
 

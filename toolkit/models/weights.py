@@ -128,11 +128,11 @@ def resolve_tiny(value: str, key: str) -> Path:
 
     The README's demo and the tests use it: real architecture, real on-disk layout, random weights.
     """
-    from toolkit.tiny_models import ARCHS, ensure_tiny
+    from toolkit.tiny_models import TINY_IDS, ensure_tiny
 
     tiny_id = value[len(TINY_SCHEME):]
-    if tiny_id not in ARCHS:
-        raise WeightsError(f"{key}: unknown tiny model '{tiny_id}'; known: {', '.join(TINY_SCHEME + a for a in ARCHS)}")
+    if tiny_id not in TINY_IDS:
+        raise WeightsError(f"{key}: unknown tiny model '{tiny_id}'; known: {', '.join(TINY_SCHEME + a for a in TINY_IDS)}")
     return ensure_tiny(tiny_id, TINY_ROOT, "diffusers")
 
 

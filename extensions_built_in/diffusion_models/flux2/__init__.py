@@ -1,3 +1,1 @@
-from .flux2_model import Flux2Klein4BModel, Flux2Klein9BModel, Flux2Model
-
-__all__ = ["Flux2Model", "Flux2Klein4BModel", "Flux2Klein9BModel"]
+"""FLUX.2 family: declarations in `arch.py` (no torch), model classes in `flux2_model.py`."""

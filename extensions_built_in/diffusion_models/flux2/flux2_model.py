@@ -1,20 +1,20 @@
 """FLUX.2 family: dev (Mistral3 text encoder, guidance-distilled) and klein-base 4B / 9B
 (Qwen3 text encoder, no guidance embedding, real CFG at sampling), on diffusers' Flux2 classes.
 
-The variants differ only in data (`Flux2Variant`); the maths is the pipeline's own
+The variants differ only in data (their declarations in `arch.py`); the maths is the pipeline's own
 static functions (patchify, batch-norm normalisation, packing, position ids), so
 training sees latents and text embeddings exactly as inference produces them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
 import torch
 
-from toolkit.models.base_model import BaseModel, ImageRequest, ModelCapabilities, PromptEmbeds
+from extensions_built_in.diffusion_models.flux2.arch import FLUX2_DEV, FLUX2_KLEIN_4B, FLUX2_KLEIN_9B
+from toolkit.models.base_model import BaseModel, ImageRequest, PromptEmbeds
 from toolkit.models.loading import (
     check_single_file,
     load_component,
@@ -28,50 +28,17 @@ from toolkit.models.weights import WeightsError, resolve_weights
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
-class Flux2Variant:
-    pipeline: str  # diffusers pipeline class name
-    text_encoder: str  # transformers class name
-    tokenizer: str  # transformers Auto* class loading the tokenizer/ folder
-    hidden_state_layers: tuple[int, ...]
-    guidance_embeds: bool
-    official_repo: str
-    single_file_name: str
-
-
-DEV = Flux2Variant(
-    "Flux2Pipeline", "Mistral3ForConditionalGeneration", "AutoProcessor", (10, 20, 30), True,
-    "black-forest-labs/FLUX.2-dev", "flux2-dev.safetensors",
-)
-KLEIN_4B = Flux2Variant(
-    "Flux2KleinPipeline", "Qwen3ForCausalLM", "AutoTokenizer", (9, 18, 27), False,
-    "black-forest-labs/FLUX.2-klein-base-4B", "flux-2-klein-base-4b.safetensors",
-)
-KLEIN_9B = dataclasses.replace(
-    KLEIN_4B, official_repo="black-forest-labs/FLUX.2-klein-base-9B", single_file_name="flux-2-klein-base-9b.safetensors"
-)
-
 _FLUX2_KEY = "single_stream_modulation.lin.weight"
 _GUIDANCE_KEY = "guidance_in.in_layer.weight"
 
 
 class Flux2Model(BaseModel):
-    """FLUX.2-dev. Klein classes below change only `arch`, `variant` and capabilities.
+    """FLUX.2-dev. The klein classes below change only their declaration (`spec`) and real CFG.
 
-    Every FLUX.2 model edits from reference images (`reference_training`). Reference limits
-    (docs.bfl.ai, "Prompting: editing overview", reference images per model): FLUX.2 [dev] takes
-    up to 10 (the family's limit; BFL recommends at most 6 for dev), klein 4B / 9B up to 4.
-    Each reference is capped at 1024x1024 pixels, as diffusers' Flux2 pipelines do.
+    Every FLUX.2 model edits from reference images (`reference_training`); limits in `arch.py`.
     """
 
-    arch = "flux2"
-    variant = DEV
-    official_repo = DEV.official_repo
-    capabilities = ModelCapabilities(
-        bucket_divisibility=16, guidance_distilled=True, real_cfg=False, max_reference_images=10, lokr=True,
-        reference_training=True, reference_max_pixels=1024 * 1024,
-        default_guidance_scale=4.0, default_sample_steps=50, default_timestep_type="shift",
-    )
+    spec = FLUX2_DEV
 
     # ------------------------------------------------------------------ loading
     def load_model(self) -> None:
@@ -84,9 +51,9 @@ class Flux2Model(BaseModel):
         vae = self._load_vae(src)
         text_encoder, tokenizer = self._load_text_encoder(src)
         scheduler = load_component(FlowMatchEulerDiscreteScheduler, src.base_folder, "scheduler", None, "scheduler")
-        pipeline_cls = getattr(diffusers, self.variant.pipeline)
+        pipeline_cls = getattr(diffusers, self.spec.pipeline)
         extra = {}
-        if self.variant.pipeline == "Flux2KleinPipeline":
+        if self.spec.pipeline == "Flux2KleinPipeline":
             index = src.base_folder / "model_index.json"
             extra["is_distilled"] = bool(read_json(index).get("is_distilled", False)) if index.is_file() else False
         self.pipeline = pipeline_cls(
@@ -100,21 +67,21 @@ class Flux2Model(BaseModel):
         self.place_on_device()
         if self.model_config.lora_path:
             self.load_lora(self.model_config.lora_path, self.model_config.lora_scale)
-        log.info("loaded %s (%s) from %s", self.arch, self.variant.pipeline, self.model_config.name_or_path)
+        log.info("loaded %s (%s) from %s", self.arch, self.spec.pipeline, self.model_config.name_or_path)
 
     def _load_transformer(self, src):
         from diffusers import Flux2Transformer2DModel
 
         if src.transformer_file is not None:
-            required = [_FLUX2_KEY] + ([_GUIDANCE_KEY] if self.variant.guidance_embeds else [])
-            forbidden = [] if self.variant.guidance_embeds else [_GUIDANCE_KEY]
+            required = [_FLUX2_KEY] + ([_GUIDANCE_KEY] if self.spec.guidance_embeds else [])
+            forbidden = [] if self.spec.guidance_embeds else [_GUIDANCE_KEY]
             check_single_file(src.transformer_file, required, forbidden, f"{self.arch} transformer")
             model = load_single_file_transformer(
                 Flux2Transformer2DModel, src.transformer_file, src.base_folder, self.torch_dtype
             )
         else:
             model = load_component(Flux2Transformer2DModel, src.base_folder, "transformer", self.torch_dtype, "transformer")
-        if bool(model.config.guidance_embeds) != self.variant.guidance_embeds:
+        if bool(model.config.guidance_embeds) != self.spec.guidance_embeds:
             kind = "has" if model.config.guidance_embeds else "has no"
             raise WeightsError(
                 f"model.name_or_path: the transformer {kind} guidance embedding, which does not match "
@@ -147,8 +114,8 @@ class Flux2Model(BaseModel):
     def _load_text_encoder(self, src):
         import transformers
 
-        te_cls = getattr(transformers, self.variant.text_encoder)
-        tok_cls = getattr(transformers, self.variant.tokenizer)
+        te_cls = getattr(transformers, self.spec.text_encoder)
+        tok_cls = getattr(transformers, self.spec.tokenizer)
         if src.text_encoder is not None:
             folder, sub = subfolder_or_self(src.text_encoder, "text_encoder")
         else:
@@ -172,7 +139,7 @@ class Flux2Model(BaseModel):
     def encode_prompt(self, prompts: list[str]) -> PromptEmbeds:
         """-> prompt_embeds (B, 512, 3*hidden), text_ids (B, 512, 4) int64."""
         embeds, text_ids = self.pipeline.encode_prompt(
-            prompt=list(prompts), device=self.text_encoder_device(), text_encoder_out_layers=self.variant.hidden_state_layers
+            prompt=list(prompts), device=self.text_encoder_device(), text_encoder_out_layers=self.spec.hidden_state_layers
         )
         return PromptEmbeds({"prompt_embeds": embeds, "text_ids": text_ids}).to(self.device)
 
@@ -209,7 +176,7 @@ class Flux2Model(BaseModel):
             hidden = torch.cat([hidden, *packed], dim=1)
             img_ids = torch.cat([img_ids, ref_ids.expand(b, -1, -1)], dim=1)
         guidance = None
-        if self.variant.guidance_embeds:
+        if self.spec.guidance_embeds:
             guidance = torch.full((b,), float(guidance_scale), device=noisy_latents.device, dtype=torch.float32)
         pred = self.transformer(
             hidden_states=hidden.to(self.transformer.dtype),
@@ -258,12 +225,7 @@ def fuse_qkv(transformer) -> None:
 
 
 class Flux2Klein4BModel(Flux2Model):
-    arch = "flux2_klein_4b"
-    variant = KLEIN_4B
-    official_repo = KLEIN_4B.official_repo
-    capabilities = dataclasses.replace(
-        Flux2Model.capabilities, guidance_distilled=False, real_cfg=True, max_reference_images=4
-    )
+    spec = FLUX2_KLEIN_4B
 
     def pipeline_call_kwargs(self, request: ImageRequest) -> dict:
         kwargs = super().pipeline_call_kwargs(request)
@@ -274,6 +236,4 @@ class Flux2Klein4BModel(Flux2Model):
 
 
 class Flux2Klein9BModel(Flux2Klein4BModel):
-    arch = "flux2_klein_9b"
-    variant = KLEIN_9B
-    official_repo = KLEIN_9B.official_repo
+    spec = FLUX2_KLEIN_9B

@@ -13,9 +13,12 @@ export interface Preset {
 }
 
 export interface ArchInfo {
+  label: string;
   class: string;
   official_repo: string;
   capabilities: Record<string, unknown>;
+  /** Sampling defaults of the architecture's default release (its declaration in the Python registry). */
+  sampling: { guidance_scale: number; sample_steps: number };
 }
 
 /** What `python -m toolkit.ui_schema` prints. */

@@ -242,7 +242,7 @@ function NewJobForm() {
           <p className="muted small">
             arch <code>{preset?.arch}</code> ({arch.class}, official weights {arch.official_repo}):{" "}
             {arch.capabilities.guidance_distilled ? "guidance-distilled" : "real CFG at sampling"}, default{" "}
-            {String(arch.capabilities.default_sample_steps)} sampling steps, guidance {String(arch.capabilities.default_guidance_scale)}.
+            {String(arch.sampling.sample_steps)} sampling steps, guidance {String(arch.sampling.guidance_scale)}.
           </p>
         ) : null}
       </div>
