@@ -25,12 +25,12 @@ import gradio as gr
 
 from toolkit import ui_datasets, ui_presets
 from toolkit import ui_jobs as jobs
+from toolkit.paths import EXAMPLES_DIR, ROOT
 
 log = logging.getLogger("flux_train_ui")
 
-ROOT = Path(__file__).resolve().parent
-DEMO_IMAGES = ROOT / "config" / "examples" / "demo_dataset"
-DEMO_EDIT = ROOT / "config" / "examples" / "demo_edit_dataset"  # targets + control/ references
+DEMO_IMAGES = EXAMPLES_DIR / "demo_dataset"
+DEMO_EDIT = EXAMPLES_DIR / "demo_edit_dataset"  # targets + control/ references
 REFRESH_S = 2.0
 INTRO = """# FLUX LoRA trainer
 1. Pick the model and how much GPU memory you have. 2. Upload a few images (same-name `.txt` files fill the captions)

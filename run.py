@@ -2,6 +2,7 @@
 
     python run.py config/examples/train_lora_flux2_24gb.yaml
     python run.py my_job other_job --recover      # bare names are looked up in config/
+    python run.py --check config/*.yaml           # every problem of each file, without loading a model
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("-r", "--recover", action="store_true", help="go on to the next config after a failure")
     parser.add_argument("-n", "--name", default=None, help="replace config.name (and every [name] in the file)")
     parser.add_argument("-l", "--log", default=None, help="also write the log to this file")
+    parser.add_argument("--check", action="store_true",
+                        help="only validate each config (schema, architecture, datasets, prompts, device, optimizer) "
+                             "and print every problem; load no model. Exit 0 when all are valid, 1 otherwise")
     return parser.parse_args(argv)
 
 
@@ -50,11 +54,27 @@ def run_one(config: str, name: str | None) -> None:
         job.cleanup()
 
 
+def check_all(args: argparse.Namespace) -> int:
+    """`--check`: the one validation path (toolkit/validate.py) over every config; nothing is loaded or written."""
+    from toolkit.errors import ConfigError
+    from toolkit.validate import validate_job
+
+    failed = 0
+    for config in args.config_file_list:
+        problems = validate_job(config, name=args.name)
+        if problems:
+            failed += 1
+            log.error("%s", ConfigError(problems, config))
+        else:
+            log.info("%s: OK", config)
+    return 1 if failed else 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     file_handler = setup_logging(args.log)
     try:
-        return run_all(args)
+        return check_all(args) if args.check else run_all(args)
     finally:
         if file_handler is not None:
             logging.getLogger().removeHandler(file_handler)

@@ -10,8 +10,11 @@ log = logging.getLogger(__name__)
 class BaseJob:
     """Holds the validated JobConfig and the process instances built from it."""
 
-    def __init__(self, job_config, process_classes: list[type]):
+    def __init__(self, job_config, process_classes: list[type], plans: list | None = None):
         self.job_config = job_config
+        # What toolkit/validate.py found checking each process before the first started (TrainPlan /
+        # GeneratePlan per process); None when the job was built without it (each process then checks itself).
+        self.plans = plans
         self.name = job_config.config.name
         self.meta = job_config.meta
         self.processes = [

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY_ROOT = Path(os.environ.get("TINY_MODELS_DIR", ROOT / ".tiny_models"))
+from toolkit.paths import ROOT, TINY_ROOT  # noqa: F401 - ROOT is imported by tests from here
 
 
 @pytest.fixture(scope="session")

@@ -36,8 +36,6 @@ from toolkit.errors import ConfigError
 __all__ = [
     "ConfigError",
     "ModelArch",
-    "MODEL_ARCHS",
-    "FLUX2_ARCHS",
     "Dtype",
     "QType",
     "canonical_dtype",

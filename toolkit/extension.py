@@ -24,10 +24,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from toolkit.errors import ToolkitError
+from toolkit.paths import ROOT
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
 EXTENSION_DIRS = (ROOT / "extensions_built_in", ROOT / "extensions")
 
 

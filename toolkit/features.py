@@ -72,10 +72,17 @@ FEATURES: tuple[Feature, ...] = (
 )
 
 
-def check_features(process_config, model_cls, registry: dict[str, type], key: str) -> list[str]:
-    """Problems for every feature `process_config` uses that `model_cls` does not support."""
+def check_features(process_config, model_cls, registry: dict, key: str, only: str = "") -> list[str]:
+    """Problems for every feature `process_config` uses that `model_cls` does not support.
+
+    `model_cls` and the `registry` values: anything with `arch` and `capabilities`, i.e. the architecture
+    declarations (`toolkit.arch.ArchSpec`, no torch) or the model classes. `only`: check only the features
+    whose key starts with it (``"model."`` for a generate process, which has no training sections).
+    """
     problems = []
     for feature in FEATURES:
+        if not feature.key.startswith(only):
+            continue
         paths = feature.used(process_config)
         if not paths or feature.supported(model_cls.capabilities):
             continue
@@ -84,7 +91,7 @@ def check_features(process_config, model_cls, registry: dict[str, type], key: st
         for path in paths:
             problems.append(f"{key}.{path}: {feature.label} is not supported for {model_cls.arch} ({elsewhere}); "
                             f"{feature.instead}")
-    if model_cls.capabilities.reference_training:
+    if model_cls.capabilities.reference_training and not only:
         problems += reference_count_problems(process_config, model_cls, key)
     return problems
 
@@ -118,6 +125,6 @@ def markdown_table(registry: dict[str, type]) -> str:
 
 
 if __name__ == "__main__":
-    from toolkit.util.get_model import model_registry
+    from toolkit.arch import arch_registry
 
-    print(markdown_table(model_registry()))
+    print(markdown_table(arch_registry()))  # the CLI's output: paste into README

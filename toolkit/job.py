@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from toolkit.config import find_config, load_raw_config, parse_job_config
 from toolkit.config_modules import ConfigError
+from toolkit.paths import CONFIG_DIR
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = ROOT / "config"
 
 
 def load_job_config(config: str, name: str | None = None):
@@ -40,12 +38,16 @@ def process_classes(job_config) -> list[type]:
 
 
 def get_job(config: str, name: str | None = None):
-    job_config = load_job_config(config, name)
+    """The job of a config file, every process checked first (toolkit/validate.py: one ConfigError listing every
+    problem of every process, before the first starts)."""
+    from toolkit.validate import plan_job
+
+    job_config, plans = plan_job(str(find_config(config, CONFIG_DIR)), name=name)
     classes = process_classes(job_config)
     if job_config.job == "generate":
         from jobs.GenerateJob import GenerateJob
 
-        return GenerateJob(job_config, classes)
+        return GenerateJob(job_config, classes, plans)
     from jobs.ExtensionJob import ExtensionJob
 
-    return ExtensionJob(job_config, classes)
+    return ExtensionJob(job_config, classes, plans)

@@ -92,7 +92,8 @@ NUM_SINGLE_BLOCKS = 2
 
 def _spec(tiny_id: str) -> TinySpec:
     if tiny_id not in SPECS:
-        raise ValueError(f"unknown tiny model '{tiny_id}'; expected one of {', '.join(TINY_IDS)}")
+        raise ValueError(f"unknown tiny model '{tiny_id}' (an arch, or <arch>-<release>); expected one of "
+                         f"{', '.join(TINY_IDS)}")
     return SPECS[tiny_id]
 
 

@@ -7,7 +7,7 @@ browser, so they are unit-tested on their own (the config comes from ``toolkit/u
 the uploads are written by ``toolkit/ui_datasets.py``):
 
 - **checking a job**: YAML text parsed exactly as run.py parses it, then ``ui_schema.validate_dict``
-  (:func:`check_yaml`: problems by key path);
+  (toolkit/validate.py, the one validation path; :func:`check_yaml`: problems by key path);
 - **claiming a name**: ``os.mkdir`` of the job folder plus an ``O_EXCL`` create of
   ``config/ui_<name>.yaml``; both are atomic, so of two simultaneous starts with one name exactly
   one wins, and an existing job is never overwritten (:func:`claim`);
@@ -41,6 +41,7 @@ from pathlib import Path
 
 from toolkit.config import load_raw_config, parse_job_config
 from toolkit.errors import ConfigError
+from toolkit.paths import CONFIG_DIR, ROOT
 from toolkit.progress import read_events
 from toolkit.ui_datasets import (
     CONTROL_DIR,
@@ -56,8 +57,6 @@ from toolkit.ui_schema import validate_dict
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = ROOT / "config"
 CONFIG_PREFIX = "ui_"
 JOB_FILE, LOG_FILE, STOP_FILE, EXIT_FILE = "ui_job.json", "train.log", "ui_stop_requested", "ui_exit_code"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
@@ -113,18 +112,19 @@ def check_yaml(text: str, root: Path = ROOT) -> tuple[CheckedJob | None, list[di
             raw = load_raw_config(path)
         except ConfigError as exc:
             return None, [{"path": p, "message": m} for p, m in exc.problems]
-    result = validate_dict(raw, "<ui>")
-    if not result["ok"]:
-        return None, result["problems"]
+    result = validate_dict(raw, "<ui>", pending=_upload_folders(raw, root))
+    section = raw.get("config") if isinstance(raw, dict) else None
+    name = section.get("name") if isinstance(section, dict) else None
+    name_problems = [] if not isinstance(name, str) or NAME_PATTERN.match(name) else [{
+        "path": "config.name", "message": f"'{name}' cannot name a job folder: use letters, digits, "
+                                          "'_', '-', '.', starting with a letter or digit (at most 80)"}]
+    if not result["ok"] or name_problems:
+        return None, name_problems + result["problems"]
     config = parse_job_config(raw, "<ui>")
     processes = config.config.process
     if config.job != "extension" or len(processes) != 1:
         return None, [{"path": "config.process", "message": "the app runs one training process (job: extension, "
                                                           "one sd_trainer process); use run.py for other jobs"}]
-    name = config.config.name
-    if not NAME_PATTERN.match(name):
-        return None, [{"path": "config.name", "message": f"'{name}' cannot name a job folder: use letters, digits, "
-                                                         "'_', '-', '.', starting with a letter or digit (at most 80)"}]
     process = processes[0]
     job = CheckedJob(raw=raw, name=name, job_folder=resolve_path(process.training_folder, root) / name,
                      dataset_folders=[resolve_path(d.folder_path, root) for d in process.datasets],
@@ -135,6 +135,20 @@ def check_yaml(text: str, root: Path = ROOT) -> tuple[CheckedJob | None, list[di
         (f"{where}.samples[{i}].ctrl_img", resolve_path(p, root))
         for i, item in enumerate(process.sample.samples or []) for p in item.ctrl_imgs]
     return job, []
+
+
+def _upload_folders(raw: dict, root: Path) -> list[Path]:
+    """Where the app writes a job's uploads (``<job>/dataset``, ``<job>/dataset/control``): not there yet when
+    the job is checked, so validation leaves them to the upload checks."""
+    section = raw.get("config") if isinstance(raw, dict) else None
+    name = section.get("name") if isinstance(section, dict) else None
+    processes = section.get("process") if isinstance(section, dict) else None
+    if not isinstance(name, str) or not isinstance(processes, list) or not processes:
+        return []
+    first = processes[0] if isinstance(processes[0], dict) else {}
+    folder = first.get("training_folder", "output")
+    dataset = resolve_path(folder if isinstance(folder, str) else "output", root) / name / DATASET_DIR
+    return [dataset, dataset / CONTROL_DIR]
 
 
 def format_problems(problems: list[dict]) -> str:

@@ -2,10 +2,12 @@
 
     python -m toolkit.ui_schema                 # JSON: the config schema, the presets, the archs
     python -m toolkit.ui_schema validate FILE   # JSON: {"ok": bool, "problems": [{"path", "message"}]}
+    python -m toolkit.ui_schema validate --machine FILE   # also the device / optimizer on this machine
 
 Presets are the shipped training examples (`config/examples/train_lora_*.yaml`, each with
 `meta.label`): a UI starts a new job from a preset's config and changes only what the user
-edits. `validate` never imports torch (it is the same validator run.py uses first).
+edits. `validate` is toolkit/validate.py, the one validation path run.py and the trainer use; without
+`--machine` it never imports torch.
 """
 
 from __future__ import annotations
@@ -16,12 +18,10 @@ from pathlib import Path
 
 import yaml
 
-from toolkit.config import load_raw_config, parse_job_config
 from toolkit.config_modules import MODEL_ARCHS, json_schema
-from toolkit.errors import ConfigError
+from toolkit.paths import EXAMPLES_DIR, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "config" / "examples"
+EXAMPLES = EXAMPLES_DIR
 
 
 def presets() -> list[dict]:
@@ -53,21 +53,24 @@ def arch_info() -> dict[str, dict]:
     return dict(sorted(info.items()))
 
 
-def validate_file(path: str | Path) -> dict:
-    """Validate a job file exactly as run.py does first; problems by key path."""
-    try:
-        parse_job_config(load_raw_config(path), str(path))
-    except ConfigError as exc:
-        return {"ok": False, "problems": [{"path": p, "message": m} for p, m in exc.problems]}
-    return {"ok": True, "problems": []}
+def _result(problems: list[tuple[str, str]]) -> dict:
+    return {"ok": not problems, "problems": [{"path": p, "message": m} for p, m in problems]}
 
 
-def validate_dict(raw: dict, source: str = "<ui>") -> dict:
-    try:
-        parse_job_config(raw, source)
-    except ConfigError as exc:
-        return {"ok": False, "problems": [{"path": p, "message": m} for p, m in exc.problems]}
-    return {"ok": True, "problems": []}
+def validate_file(path: str | Path, machine: bool = False) -> dict:
+    """Validate a job file through the one validation path (toolkit/validate.py); problems by key path.
+    Without ``machine`` no torch is imported (device and optimizer availability are checked at start)."""
+    from toolkit.validate import validate_job
+
+    return _result(validate_job(Path(path), machine=machine))
+
+
+def validate_dict(raw: dict, source: str = "<ui>", machine: bool = False, pending=()) -> dict:
+    """`validate_file` for a raw mapping (``${ENV}`` / ``[name]`` already substituted). ``pending``: dataset
+    folders the UI writes once the job is accepted (not scanned: the UI checks the uploads)."""
+    from toolkit.validate import validate_job
+
+    return _result(validate_job(raw, machine=machine, pending=pending))
 
 
 def export(with_archs: bool = True) -> dict:
@@ -78,12 +81,14 @@ def export(with_archs: bool = True) -> dict:
 
 
 def main(argv: list[str]) -> int:
+    machine = "--machine" in argv
+    argv = [a for a in argv if a != "--machine"]
     if argv[:1] == ["validate"] and len(argv) == 2:
-        result = validate_file(argv[1])
+        result = validate_file(argv[1], machine=machine)
         print(json.dumps(result, indent=1))
         return 0 if result["ok"] else 1
     if argv:
-        print("usage: python -m toolkit.ui_schema [validate FILE]", file=sys.stderr)
+        print("usage: python -m toolkit.ui_schema [validate [--machine] FILE]", file=sys.stderr)
         return 2
     print(json.dumps(export(), indent=1))
     return 0

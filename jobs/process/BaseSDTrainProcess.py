@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from jobs.process.BaseProcess import BaseProcess
 from toolkit import checkpoint as ckpt
-from toolkit.errors import ToolkitError
+from toolkit.errors import ConfigError, ToolkitError
 from toolkit.progress import ProgressLog, plot_loss
 
 log = logging.getLogger(__name__)
@@ -58,26 +58,25 @@ class BaseSDTrainProcess(BaseProcess):
 
     # ================================================================== setup
     def plan(self):
-        """Everything checkable before weights load: model class, prompts, datasets, folder, device."""
-        from toolkit.data.dataset import build_items
+        """Everything checkable before weights load (toolkit/validate.py, the one validation path): one
+        ConfigError listing every problem; then the training folder is created."""
+        from toolkit.arch import model_class
         from toolkit.distributed import Distributed
-        from toolkit.util.device import resolve_device
-        from toolkit.util.get_model import get_model_class
+        from toolkit.validate import plan_train
 
         cfg = self.config
         self.dist = Distributed()
         self.progress.enabled = self.dist.is_main
-        self.model_cls = get_model_class(cfg.model)
-        self._check_supported()
-        self.sample_specs = self._parse_sample_prompts()
-        keys = [f"{self.key}.datasets[{i}]" for i in range(len(cfg.datasets))]
-        caps = self.model_cls.capabilities
-        self.items = build_items(cfg.datasets, cfg.trigger_word, caps.bucket_divisibility, keys,
-                                 reference_max_pixels=caps.reference_max_pixels)
-        self.device = resolve_device(cfg.device, f"{self.key}.device")
-        if self.dist.enabled:
-            # accelerate assigned this process its own device (cuda:<local rank>, or the CPU with gloo)
-            self.device = self.dist.device
+        checked = self.job.plans[self.index] if self.job.plans else None
+        if checked is None:
+            problems, checked = plan_train(cfg, self.key, world=self.dist.world, shards_model=self.dist.shards_model)
+            if problems:
+                raise ConfigError(problems)
+        self.model_cls = model_class(checked.spec)
+        self.sample_specs = checked.sample_specs
+        self.items = checked.items
+        # accelerate assigned each process its own device (cuda:<local rank>, or the CPU with gloo)
+        self.device = self.dist.device if self.dist.enabled else checked.device
         effective = cfg.train.batch_size * self.dist.world * cfg.train.gradient_accumulation_steps
         log.info("process %d of %d on %s; effective batch size %d (batch_size %d x %d process(es) x %d accumulation)",
                  self.dist.rank, self.dist.world, self.device, effective, cfg.train.batch_size, self.dist.world,
@@ -90,63 +89,6 @@ class BaseSDTrainProcess(BaseProcess):
         except OSError as exc:
             raise TrainingError(f"{self.key}.training_folder: cannot write to '{self.folder}': {exc}") from exc
         log.info("%d training items from %d dataset(s)", len(self.items), len(cfg.datasets))
-
-    def _check_supported(self) -> None:
-        """Options this trainer or the architecture cannot honour: an error, never silently ignored."""
-        from toolkit.features import check_features
-        from toolkit.models.base_model import unsupported_model_options
-        from toolkit.optim import check_optimizer
-        from toolkit.util.get_model import model_registry
-
-        cfg = self.config
-        problems = unsupported_model_options(cfg.model, f"{self.key}.model")
-        problems += check_features(cfg, self.model_cls, model_registry(), self.key)
-        if cfg.model.lora_path:
-            problems.append(f"{self.key}.model.lora_path applies a LoRA when generating; it cannot be merged into a "
-                            "training run yet. Remove it")
-        if self.dist.shards_model:
-            problems += self._fsdp_problems()
-        if not cfg.train.train_unet:
-            problems.append(f"{self.key}.train.train_unet: false would train nothing; set it to true")
-        try:
-            check_optimizer(cfg.train.optimizer)
-        except ToolkitError as exc:
-            problems.append(f"{self.key}.train.optimizer: {exc}")
-        if problems:
-            raise TrainingError("\n".join(problems))
-
-    def _fsdp_problems(self) -> list[str]:
-        """Options that cannot be combined with sharding the transformer across processes (FSDP)."""
-        model, key = self.config.model, f"{self.key}.model"
-        share = f"FSDP already splits the transformer across the {self.dist.world} processes (1/{self.dist.world} each)"
-        problems = []
-        if model.quantize:
-            problems.append(f"{key}.quantize: quantized (optimum-quanto) weights cannot be sharded by FSDP; set "
-                            f"quantize: false ({share}) or train without the FSDP accelerate config")
-        if model.layer_offloading or model.vram_budget_gb is not None:
-            option = "layer_offloading" if model.layer_offloading else "vram_budget_gb"
-            problems.append(f"{key}.{option}: layer offloading cannot stream FSDP-sharded blocks; remove it "
-                            f"({share})")
-        return problems
-
-    def _parse_sample_prompts(self):
-        from toolkit.data.references import unreadable_images
-        from toolkit.prompt import PromptError, apply_trigger, parse_prompt
-
-        problems, specs = [], []
-        sample = self.config.sample
-        for i, item in enumerate(sample.sample_items()):
-            try:
-                specs.append((item, parse_prompt(apply_trigger(item.prompt, self.config.trigger_word))))
-            except PromptError as exc:
-                problems.append(f"{self.key}.sample.prompts[{i}]: {exc}")
-            own = sample.samples is not None and sample.samples[i].ctrl_img is not None
-            where = f"{self.key}.sample." + (f"samples[{i}].ctrl_img" if own else "ctrl_img")
-            problems += [f"{where}: {problem}" for problem in unreadable_images(item.ctrl_imgs)]
-        problems = list(dict.fromkeys(problems))  # a shared sample.ctrl_img is reported once
-        if problems:
-            raise TrainingError("\n".join(problems))
-        return specs
 
     def setup(self) -> None:
         cfg = self.config

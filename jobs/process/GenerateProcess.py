@@ -1,6 +1,6 @@
 """`type: to_folder`: generate one image per prompt into `output_folder`.
 
-Every prompt, size and reference image is checked before the model loads. Settings
+Every prompt, size and reference image is checked before the model loads (toolkit/validate.py). Settings
 come from, in order: the prompt's flags (--w --h --seed --cfg --steps --n --m), the
 `generate:` section, the architecture's defaults. `generate.ctrl_img` gives FLUX.2
 edit models their reference images (the same for every prompt), as `sample.ctrl_img`
@@ -17,8 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from jobs.process.BaseProcess import BaseProcess
-from toolkit.errors import ToolkitError
-from toolkit.prompt import PromptError, parse_prompt
+from toolkit.errors import ConfigError, ToolkitError
 
 log = logging.getLogger(__name__)
 
@@ -32,57 +31,24 @@ class GenerateProcess(BaseProcess):
         super().__init__(index, job, config)
         self.model = None
 
-    def _prompts(self) -> list[str]:
-        gen = self.config.generate
-        prompts = list(gen.prompts)
-        if gen.prompt_file:
-            path = Path(gen.prompt_file).expanduser()
-            if not path.is_file():
-                raise GenerateConfigError(f"{self.key}.generate.prompt_file: '{path}' does not exist")
-            prompts += [line.strip() for line in path.read_text().splitlines() if line.strip()]
-        return prompts
+    def plan(self):
+        """Prompts, sizes, reference images and the device, checked before any load (toolkit/validate.py)."""
+        from toolkit.validate import plan_generate
 
-    def plan(self, model_cls):
-        """Parse prompts and resolve sizes against the model class: errors before any load."""
-        from toolkit.data.references import unreadable_images
-        from toolkit.features import too_many_references
-        from toolkit.models.base_model import ImageRequest, unsupported_model_options
-
-        gen = self.config.generate
-        caps = model_cls.capabilities
-        div = caps.bucket_divisibility
-        problems, specs = unsupported_model_options(self.config.model, f"{self.key}.model"), []
-        if gen.ctrl_imgs:
-            key = f"{self.key}.generate.ctrl_img"
-            if not caps.reference_training:
-                problems.append(f"{key}: {model_cls.arch} does not take reference images (FLUX.2 models do); remove it")
-            else:
-                problems += too_many_references(model_cls, len(gen.ctrl_imgs), key)
-            problems += [f"{key}: {problem}" for problem in unreadable_images(gen.ctrl_imgs)]
-        for i, text in enumerate(self._prompts()):
-            try:
-                specs.append(parse_prompt(text))
-            except PromptError as exc:
-                problems.append(f"{self.key}.generate.prompts[{i}]: {exc}")
-        for spec in specs:
-            for side, value in (("width", spec.width or gen.width), ("height", spec.height or gen.height)):
-                if value % div:
-                    problems.append(
-                        f"{self.key}.generate: {side} {value} for {spec.prompt!r} is not a multiple of {div} "
-                        f"({model_cls.arch} needs it); use {value // div * div} or {(value // div + 1) * div}"
-                    )
-        if problems:
-            raise GenerateConfigError("\n".join(problems))
-        return specs, ImageRequest
+        checked = self.job.plans[self.index] if self.job.plans else None
+        if checked is None:
+            problems, checked = plan_generate(self.config, self.key)
+            if problems:
+                raise ConfigError(problems)
+        return checked
 
     def run(self) -> None:
-        from toolkit.util.device import resolve_device
-        from toolkit.util.get_model import get_model_class
+        from toolkit.arch import model_class
+        from toolkit.models.base_model import ImageRequest
 
         cfg = self.config
-        model_cls = get_model_class(cfg.model)
-        specs, request_cls = self.plan(model_cls)
-        device = resolve_device(cfg.device, f"{self.key}.device")
+        checked = self.plan()
+        model_cls, specs, device, request_cls = model_class(checked.spec), checked.prompt_specs, checked.device, ImageRequest
         out_dir = Path(cfg.output_folder).expanduser()
         out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -296,14 +296,14 @@ def test_a_quantized_streamed_model_trains(tiny_pipelines, qtype):
 
 def test_layer_offloading_options_are_accepted_and_contradictions_rejected():
     from toolkit.config_modules import ModelConfig
-    from toolkit.models.base_model import unsupported_model_options
+    from toolkit.validate import model_option_problems
 
     def problems(**kwargs):
-        return unsupported_model_options(ModelConfig(name_or_path="x", arch="flux2", **kwargs), "model")
+        return model_option_problems(ModelConfig(name_or_path="x", arch="flux2", **kwargs), "model")
 
     assert problems(layer_offloading=True) == [] and problems(layer_offloading="auto", vram_budget_gb=20) == []
     assert problems(vram_budget_gb=12) == []
-    assert "layer_offloading: auto" in problems(layer_offloading=True, vram_budget_gb=20)[0]
+    assert "layer_offloading: auto" in problems(layer_offloading=True, vram_budget_gb=20)[0][1]
 
 
 def test_training_shape_from_a_job_config(tmp_path):

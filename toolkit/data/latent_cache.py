@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from toolkit.data.dataset import TrainItem, load_image
 from toolkit.data.errors import DatasetError
-from toolkit.models.base_model import PromptEmbeds
+from toolkit.prompt_embeds import PromptEmbeds
 
 log = logging.getLogger(__name__)
 

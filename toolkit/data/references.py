@@ -31,23 +31,25 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
 from PIL import Image
 
 from toolkit.data.buckets import reference_size
-from toolkit.data.dataset import (
+from toolkit.data.errors import DatasetError
+from toolkit.data.images import (
     IMAGE_EXTENSIONS,
     LATENT_CACHE_DIRNAME,
     ImageItem,
-    _oriented_size,
     flip,
     image_to_tensor,
+    oriented_size,
     read_rgb,
     resize_and_crop,
+    unreadable_images,
 )
-from toolkit.data.errors import DatasetError
 
 if TYPE_CHECKING:
+    import torch
+
     from toolkit.config_modules import DatasetConfig
 
 log = logging.getLogger(__name__)
@@ -112,7 +114,7 @@ def _reference_image(path: Path, cache: dict[Path, ImageItem | str]) -> ImageIte
     """The scanned reference, or why it cannot be used."""
     if path not in cache:
         try:
-            width, height = _oriented_size(path)
+            width, height = oriented_size(path)
         except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files; each is reported
             cache[path] = f"{path.name} is unreadable ({type(exc).__name__}: {exc})"
         else:
@@ -202,19 +204,3 @@ def load_reference(ref: ReferenceItem) -> torch.Tensor:
         left, top = (w - bw) // 2, (h - bh) // 2
         img = img.crop((left, top, left + bw, top + bh))
     return image_to_tensor(flip(img, ref.flip_x, ref.flip_y))
-
-
-def unreadable_images(paths: list[str]) -> list[str]:
-    """Why each of `paths` is not a readable image (checked before the model loads)."""
-    problems = []
-    for path in paths:
-        file = Path(path).expanduser()
-        if not file.is_file():
-            problems.append(f"'{file}' does not exist; set it to a reference image file")
-            continue
-        try:
-            with Image.open(file) as img:
-                img.verify()
-        except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files
-            problems.append(f"'{file}' is not a readable image ({type(exc).__name__}: {exc})")
-    return problems

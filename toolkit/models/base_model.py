@@ -9,7 +9,7 @@ Tensor conventions (B = batch):
 - latents: whatever the architecture's transformer consumes *before packing*,
   normalised exactly as its diffusers pipeline does (FLUX.2: (B, 128, H/16, W/16)
   after patchify + batch-norm; FLUX.1: (B, 16, H/8, W/8) after scale/shift)
-- PromptEmbeds: a dict of tensors, batch-first, as `encode_prompt` returns them
+- PromptEmbeds (toolkit/prompt_embeds.py): a dict of tensors, batch-first, as `encode_prompt` returns them
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 
 from toolkit.arch import ArchSpec, ModelCapabilities
+from toolkit.data.images import open_rgb
+from toolkit.prompt_embeds import PromptEmbeds
 from toolkit.prompt import PromptSpec
 
 if TYPE_CHECKING:
@@ -37,28 +39,6 @@ DTYPES = {
     "fp32": torch.float32,
     "float32": torch.float32,
 }
-
-
-@dataclasses.dataclass
-class PromptEmbeds:
-    """Text conditioning: named tensors sharing the batch dimension."""
-
-    tensors: dict[str, torch.Tensor]
-
-    def to(self, device=None, dtype=None) -> "PromptEmbeds":
-        out = {}
-        for k, v in self.tensors.items():
-            floating = v.is_floating_point()
-            out[k] = v.to(device=device, dtype=dtype if floating else None)
-        return PromptEmbeds(out)
-
-    def __getitem__(self, key: str) -> torch.Tensor:
-        return self.tensors[key]
-
-    @staticmethod
-    def cat(items: list["PromptEmbeds"]) -> "PromptEmbeds":
-        keys = items[0].tensors.keys()
-        return PromptEmbeds({k: torch.cat([i.tensors[k] for i in items]) for k in keys})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,20 +61,6 @@ class ImageRequest:
         values.update({k: v for k, v in dataclasses.asdict(spec).items() if v is not None})
         # Fields with a default (ctrl_img) may be left out of `defaults`.
         return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
-
-
-def unsupported_model_options(model_config, key: str) -> list[str]:
-    """Model options that are validated but not implemented yet, or contradict each other: errors, never
-    silently ignored."""
-    problems = []
-    if model_config.layer_offloading is True and model_config.vram_budget_gb is not None:
-        problems.append(f"{key}.vram_budget_gb plans layer offloading automatically, but layer_offloading: true "
-                        "streams the fixed layer_offloading_*_percent; set layer_offloading: auto (or remove "
-                        "vram_budget_gb)")
-    if model_config.assistant_lora_path:
-        problems.append(f"{key}.assistant_lora_path (ai-toolkit's schnell training adapter) is not supported yet; "
-                        "remove it, or train on FLUX.1-dev")
-    return problems
 
 
 class BaseModel:
@@ -275,9 +241,7 @@ class BaseModel:
     @staticmethod
     def reference_images(request: ImageRequest) -> list["Image.Image"]:
         """The request's ctrl_img files as RGB PIL images, oriented and composited over white exactly as the
-        training references are (toolkit.data.dataset.open_rgb); the pipeline resizes them itself."""
-        from toolkit.data.dataset import open_rgb
-
+        training references are (toolkit.data.images.open_rgb); the pipeline resizes them itself."""
         return [open_rgb(Path(path).expanduser()) for path in request.ctrl_img]
 
     def load_lora(self, path: str | Path, scale: float = 1.0) -> None:

@@ -120,7 +120,6 @@ def _optional_path(value: str | None, key: str) -> Path | None:
 
 
 TINY_SCHEME = "tiny:"
-TINY_ROOT = Path(os.environ.get("TINY_MODELS_DIR", Path(__file__).resolve().parents[2] / ".tiny_models"))
 
 
 def resolve_tiny(value: str, key: str) -> Path:
@@ -128,6 +127,7 @@ def resolve_tiny(value: str, key: str) -> Path:
 
     The README's demo and the tests use it: real architecture, real on-disk layout, random weights.
     """
+    from toolkit.paths import TINY_ROOT
     from toolkit.tiny_models import TINY_IDS, ensure_tiny
 
     tiny_id = value[len(TINY_SCHEME):]
