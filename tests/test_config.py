@@ -563,7 +563,10 @@ def test_sample_items_resolve_defaults_and_walk_seed():
         ("a", 10, 768, 1024), ("b", 3, 512, 1024), ("c", 12, 768, 1024)
     ]
     assert [i.seed for i in SampleConfig(prompts=["a", "b"], walk_seed=False, seed=5).sample_items()] == [5, 5]
-    assert all(i.sample_steps == 25 and i.guidance_scale == 4.0 for i in items)
+    # Unset: left to the architecture's sampling defaults (model.sample_defaults()), not filled in here.
+    assert all(i.sample_steps is None and i.guidance_scale is None for i in items)
+    set_here = SampleConfig(prompts=["a"], sample_steps=7, guidance_scale=2.5).sample_items()
+    assert (set_here[0].sample_steps, set_here[0].guidance_scale) == (7, 2.5)
 
 
 def test_sample_prompts_and_samples_together_is_an_error():

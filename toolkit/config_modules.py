@@ -379,8 +379,10 @@ class SampleConfig(_ReferenceImages):
     neg: str = ""
     seed: int = 42
     walk_seed: bool = Field(default=True, description="Prompt i uses seed + i (unless it sets its own seed).")
-    guidance_scale: float = Field(default=4.0, ge=0)
-    sample_steps: int = Field(default=25, ge=1)
+    guidance_scale: float | None = Field(
+        default=None, ge=0, description="None = the architecture's default (its declaration's sampling defaults)."
+    )
+    sample_steps: int | None = Field(default=None, ge=1, description="None = the architecture's default.")
     network_multiplier: float = 1.0
     format: Literal["jpg", "png", "webp"] = "jpg"
     ctrl_img: Paths = Field(
@@ -402,7 +404,9 @@ class SampleConfig(_ReferenceImages):
         return []
 
     def sample_items(self) -> list[SampleItem]:
-        """Every sample with all fields filled (seed: its own, else ``seed`` + index when ``walk_seed``)."""
+        """Every sample with its fields filled from this section (seed: its own, else ``seed`` + index when
+        ``walk_seed``); guidance_scale / sample_steps stay None when neither sets them, and the model's
+        ``sample_defaults()`` fill them."""
         items = self.samples if self.samples is not None else [SampleItem(prompt=p) for p in self.prompts]
         resolved = []
         for i, item in enumerate(items):
