@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.arch import README_BEGIN, README_END, ArchSpec, UnknownArchError, arch_registry, get_arch, markdown_table
+from toolkit.arch import ArchSpec, UnknownArchError
+from toolkit.arch_registry import README_BEGIN, README_END, arch_registry, get_arch, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILTIN = ["flux", "flux2", "flux2_klein_4b", "flux2_klein_9b"]
@@ -30,7 +31,7 @@ def test_builtin_declarations():
 def test_registry_imports_no_torch():
     code = textwrap.dedent("""
         import sys
-        from toolkit.arch import arch_registry
+        from toolkit.arch_registry import arch_registry
         from toolkit.config_modules import MODEL_ARCHS, ModelConfig
         assert len(arch_registry()) >= 4 and ModelConfig(name_or_path="x", arch="flux2").is_flux2
         heavy = [m for m in ("torch", "diffusers", "transformers") if m in sys.modules]
@@ -66,7 +67,7 @@ def test_tiny_models_bench_and_lora_format_read_the_declarations():
 def test_readme_architecture_table_is_in_sync():
     text = (ROOT / "README.md").read_text()
     table = text[text.index(README_BEGIN) + len(README_BEGIN):text.index(README_END)].strip()
-    assert table == markdown_table(arch_registry()), "run `python -m toolkit.arch` and paste it into README"
+    assert table == markdown_table(arch_registry()), "run `python -m toolkit.arch_registry` and paste it into README"
 
 
 def test_sampling_defaults_follow_the_release():

@@ -55,7 +55,8 @@ def test_block_by_block_build_with_quantization_and_offloading(monkeypatch, caps
     """The real-size path (meta -> each block materialised, quantized, streamed) on a small configuration."""
     import dataclasses
 
-    from toolkit.arch import BenchShape, get_arch
+    from toolkit.arch import BenchShape
+    from toolkit.arch_registry import get_arch
 
     small = dataclasses.replace(get_arch("flux2_klein_4b"), bench=BenchShape(dict(
         num_layers=2, num_single_layers=2, num_attention_heads=2, attention_head_dim=32, joint_attention_dim=96,

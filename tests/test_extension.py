@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from toolkit import extension
-from toolkit.arch import UnknownArchError, arch_registry
+from toolkit.arch_registry import UnknownArchError, arch_registry
 from toolkit.config_modules import ModelConfig
 from toolkit.extension import EXTENSION_DIRS, ExtensionImportError, get_extensions
 from toolkit.util.get_model import get_model_class, model_registry

@@ -48,7 +48,7 @@ GiB = 1024**3
 
 def bench_archs() -> dict:
     """arch -> declaration, for every declared architecture with a benchmark shape (`ArchSpec.bench`)."""
-    from toolkit.arch import arch_registry
+    from toolkit.arch_registry import arch_registry
 
     return {arch: spec for arch, spec in arch_registry().items() if spec.bench is not None}
 

@@ -60,14 +60,16 @@ __all__ = [
 ]
 
 def _arch_ids() -> list[str]:
-    # The registry (toolkit/arch.py) reads only declarations, never model classes: no torch here.
-    from toolkit.arch import arch_ids
+    # Imported here, not at the top: the registry (toolkit/arch_registry.py) imports the extension packages,
+    # which must happen when a job is validated (a broken one is then a problem of that job), not whenever
+    # this module is imported. It reads only declarations, never model classes: no torch.
+    from toolkit.arch_registry import arch_ids
 
     return arch_ids()
 
 
 def _family(family: str) -> frozenset[str]:
-    from toolkit.arch import family_archs
+    from toolkit.arch_registry import family_archs  # see _arch_ids
 
     return family_archs(family)
 
@@ -107,7 +109,7 @@ class _ArchJsonSchema:
 
 
 ModelArch = Annotated[str, AfterValidator(_check_arch), _ArchJsonSchema()]
-"""An architecture id declared in the registry (toolkit/arch.py): built-ins (``flux``, ``flux2``,
+"""An architecture id declared in the registry (toolkit/arch_registry.py): built-ins (``flux``, ``flux2``,
 ``flux2_klein_4b``, ``flux2_klein_9b``) and the archs extensions in ``extensions/`` declare."""
 
 Dtype = Literal["bf16", "fp16", "fp32", "float32", "bfloat16", "float16"]

@@ -125,6 +125,6 @@ def markdown_table(registry: dict[str, type]) -> str:
 
 
 if __name__ == "__main__":
-    from toolkit.arch import arch_registry
+    from toolkit.arch_registry import arch_registry
 
     print(markdown_table(arch_registry()))  # the CLI's output: paste into README

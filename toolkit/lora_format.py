@@ -125,7 +125,7 @@ _FAMILIES = {
 def _family(arch_family: str) -> _Family:
     """A key family (``'flux2'``: FLUX.2 dev/klein, ``'flux'``: FLUX.1), or any declared arch, whose
     `ArchSpec.lora_family` names its family."""
-    from toolkit.arch import UnknownArchError, get_arch
+    from toolkit.arch_registry import UnknownArchError, get_arch
 
     if arch_family in _FAMILIES:
         return _FAMILIES[arch_family]

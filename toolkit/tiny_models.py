@@ -70,7 +70,7 @@ class TinySpec:
 def tiny_specs() -> dict[str, TinySpec]:
     """``tiny:<id>`` -> its TinySpec, for every declared architecture with a tiny shape (extensions too):
     ``<arch>`` for the default release, ``<arch>-<release>`` for the others (``flux-schnell``)."""
-    from toolkit.arch import arch_registry
+    from toolkit.arch_registry import arch_registry
 
     specs = {}
     for arch in arch_registry().values():

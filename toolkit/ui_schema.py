@@ -44,7 +44,7 @@ def presets() -> list[dict]:
 def arch_info() -> dict[str, dict]:
     """Per arch: label, model class, official repo, capabilities, sampling defaults, from the declarations
     (toolkit/arch.py; no torch)."""
-    from toolkit.arch import arch_registry, describe
+    from toolkit.arch_registry import arch_registry, describe
 
     info = describe(arch_registry())
     for data in info.values():

@@ -234,7 +234,7 @@ def _split(text: str) -> Problem:
 
 
 def _arch(model_config, key: str) -> tuple[list[Problem], Any, dict]:
-    from toolkit.arch import UnknownArchError, arch_registry
+    from toolkit.arch_registry import UnknownArchError, arch_registry
 
     try:
         registry = arch_registry()

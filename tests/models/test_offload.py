@@ -15,7 +15,7 @@ import torch
 from toolkit.models import offload, offload_plan
 from toolkit.models.offload import OffloadError, stream_blocks
 from toolkit.models.offload_plan import ComponentSizes, GiB, plan_offload
-from toolkit.arch import get_arch
+from toolkit.arch_registry import get_arch
 from toolkit.models.quantize import quantize_blocks, quantized_nbytes, transformer_blocks
 
 BLOCKS = get_arch("flux2").transformer_blocks  # FLUX.1 declares the same block lists

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from toolkit.arch import UnknownArchError, arch_registry, model_class
+from toolkit.arch_registry import UnknownArchError, arch_registry, model_class
 
 __all__ = ["UnknownArchError", "model_registry", "get_model_class"]
 
