@@ -30,7 +30,16 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from toolkit.arch_registry import UnknownArchError, arch_registry
+from toolkit.config import find_config, load_raw_config, parse_job_config
+from toolkit.config_modules import JOB_PROCESS_TYPES, PROCESS_TYPES, JobConfig
+from toolkit.data.errors import DatasetError
+from toolkit.data.images import unreadable_images
+from toolkit.data.items import build_items
 from toolkit.errors import ConfigError, Problem, ToolkitError
+from toolkit.features import check_features, too_many_references
+from toolkit.paths import CONFIG_DIR
+from toolkit.prompt import PromptError, apply_trigger, parse_prompt
 
 __all__ = ["Problem", "TrainPlan", "GeneratePlan", "validate_job", "check_job", "plan_job", "plan_train",
            "plan_generate", "distributed_from_env"]
@@ -39,7 +48,6 @@ __all__ = ["Problem", "TrainPlan", "GeneratePlan", "validate_job", "check_job", 
 @dataclasses.dataclass
 class TrainPlan:
     """What checking a training process produced, for the trainer to use (None where a stage did not run)."""
-
     spec: Any = None  # toolkit.arch.ArchSpec
     items: list | None = None  # toolkit.data.dataset.TrainItem, every dataset's
     sample_specs: list = dataclasses.field(default_factory=list)  # (SampleItem, PromptSpec) per sample
@@ -104,8 +112,6 @@ def _source_label(source) -> str | None:
 
 
 def _validate(source, name, data, machine, world, shards_model, pending=()) -> tuple[list[Problem], Any, list]:
-    from toolkit.config_modules import JobConfig
-
     if isinstance(source, JobConfig):
         problems, job_config = [], source
     else:
@@ -139,9 +145,6 @@ def _validate(source, name, data, machine, world, shards_model, pending=()) -> t
 
 
 def _read(source, name) -> dict:
-    from toolkit.config import find_config, load_raw_config
-    from toolkit.paths import CONFIG_DIR
-
     if isinstance(source, dict):
         raw = copy.deepcopy(source)
         if name is not None and isinstance(raw.get("config"), dict):
@@ -154,9 +157,6 @@ def _schema(raw: dict, label: str) -> tuple[list[Problem], Any, dict]:
     """Schema problems, and the JobConfig when the schema holds (with unknown process types replaced by the
     job's usual one, so the later stages still run: the type problems are already in the list), and the raw
     mapping with those types replaced."""
-    from toolkit.config import parse_job_config
-    from toolkit.config_modules import JOB_PROCESS_TYPES, PROCESS_TYPES
-
     try:
         return [], parse_job_config(raw, label), raw
     except ConfigError as exc:
@@ -184,8 +184,6 @@ def _without_bad_keys(raw: dict, problems: list[Problem], label: str) -> Any:
     """The JobConfig of `raw` with every key a schema problem points at removed (its default applies), so
     the later stages can still check the rest of the file in the same pass; None when that is not enough
     (a required key is missing or wrong)."""
-    from toolkit.config import parse_job_config
-
     pruned = copy.deepcopy(raw)
     for _ in range(3):
         paths = [_parts(path) for path, _ in problems]
@@ -234,8 +232,6 @@ def _split(text: str) -> Problem:
 
 
 def _arch(model_config, key: str) -> tuple[list[Problem], Any, dict]:
-    from toolkit.arch_registry import UnknownArchError, arch_registry
-
     try:
         registry = arch_registry()
     except ToolkitError as exc:  # a broken extension: the error names it
@@ -268,7 +264,7 @@ def fsdp_problems(model_config, key: str, world: int) -> list[Problem]:
 
 
 def _device(value: str, key: str) -> tuple[list[Problem], Any]:
-    from toolkit.util.device import resolve_device
+    from toolkit.util.device import resolve_device  # imports torch: only the machine stage does
 
     try:
         return [], resolve_device(value, key)
@@ -298,8 +294,6 @@ def plan_train(cfg, key: str, *, data: bool = True, machine: bool = True, world:
     """Every problem of one ``sd_trainer`` process (`cfg`: TrainProcessConfig at `key`), and what checking it
     produced (the architecture, the training items, the parsed sample prompts, the device). ``pending``:
     dataset / control folders a UI writes after the check (not scanned)."""
-    from toolkit.features import check_features
-
     plan = TrainPlan()
     problems, plan.spec, registry = _arch(cfg.model, key)
     problems += model_option_problems(cfg.model, f"{key}.model")
@@ -329,9 +323,6 @@ def plan_train(cfg, key: str, *, data: bool = True, machine: bool = True, world:
 
 
 def _sample_prompts(cfg, key: str, pending: frozenset[Path] = frozenset()) -> tuple[list[Problem], list]:
-    from toolkit.data.images import unreadable_images
-    from toolkit.prompt import PromptError, apply_trigger, parse_prompt
-
     problems, specs = [], []
     sample = cfg.sample
     # A UI edit job's references are uploads written after the check; the UI checks the samples' ones with them.
@@ -354,9 +345,6 @@ def _pending(dataset, pending: frozenset[Path]) -> bool:
 
 
 def _datasets(cfg, key: str, spec, pending: frozenset[Path]) -> tuple[list[Problem], list | None]:
-    from toolkit.data.errors import DatasetError
-    from toolkit.data.items import build_items
-
     caps = spec.capabilities
     keys = [f"{key}.datasets[{i}]" for i in range(len(cfg.datasets))]
     datasets = list(cfg.datasets)
@@ -376,7 +364,7 @@ def _datasets(cfg, key: str, spec, pending: frozenset[Path]) -> tuple[list[Probl
 
 
 def _optimizer(name: str, key: str) -> list[Problem]:
-    from toolkit.optim import check_optimizer
+    from toolkit.optim import check_optimizer  # imports torch: only the machine stage does
 
     try:
         check_optimizer(name)
@@ -393,10 +381,6 @@ def _optimizer(name: str, key: str) -> list[Problem]:
 def plan_generate(cfg, key: str, *, machine: bool = True) -> tuple[list[Problem], GeneratePlan]:
     """Every problem of one ``to_folder`` process: prompts and their flags, sizes against the architecture's
     bucket divisibility, reference images, model options, the device."""
-    from toolkit.data.images import unreadable_images
-    from toolkit.features import check_features, too_many_references
-    from toolkit.prompt import PromptError, parse_prompt
-
     plan = GeneratePlan()
     gen = cfg.generate
     problems, plan.spec, registry = _arch(cfg.model, key)

@@ -60,7 +60,7 @@ class BaseSDTrainProcess(BaseProcess):
     def plan(self):
         """Everything checkable before weights load (toolkit/validate.py, the one validation path): one
         ConfigError listing every problem; then the training folder is created."""
-        from toolkit.arch import model_class
+        from toolkit.arch_registry import model_class
         from toolkit.distributed import Distributed
         from toolkit.validate import plan_train
 

@@ -43,7 +43,7 @@ class GenerateProcess(BaseProcess):
         return checked
 
     def run(self) -> None:
-        from toolkit.arch import model_class
+        from toolkit.arch_registry import model_class
         from toolkit.models.base_model import ImageRequest
 
         cfg = self.config
