@@ -23,6 +23,7 @@ import random
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import yaml
@@ -32,6 +33,13 @@ from jobs.process.BaseProcess import BaseProcess
 from toolkit import checkpoint as ckpt
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.progress import ProgressLog, plot_loss
+
+if TYPE_CHECKING:
+    from toolkit.data.items import TrainItem
+    from toolkit.data.latent_cache import LatentCache, TextEmbeddingCache
+    from toolkit.distributed import Distributed
+    from diffusers.training_utils import EMAModel
+    from toolkit.models.base_model import BaseModel, ImageRequest
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +54,30 @@ class BaseSDTrainProcess(BaseProcess):
         self.name = job.name
         self.folder = Path(config.training_folder).expanduser() / self.name
         self.progress = ProgressLog(self.folder)
-        self.model = None
-        self.step = 0
+        # What plan() checks and finds (before any weights load)
+        self.dist: Distributed | None = None
+        self.model_cls: type | None = None
+        self.items: list[TrainItem] = []
+        self.sample_specs: list = []  # (SampleItem, PromptSpec) per sample
+        self.device: torch.device | None = None
+        # What setup() builds
+        self.model: BaseModel | None = None
+        self.sample_requests: list[ImageRequest] = []
+        self.latent_cache: LatentCache | None = None
+        self.reference_cache: LatentCache | None = None
+        self.text_cache: TextEmbeddingCache | None = None
+        self.vae_parked = False  # every latent is cached: the VAE waits on the CPU until sampling
+        self.loader: torch.utils.data.DataLoader | None = None
         self.params: list[torch.nn.Parameter] = []
-        self.ema = None
-        self.loader_state = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler = None  # torch.optim.lr_scheduler.LRScheduler
+        self.ema: EMAModel | None = None
+        self.generator: torch.Generator | None = None
+        self.timestep_type = ""
+        # Where training stands
+        self.step = 0
+        self.loader_state: dict | None = None
         self.last_saved_step = -1
-        self.sample_requests = []
-        self.dist = None
         self.stop_requested = False
 
     # ================================================================== setup
@@ -99,13 +123,15 @@ class BaseSDTrainProcess(BaseProcess):
         torch.manual_seed(cfg.train.seed)
         random.seed(cfg.train.seed)
         self._write_resolved_config()
-        self.model = self.model_cls(cfg.model, device=self.device)
-        self.model.adapter_type = cfg.network.type
-        self.model.shard_transformer = self.dist.shards_model  # FSDP: it stays on the CPU until sharded
+        from toolkit.models.base_model import LoadOptions
         from toolkit.models.offload_plan import TrainingShape
 
-        shape = TrainingShape.from_process_config(cfg, self.model_cls.capabilities.reference_max_pixels)
-        self.model.set_training_shape(shape)  # sizes the offload plan
+        options = LoadOptions(
+            adapter_type=cfg.network.type,
+            shard_transformer=self.dist.shards_model,  # FSDP: it stays on the CPU until sharded
+            training_shape=TrainingShape.from_process_config(cfg, self.model_cls.capabilities.reference_max_pixels),
+        )
+        self.model = self.model_cls(cfg.model, device=self.device, options=options)
         self.model.load_model()
         self._prepare_sample_requests()
         self._prepare_data()
@@ -139,7 +165,6 @@ class BaseSDTrainProcess(BaseProcess):
         from toolkit.data.references import load_reference
 
         cfg, model = self.config, self.model
-        self.latent_cache = self.reference_cache = None
         references = list(dict.fromkeys(ref for item in self.items for ref in item.references))
         vae_id = model.vae_id() if references or any(item.latents_cached for item in self.items) else None
         if any(item.latents_cached for item in self.items):
@@ -149,7 +174,6 @@ class BaseSDTrainProcess(BaseProcess):
             self.reference_cache = LatentCache(model.encode_images, vae_id=vae_id, load_image=load_reference,
                                                show_progress=self.dist.is_main, desc="Caching reference latents")
             self._fill_cache(self.reference_cache, references)
-        self.text_cache = None
         if cfg.train.cache_text_embeddings or cfg.train.unload_text_encoder:
             self.text_cache = TextEmbeddingCache(model.encode_prompt)
             self.text_cache.fill(caption_variants(self.items))
@@ -410,7 +434,7 @@ class BaseSDTrainProcess(BaseProcess):
         fmt = self.config.sample.format
         self.model.transformer.eval()
         paths = []
-        if getattr(self, "vae_parked", False):
+        if self.vae_parked:
             self.model.vae.to(self.device)
         with self._weights_context():
             for i, request in enumerate(tqdm(self.sample_requests, desc="sampling", unit="img", leave=False,
@@ -421,7 +445,7 @@ class BaseSDTrainProcess(BaseProcess):
                 path = folder / f"{self.step:09d}_{i}.{fmt}"
                 ckpt.atomic_write(path, lambda tmp: image.save(tmp, format="JPEG" if fmt == "jpg" else fmt.upper()))
                 paths.append(str(path.relative_to(self.folder)))
-        if getattr(self, "vae_parked", False):
+        if self.vae_parked:
             self.model.vae.to("cpu")
         self.model.transformer.train()
         self.progress.event("sample", step=self.step, paths=paths)

@@ -392,9 +392,9 @@ def test_a_vram_budget_plans_from_measured_sizes(monkeypatch, caplog):
 
     def model(**options):
         config = ModelConfig(name_or_path="tiny:flux2", arch="flux2", dtype="fp32", **options)
-        instance = get_model_class(config)(config, device="cpu")
-        instance.set_training_shape(shape)
-        return instance
+        from toolkit.models.base_model import LoadOptions
+
+        return get_model_class(config)(config, device="cpu", options=LoadOptions(training_shape=shape))
 
     assert load_tiny("flux2", vram_budget_gb=1.0).block_streamers == {}  # fits: nothing streamed
     probe = model(layer_offloading=True, layer_offloading_transformer_percent=0.0,

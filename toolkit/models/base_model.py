@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -28,6 +29,8 @@ from toolkit.prompt import PromptSpec
 
 if TYPE_CHECKING:
     from PIL import Image
+
+    from toolkit.models.offload_plan import TrainingShape
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,21 @@ class ImageRequest:
         return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
 
 
+@dataclasses.dataclass(frozen=True)
+class LoadOptions:
+    """How the caller will use the model, given at construction (never set afterwards).
+
+    adapter_type: the adapter trained on it (``network.type``): LoKr trains on fused q/k/v projections.
+    shard_transformer: FSDP shards the transformer, so it stays on the CPU until the trainer shards it.
+    training_shape: resolution, batch, rank... of the run (`offload_plan.TrainingShape`): sizes the offload
+        plan of ``layer_offloading: auto`` / ``vram_budget_gb``; None = the planner's defaults.
+    """
+
+    adapter_type: str = "lora"
+    shard_transformer: bool = False
+    training_shape: TrainingShape | None = None
+
+
 class BaseModel:
     """Abstract model. Subclasses set `spec` (their architecture's declaration) and fill the hooks;
     `arch`, `capabilities` and `official_repo` are read from the spec."""
@@ -77,17 +95,20 @@ class BaseModel:
         if cls.spec is not None:
             cls.arch, cls.capabilities, cls.official_repo = cls.spec.arch, cls.spec.capabilities, cls.spec.official_repo
 
-    def __init__(self, model_config, device: str | torch.device = "cpu", dtype: str | None = None):
+    def __init__(self, model_config, device: str | torch.device = "cpu", dtype: str | None = None,
+                 options: LoadOptions | None = None):
         self.model_config = model_config
         self.device = torch.device(device)
         self.torch_dtype = DTYPES[dtype or model_config.dtype]
+        self.options = options or LoadOptions()
         self.pipeline = None  # the diffusers pipeline, built by load_model()
-        self.sources = None
-        self.adapter_type = "lora"  # set by the trainer before load_model(): some adapters need a fused model
-        # Set by the trainer before load_model(): under FSDP the transformer stays on the CPU to be sharded.
-        self.shard_transformer = False
+        self.sources = None  # the resolved weights layout (toolkit.models.weights.WeightSources), by load_model()
         # Prompt text -> embeddings, filled before the text encoder leaves the device.
         self.prompt_cache: dict[str, PromptEmbeds] = {}
+        # Component name -> its block streamer (layer offloading), filled by place_on_device(). Weak: a component
+        # the trainer drops (unload_text_encoder) must free its memory with it.
+        self.block_streamers: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self._lora_scale = 1.0  # the LoRA scale the pipeline's adapter is set to
 
     # --- identity, derived from the config (never stored separately) ---
     @property
@@ -252,7 +273,7 @@ class BaseModel:
     def _set_lora_scale(self, multiplier: float) -> None:
         scale = multiplier * self.model_config.lora_scale
         if getattr(self.transformer, "peft_config", None) and "default" in self.transformer.peft_config:
-            if scale != 1.0 or getattr(self, "_lora_scale", 1.0) != 1.0:
+            if scale != 1.0 or self._lora_scale != 1.0:
                 self.pipeline.set_adapters(["default"], [scale])
                 self._lora_scale = scale
 
@@ -279,19 +300,16 @@ class BaseModel:
         encoders on the device are streamed from host memory instead (toolkit/models/offload.py): the
         plan is logged, and `self.block_streamers` maps each streamed component to its streamer.
         """
-        import weakref
-
         from toolkit.models.offload import stream_blocks
         from toolkit.models.offload_plan import plan_model_offload
 
         on_cpu = set(self.text_encoder_names()) if self.model_config.low_vram else set()
-        if self.shard_transformer:
+        if self.options.shard_transformer:
             on_cpu.add("transformer")
         modules = {name: module for name, module in self.pipeline.components.items()
                    if isinstance(module, torch.nn.Module) and name not in on_cpu}
         plan = plan_model_offload(self, list(modules))
-        # Weak: a component the trainer drops (unload_text_encoder) must free its memory with it.
-        self.block_streamers = weakref.WeakValueDictionary()
+        self.block_streamers.clear()
         for name, module in modules.items():
             count = plan.offloaded.get(name, 0) if plan is not None else 0
             if count:
@@ -309,11 +327,6 @@ class BaseModel:
         if paths is not None:
             return text_encoder_layers(getattr(self.pipeline, component), paths)
         return []
-
-    def set_training_shape(self, shape) -> None:
-        """Resolution, batch, checkpointing, rank... of the run (`offload_plan.TrainingShape`): sizes the offload
-        plan of `layer_offloading: auto` / `vram_budget_gb`. Call before `load_model()`."""
-        self.training_shape = shape
 
     def text_encoder_device(self) -> torch.device:
         """Where the text encoders run (the CPU under `low_vram`)."""

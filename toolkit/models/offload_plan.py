@@ -198,7 +198,7 @@ class TrainingShape:
     """What the run trains at: sizes activations and LoRA state in the plan.
 
     The defaults are the trainer's defaults at 1024 px; a trainer that knows better calls
-    `model.set_training_shape(TrainingShape.from_process_config(config))` before `load_model()`.
+    passes ``LoadOptions(training_shape=TrainingShape.from_process_config(config))`` when it builds the model.
     text_encoder_in_training: False when caption embeddings are cached (the text encoder leaves the device).
     reference_pixels: pixels of all reference images of one sample (edit training); they add image tokens.
     """
@@ -287,7 +287,7 @@ def plan_model_offload(model, components: list[str]) -> OffloadPlan | None:
     auto = cfg.layer_offloading == "auto" or cfg.vram_budget_gb is not None
     if not cfg.layer_offloading and not auto:
         return None
-    shape = getattr(model, "training_shape", None) or TrainingShape()
+    shape = model.options.training_shape or TrainingShape()
     text_encoders = [n for n in model.text_encoder_names() if n in components]
     sizes, fixed = [], 0
     for name in components:

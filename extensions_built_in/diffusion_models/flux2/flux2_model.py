@@ -61,7 +61,7 @@ class Flux2Model(BaseModel):
             transformer=transformer, **extra,
         )
         self.pipeline.set_progress_bar_config(disable=True)
-        if self.adapter_type == "lokr":
+        if self.options.adapter_type == "lokr":
             fuse_qkv(transformer)
         self.apply_quantization()
         self.place_on_device()
