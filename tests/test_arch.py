@@ -6,14 +6,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from toolkit.arch import ArchSpec, UnknownArchError
 from toolkit.arch_registry import README_BEGIN, README_END, arch_registry, get_arch, markdown_table
+from toolkit.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 BUILTIN = ["flux", "flux2", "flux2_klein_4b", "flux2_klein_9b"]
 
 

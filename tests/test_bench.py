@@ -7,15 +7,16 @@ import math
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import psutil
 import pytest
 import torch
 
 from toolkit import bench
+from toolkit.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 
 # Parameters of the released transformers (FLUX.2-dev "32B", klein "4B" / "9B", FLUX.1 "12B").
 EXPECTED_PARAMETERS = {"flux2": 32.22e9, "flux2_klein_4b": 3.88e9, "flux2_klein_9b": 9.08e9, "flux": 11.90e9}

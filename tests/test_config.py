@@ -27,8 +27,8 @@ from toolkit.config_modules import (
     canonical_dtype,
     json_schema,
 )
+from toolkit.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 
 # Same keys and values as ai-toolkit's config/examples/train_lora_flux_24gb.yaml (FLUX.1-dev),
 # commented-out options left out, written here by hand.

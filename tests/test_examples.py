@@ -5,15 +5,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from toolkit.config import load_raw_config, parse_job_config
 from toolkit.progress import read_events
+from toolkit.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))
 REQUIRED = {
     "train_lora_flux2_24gb.yaml", "train_lora_flux2_klein_4b_24gb.yaml", "train_lora_flux2_klein_9b_24gb.yaml",

@@ -108,6 +108,7 @@ def _write_extension(tmp_path, package: str):
     return make_ext_dir(tmp_path, {package: {"__init__.py": init, "model.py": model}})
 
 
+@pytest.mark.slow
 def test_extension_adds_an_architecture_and_trains_it(tmp_path, monkeypatch):
     """Adding an architecture is one declaration plus its model class, in `extensions/`: the config validates
     against the open registry, the trainer builds the extension's class, and the LoRA file says its arch."""

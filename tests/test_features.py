@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from toolkit.config_modules import TrainProcessConfig
 from toolkit.features import FEATURES, README_BEGIN, README_END, check_features, markdown_table
 from toolkit.util.get_model import model_registry
+from toolkit.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 
 # One way to switch each feature on. A new Feature without an entry here fails test_every_feature_has_an_example.
 EXAMPLES = {

@@ -22,12 +22,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from toolkit.paths import ROOT
 from toolkit.progress import read_events
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 DEMO = ROOT / "config" / "examples" / "demo_dataset"
 LABEL = "Tiny FLUX.2 demo (CPU)"
 EDIT_LABEL = "FLUX.2-dev edit (reference images)"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from toolkit.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("toolkit", "jobs", "extensions_built_in")
 
 

@@ -14,6 +14,8 @@ from tests.jobs.train_helpers import train_process, write_job
 from tests.models.test_model_parity import PIPELINES
 from toolkit.lokr_format import LokrFormatError, flux2_module_to_bfl, lokr_peft_to_comfy
 
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 
 def test_module_names_and_scale_folding():
     assert flux2_module_to_bfl("transformer_blocks.3.attn.to_qkv") == "double_blocks.3.img_attn.qkv"

@@ -5,6 +5,8 @@ import torch
 
 from toolkit.network import NetworkError, attach_lora, load_lora_state_dict, lora_state_dict, select_targets
 
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 NAMES = ["transformer_blocks.0.attn.to_q", "transformer_blocks.0.ff.linear_in",
          "single_transformer_blocks.0.attn.to_qkv_mlp_proj", "single_transformer_blocks.0.attn.to_out"]
 

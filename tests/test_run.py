@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 import run
 from tests.jobs.test_generate_job import write_job
 
 
+@pytest.mark.slow
 def test_name_override_and_log_file(tmp_path, tiny):
     job = write_job(tmp_path, {"name_or_path": str(tiny("flux2_klein_4b")), "arch": "flux2_klein_4b"}, ["a fox"],
                     sample_steps=1)

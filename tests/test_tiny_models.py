@@ -21,8 +21,10 @@ from toolkit.tiny_models import (
     main,
     save_hub_cache,
 )
+from toolkit.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 PIPELINE_CLASS = {"flux": "FluxPipeline", "flux-schnell": "FluxPipeline", "flux2": "Flux2Pipeline",
                   "flux2_klein_4b": "Flux2KleinPipeline", "flux2_klein_9b": "Flux2KleinPipeline"}
 

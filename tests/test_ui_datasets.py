@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from toolkit import ui_datasets, ui_jobs, ui_presets
+from toolkit.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 EDIT_LABEL = "FLUX.2-dev edit (reference images)"
 TINY_LABEL = "Tiny FLUX.2 demo (CPU)"
 

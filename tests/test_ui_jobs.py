@@ -17,8 +17,8 @@ from PIL import Image
 
 from toolkit import ui_datasets, ui_presets
 from toolkit import ui_jobs as jobs
+from toolkit.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TINY_LABEL = "Tiny FLUX.2 demo (CPU)"
 EDIT_LABEL = "FLUX.2-dev edit (reference images)"
 FORM_PRESETS, SKIPPED = ui_presets.form_presets()
@@ -228,7 +228,7 @@ def test_claim_race_has_exactly_one_winner(tmp_path, monkeypatch):
             monkeypatch.setattr(jobs, "name_taken", lambda *a, **k: None)
         barrier, results = threading.Barrier(len(candidates)), []
 
-        def start(job, text):
+        def start(job, text, barrier=barrier, results=results):
             barrier.wait()
             try:
                 jobs.claim(job, text, config_dir)
@@ -247,6 +247,7 @@ def test_claim_race_has_exactly_one_winner(tmp_path, monkeypatch):
         assert all("pick another name" in msg for kind, msg in results if kind == "refused")
 
 
+@pytest.mark.slow  # runs a tiny training job
 def test_claim_race_across_processes(tmp_path):
     job, text = checked_job(tmp_path, name="procrace")
     script = (
@@ -333,6 +334,7 @@ def start(tmp_path, fake_root, name, steps):
     return job
 
 
+@pytest.mark.slow  # runs a tiny training job
 def test_start_runs_in_its_own_process_group_and_finishes(tmp_path, fake_root):
     job = start(tmp_path, fake_root, "quick", steps=5)
     status = wait_for(job.job_folder, ("finished",))
@@ -357,6 +359,7 @@ def test_start_runs_in_its_own_process_group_and_finishes(tmp_path, fake_root):
     assert wait_for(job.job_folder, ("finished",), min_step=8).step == 8
 
 
+@pytest.mark.slow  # runs a tiny training job
 def test_stop_saves_then_resume_continues(tmp_path, fake_root):
     job = start(tmp_path, fake_root, "long", steps=100_000)
     wait_for(job.job_folder, ("running",), min_step=3)
@@ -375,6 +378,7 @@ def test_stop_saves_then_resume_continues(tmp_path, fake_root):
     assert "not running" in jobs.stop_job(job.job_folder)
 
 
+@pytest.mark.slow  # runs a tiny training job
 def test_stop_while_loading_and_a_crash_before_training(tmp_path, fake_root):
     slow = start(tmp_path, fake_root, "slow", steps=10)
     assert wait_for(slow.job_folder, ("starting",)).alive
@@ -504,6 +508,7 @@ def demo_edit_uploads() -> tuple[list[tuple[Path, str]], list[Path]]:
     return [(t, t.with_suffix(".txt").read_text()) for t in targets], sorted((DEMO_EDIT / "control").glob("*.png"))
 
 
+@pytest.mark.slow  # runs a tiny training job
 def test_edit_job_writes_each_reference_under_its_targets_name(tmp_path, fake_root):
     images, references = demo_edit_uploads()
     text = edit_job(tmp_path, "edit", [t for t, _ in images], references[::-1])  # upload order does not matter

@@ -1,13 +1,12 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import yaml
 
 from toolkit.ui_schema import export, presets, validate_dict
+from toolkit.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_presets_cover_every_arch_and_validate():

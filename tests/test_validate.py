@@ -5,15 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import yaml
 
 from toolkit.errors import ConfigError
 from toolkit.validate import check_job, plan_job, validate_job
+from toolkit.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DEMO = str(ROOT / "config" / "examples" / "demo_dataset")
 
 

@@ -89,16 +89,16 @@ def _parse_text(text: str, path: Path) -> Any:
         try:
             return json.loads(text, object_pairs_hook=no_duplicates)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}", str(path))
+            raise ConfigError(f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}", str(path)) from None
         except ValueError as exc:
-            raise ConfigError(f"JSON error: {exc}", str(path))
+            raise ConfigError(f"JSON error: {exc}", str(path)) from None
     try:
         return yaml.load(text, Loader=_YamlLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"YAML error{where}: {what}", str(path))
+        raise ConfigError(f"YAML error{where}: {what}", str(path)) from None
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -142,7 +142,7 @@ def load_raw_config(path: str | Path, name_override: str | None = None) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read config file: {exc.strerror or exc}", str(path))
+        raise ConfigError(f"cannot read config file: {exc.strerror or exc}", str(path)) from None
     raw = _parse_text(text, path)
     if raw is None:
         raise ConfigError("the file is empty; a job file has job:, config: and optionally meta:", str(path))

@@ -443,7 +443,7 @@ class BaseSDTrainProcess(BaseProcess):
                 if not self.dist.is_main:
                     continue
                 path = folder / f"{self.step:09d}_{i}.{fmt}"
-                ckpt.atomic_write(path, lambda tmp: image.save(tmp, format="JPEG" if fmt == "jpg" else fmt.upper()))
+                ckpt.atomic_write(path, lambda tmp, image=image: image.save(tmp, format="JPEG" if fmt == "jpg" else fmt.upper()))
                 paths.append(str(path.relative_to(self.folder)))
         if self.vae_parked:
             self.model.vae.to("cpu")

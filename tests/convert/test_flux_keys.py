@@ -22,6 +22,8 @@ from toolkit.convert.flux_keys import (
 )
 from toolkit.tiny_models import build_tiny_pipeline
 
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 FLUX2_ARCHS = ["flux2", "flux2_klein_4b", "flux2_klein_9b"]
 FLUX_ARCHS = ["flux", "flux-schnell"]
 

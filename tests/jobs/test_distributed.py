@@ -20,6 +20,8 @@ from safetensors.torch import load_file
 from tests.jobs.train_helpers import ROOT, copy_dataset, run_subprocess, start_subprocess, train_process, write_job
 from toolkit.progress import read_events
 
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -16,6 +16,8 @@ import run
 from tests.jobs.train_helpers import ROOT, write_job
 from toolkit.progress import read_events
 
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 EDIT_DATA = ROOT / "config" / "examples" / "demo_edit_dataset"
 EXAMPLE = ROOT / "config" / "examples" / "train_lora_flux2_edit_24gb.yaml"
 

@@ -15,8 +15,10 @@ from PIL import Image
 
 import run
 from tests.models.test_model_parity import PIPELINES, TINY, single_file
+from toolkit.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 
 
 def write_job(tmp_path, model: dict, prompts, **generate) -> Path:

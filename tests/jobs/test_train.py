@@ -18,6 +18,8 @@ from tests.jobs.train_helpers import copy_dataset, run_subprocess, start_subproc
 from tests.models.test_model_parity import PIPELINES
 from toolkit.progress import read_events
 
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 
 def job_folder(tmp_path, name="tiny_lora"):
     return tmp_path / "output" / name
@@ -61,8 +63,6 @@ def test_job_folder_contract(flux2_run):
 
 
 def test_lora_file_is_comfy_format_with_metadata(flux2_run, tiny):
-    from toolkit.convert.flux_keys import flux2_transformer_diffusers_to_bfl
-
     path = flux2_run / "tiny_lora.safetensors"
     with safe_open(str(path), "pt") as f:
         keys, meta = list(f.keys()), f.metadata()

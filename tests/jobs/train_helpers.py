@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import yaml
+from toolkit.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 DEMO_DATA = ROOT / "config" / "examples" / "demo_dataset"
 
 

@@ -14,6 +14,8 @@ import torch
 from toolkit.config_modules import ModelConfig
 from toolkit.util.get_model import get_model_class
 
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 # tiny-model id -> arch
 TINY = {"flux2": "flux2", "flux2_klein_4b": "flux2_klein_4b", "flux2_klein_9b": "flux2_klein_9b",
         "flux": "flux", "flux-schnell": "flux"}

@@ -18,6 +18,8 @@ from toolkit.models.offload_plan import ComponentSizes, GiB, plan_offload
 from toolkit.arch_registry import get_arch
 from toolkit.models.quantize import quantize_blocks, quantized_nbytes, transformer_blocks
 
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 BLOCKS = get_arch("flux2").transformer_blocks  # FLUX.1 declares the same block lists
 assert get_arch("flux").transformer_blocks == BLOCKS
 

@@ -7,6 +7,8 @@ import torch
 
 from toolkit.models.quantize import quantize_blocks
 
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 
 @pytest.mark.parametrize("qtype", ["qint4", "qint8", "qfloat8"])
 def test_quantized_block_takes_fp32_inputs_under_bf16_autocast(qtype):

@@ -29,6 +29,8 @@ from toolkit.data.dataset import build_items
 from toolkit.data.references import load_reference
 from toolkit.models.base_model import ImageRequest
 
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 ARCHS = ["flux2", "flux2_klein_4b"]
 
 

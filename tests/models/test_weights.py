@@ -8,6 +8,8 @@ from tests.models.test_model_parity import load, single_file
 from toolkit.config_modules import ModelConfig
 from toolkit.models.weights import WeightsError, resolve_weights
 
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 
 def cfg(**kwargs):
     return ModelConfig(arch=kwargs.pop("arch", "flux2"), **kwargs)

@@ -59,7 +59,7 @@ def test_ema_weights_swaps_in_and_always_restores():
 def test_state_dict_round_trip_resumes_identically(tmp_path):
     ps = lora_params()
     ema = build_ema(ps, decay=0.9)
-    for step in range(7):
+    for _ in range(7):
         with torch.no_grad():
             ps[0].add_(0.5)
         ema.step(ps)

@@ -36,6 +36,8 @@ from toolkit.lora_format import (
 )
 from toolkit.tiny_models import build_tiny_pipeline
 
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 FAMILY = {"flux2": "flux2", "flux2_klein_4b": "flux2", "flux2_klein_9b": "flux2", "flux": "flux"}
 ARCHS = list(FAMILY)
 RANK = 4

@@ -242,7 +242,6 @@ def flux_transformer_bfl_to_diffusers(sd: StateDict) -> StateDict:
     offset diffusers expects in a zero-padded copy, convert, and crop the results back: the real-size
     path is untouched and the mapping stays diffusers' own. The input dict is not modified.
     """
-    import torch
     from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
 
     sd = {k.removeprefix("model.diffusion_model."): v for k, v in sd.items()}
