@@ -278,8 +278,8 @@ class ModelConfig(_Section):
     _legacy_keys: ClassVar[tuple[str, ...]] = ("is_flux", "is_flux2")
     _hints: ClassVar[dict[str, str]] = {
         **{
-            flag: "this toolkit trains FLUX.1 and FLUX.2 only; remove it and set arch (flux, flux2, "
-            "flux2_klein_4b, flux2_klein_9b, or an extension's arch)"
+            flag: "this toolkit trains FLUX.1 and FLUX.2 (and the architectures extensions add) only; remove it "
+            "and set arch (the README's architecture table lists them)"
             for flag in ("is_v2", "is_v3", "is_xl", "is_ssd", "is_vega", "is_pixart", "is_pixart_sigma",
                          "is_auraflow", "is_lumina2", "is_v_pred")
         },

@@ -17,13 +17,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from jobs.process.BaseProcess import BaseProcess
-from toolkit.errors import ConfigError, ToolkitError
+from toolkit.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-
-class GenerateConfigError(ToolkitError, ValueError):
-    pass
 
 
 class GenerateProcess(BaseProcess):
