@@ -117,3 +117,12 @@ def test_run_check_exits_0_or_1_and_loads_nothing(tmp_path, caplog):
     assert "model.quantise" in caplog.text and "datasets[0].folder_path" in caplog.text
     assert not (tmp_path / "out").exists()  # --check creates no job folder
     assert "loaded" not in caplog.text
+
+
+def test_accelerate_fsdp_settings_are_checked(monkeypatch):
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_VERSION", "1")
+    problems = validate_job(job(trainer()))
+    assert any("fsdp_version is 1" in message for _, message in problems), problems
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    assert validate_job(job(trainer())) == []

@@ -319,6 +319,8 @@ def plan_train(cfg, key: str, *, data: bool = True, machine: bool = True, world:
         found, plan.device = _device(cfg.device, f"{key}.device")
         problems += found
         problems += _optimizer(cfg.train.optimizer, f"{key}.train.optimizer")
+        if shards_model:
+            problems += _fsdp_settings()
     return problems, plan
 
 
@@ -361,6 +363,17 @@ def _datasets(cfg, key: str, spec, pending: frozenset[Path]) -> tuple[list[Probl
         if len(lines) > 1 and lines[0].endswith("dataset problems:"):
             return [_split(line.strip().removeprefix("- ")) for line in lines[1:]], None
         return [_split(str(exc))], None
+
+
+def _fsdp_settings() -> list[Problem]:
+    """accelerate's FSDP settings (its config file, through the environment) that this trainer cannot honour."""
+    from toolkit.distributed import DistributedConfigError, FsdpSettings  # imports torch: machine stage only
+
+    try:
+        FsdpSettings.from_accelerate_env()
+    except DistributedConfigError as exc:
+        return [("", str(exc))]
+    return []
 
 
 def _optimizer(name: str, key: str) -> list[Problem]:
