@@ -22,6 +22,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("-r", "--recover", action="store_true", help="go on to the next config after a failure")
     parser.add_argument("-n", "--name", default=None, help="replace config.name (and every [name] in the file)")
     parser.add_argument("-l", "--log", default=None, help="also write the log to this file")
+    parser.add_argument("--no-env", action="store_true",
+                        help="refuse ${VAR} in the job file instead of expanding it (the UIs run their jobs so)")
     return parser.parse_args(argv)
 
 
@@ -40,10 +42,10 @@ def setup_logging(log_file: str | None) -> logging.Handler | None:
     return handler
 
 
-def run_one(config: str, name: str | None) -> None:
+def run_one(config: str, name: str | None, expand_env: bool = True) -> None:
     from toolkit.job import get_job
 
-    job = get_job(config, name)
+    job = get_job(config, name, expand_env)
     try:
         job.run()
     finally:
@@ -66,7 +68,7 @@ def run_all(args: argparse.Namespace) -> int:
     for config in args.config_file_list:
         log.info("running %s", config)
         try:
-            run_one(config, args.name)
+            run_one(config, args.name, not args.no_env)
         except KeyboardInterrupt:
             log.error("interrupted while running %s", config)
             return 130

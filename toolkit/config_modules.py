@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from toolkit.errors import ConfigError
+from toolkit.names import name_problem
 
 __all__ = [
     "ConfigError",
@@ -678,6 +679,14 @@ class JobSection(_Section):
 
     name: str = Field(min_length=1)
     process: list[ProcessConfig] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        problem = name_problem(value)  # the name becomes <training_folder>/<name>/: never a path
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class JobConfig(_Section):

@@ -11,10 +11,11 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
 
 
-def load_job_config(config: str, name: str | None = None):
-    """Find, read, substitute and validate a job file (no torch import)."""
+def load_job_config(config: str, name: str | None = None, expand_env: bool = True):
+    """Find, read, substitute and validate a job file (no torch import); ``expand_env=False``
+    refuses ``${...}`` instead of reading the environment (``run.py --no-env``, jobs from a UI)."""
     path = find_config(config, CONFIG_DIR)
-    raw = load_raw_config(path, name)
+    raw = load_raw_config(path, name, expand_env=expand_env)
     return parse_job_config(raw, str(path))
 
 
@@ -39,8 +40,8 @@ def process_classes(job_config) -> list[type]:
     return classes
 
 
-def get_job(config: str, name: str | None = None):
-    job_config = load_job_config(config, name)
+def get_job(config: str, name: str | None = None, expand_env: bool = True):
+    job_config = load_job_config(config, name, expand_env)
     classes = process_classes(job_config)
     if job_config.job == "generate":
         from jobs.GenerateJob import GenerateJob
