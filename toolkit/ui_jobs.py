@@ -336,6 +336,11 @@ def resume_job(job_folder: Path, root: Path = ROOT) -> None:
             raise JobError(f"'{job_folder.name}' is still running")
         if not status.config:
             raise JobError(f"'{job_folder.name}' was not started from the app; run it with run.py")
+        from toolkit.job_lock import JobFolderBusy, holder
+
+        running = holder(job_folder)  # e.g. a run.py started on the command line with this config
+        if running is not None:
+            raise JobError(str(JobFolderBusy(job_folder, running)))
         if status.state == "finished":
             config = parse_job_config(load_raw_config(status.config, expand_env=False), status.config)
             if config.config.process[0].train.steps <= status.step:

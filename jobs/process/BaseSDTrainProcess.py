@@ -55,6 +55,7 @@ class BaseSDTrainProcess(BaseProcess):
         self.sample_requests = []
         self.dist = None
         self.stop_requested = False
+        self.folder_lock = None
 
     # ================================================================== setup
     def plan(self):
@@ -153,6 +154,10 @@ class BaseSDTrainProcess(BaseProcess):
         if cfg.logging.verbose:
             logging.getLogger().setLevel(logging.DEBUG)
         self.plan()
+        if self.dist.is_main:  # one run per job folder (the other ranks of this run share it)
+            from toolkit.job_lock import JobFolderLock
+
+            self.folder_lock = JobFolderLock(self.folder).acquire()
         # The LoRA's initial A matrices come from torch's global RNG: seed it so runs repeat.
         torch.manual_seed(cfg.train.seed)
         random.seed(cfg.train.seed)
@@ -299,6 +304,12 @@ class BaseSDTrainProcess(BaseProcess):
 
     # ================================================================== loop
     def run(self) -> None:
+        try:
+            self._run()
+        finally:  # the folder is free once this run has saved and logged its end (or failed)
+            self.cleanup_lock()
+
+    def _run(self) -> None:
         self.setup()
         total = self.config.train.steps
         self.progress.event("start", step=self.step, total_steps=total, name=self.name)
@@ -320,6 +331,11 @@ class BaseSDTrainProcess(BaseProcess):
             self._stop_and_save()
             raise KeyboardInterrupt("stopped by signal")
         self.progress.event("end", state="finished", step=self.step, path=f"{self.name}.safetensors")
+
+    def cleanup_lock(self) -> None:
+        if self.folder_lock is not None:
+            self.folder_lock.release()
+            self.folder_lock = None
 
     def _request_stop(self, signum, frame) -> None:
         if self.stop_requested:  # a second Ctrl-C: stop now
@@ -552,6 +568,7 @@ class BaseSDTrainProcess(BaseProcess):
 
     def cleanup(self) -> None:
         self.model = None
+        self.cleanup_lock()
 
 
 def _slice_batch(batch, lo: int, hi: int):
