@@ -82,7 +82,9 @@ def image_problem(path: str | Path) -> str | None:
         with Image.open(path) as img:
             img.load()
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken or hostile files
-        return f"not an image that decodes ({type(exc).__name__}: {exc})"
+        # PIL quotes the server-side temp path; the person knows the file by its name only.
+        detail = str(exc).replace(str(path), Path(path).name)
+        return f"not an image that decodes ({type(exc).__name__}: {detail})"
     return None
 
 

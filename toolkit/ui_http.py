@@ -33,6 +33,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_COOKIE = "flux_ui_session"
 TOKEN_ENV = "FLUX_UI_TOKEN"
 SHARE_SUFFIX = ".gradio.live"
+STARTUP_PATH = "/gradio_api/startup-events"
 
 
 def is_loopback(host: str) -> bool:
@@ -112,7 +113,7 @@ class FrontDoor:
                                           f"cross-origin request from '{origin}' refused")
         if self.token is None:
             return await self.app(scope, receive, send)
-        if self._authorized(headers):
+        if self._authorized(headers) or self._launch_probe(scope):
             return await self.app(scope, receive, send)
         given = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))).get("token")
         if scope["type"] == "http" and method == "GET" and given is not None:
@@ -129,6 +130,12 @@ class FrontDoor:
         if parts.netloc.lower() == host_header.lower():
             return True  # the app's own page
         return self.policy.any or hostname_of(parts.netloc) in self.policy.extra
+
+    @staticmethod
+    def _launch_probe(scope) -> bool:
+        """Gradio's launch() calls this endpoint on itself (without our token) before it returns."""
+        client = (scope.get("client") or ("",))[0]
+        return scope.get("path") == STARTUP_PATH and scope.get("method") == "GET" and is_loopback(client)
 
     def _authorized(self, headers: dict[str, str]) -> bool:
         auth = headers.get("authorization", "")
