@@ -20,6 +20,12 @@ class BaseJob:
         ]
 
     def run(self) -> None:
+        # Every process is checked before the first one starts: a later process's missing dataset
+        # must not surface after the first one trained for hours.
+        for process in self.processes[1:]:
+            preflight = getattr(process, "preflight", None)
+            if preflight is not None:
+                preflight()
         for process in self.processes:
             log.info("job '%s': running process %d (%s)", self.name, process.index, process.config.type)
             process.run()

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from jobs.process.BaseProcess import BaseProcess
 from toolkit import checkpoint as ckpt
-from toolkit.errors import ToolkitError
+from toolkit.errors import ConfigError, ToolkitError
 from toolkit.progress import ProgressLog, plot_loss
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,11 @@ class BaseSDTrainProcess(BaseProcess):
             raise TrainingError(f"{self.key}.training_folder: cannot write to '{self.folder}': {exc}") from exc
         log.info("%d training items from %d dataset(s)", len(self.items), len(cfg.datasets))
 
+    def preflight(self) -> None:
+        """Every check made before weights load (:meth:`plan`); a multi-process job runs it for each process
+        before the first one starts."""
+        self.plan()
+
     def _check_supported(self) -> None:
         """Options this trainer or the architecture cannot honour: an error, never silently ignored."""
         from toolkit.features import check_features
@@ -110,7 +115,9 @@ class BaseSDTrainProcess(BaseProcess):
         if not cfg.train.train_unet:
             problems.append(f"{self.key}.train.train_unet: false would train nothing; set it to true")
         try:
-            check_optimizer(cfg.train.optimizer)
+            check_optimizer(cfg.train.optimizer, cfg.train.optimizer_params)
+        except ConfigError as exc:  # an optimizer_params key its constructor does not take
+            problems += [f"{self.key}.{path}: {message}" for path, message in exc.problems]
         except ToolkitError as exc:
             problems.append(f"{self.key}.train.optimizer: {exc}")
         if problems:
@@ -545,21 +552,13 @@ class BaseSDTrainProcess(BaseProcess):
             return
         tensors, peft_state = self.lora_file_tensors()
         meta = self.metadata()
-        step_path = ckpt.step_file(self.folder, self.name, self.step)
         state = {
             "step": self.step, "lora": peft_state, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
             "python_random": random.getstate(), "ema": self.ema.state_dict() if self.ema is not None else None,
             "loader": self.loader_state, "global_batch": self.config.train.batch_size * self.dist.world,
         }
-        # LoRA first, state last: a step counts as saved (for resume) only once both exist.
-        ckpt.save_safetensors(step_path, tensors, meta)
-        ckpt.save_state(ckpt.step_file(self.folder, self.name, self.step, ".state.pt"), state)
-        paths = [step_path.name]
-        if final:
-            final_path = self.folder / f"{self.name}.safetensors"
-            ckpt.save_safetensors(final_path, tensors, meta)
-            paths.append(final_path.name)
+        paths = ckpt.save_step(self.folder, self.name, self.step, tensors, meta, state, final)
         ckpt.prune(self.folder, self.name, max(self.config.save.max_step_saves_to_keep, 1))
         plot_loss(self.folder)
         for path in paths:

@@ -75,6 +75,14 @@ class GenerateProcess(BaseProcess):
             raise GenerateConfigError("\n".join(problems))
         return specs, ImageRequest
 
+    def preflight(self) -> None:
+        """Every check :meth:`run` makes before loading (a multi-process job runs these for every process first)."""
+        from toolkit.util.device import resolve_device
+        from toolkit.util.get_model import get_model_class
+
+        self.plan(get_model_class(self.config.model))
+        resolve_device(self.config.device, f"{self.key}.device")
+
     def run(self) -> None:
         from toolkit.util.device import resolve_device
         from toolkit.util.get_model import get_model_class
