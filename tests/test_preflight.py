@@ -61,3 +61,27 @@ def test_every_process_is_checked_before_the_first_starts(tmp_path, caplog):
         assert run.main([str(job)]) == 1
     assert "config.process[1].datasets[0].folder_path" in caplog.text
     assert not (tmp_path / "a" / "output" / "two" / "progress.jsonl").exists()  # the first never started
+
+
+@pytest.mark.parametrize("arch,layout,expected", [
+    ("flux2_klein_4b", "diffusers", "its transformer has a guidance embedding, which arch 'flux2_klein_4b' does not"),
+    ("flux", "diffusers", "holds a Flux2Transformer2DModel transformer; arch 'flux' needs FluxTransformer2DModel"),
+    ("flux2_klein_4b", "single_file", "is not a flux2_klein_4b transformer checkpoint (has ['guidance_in"),
+])
+def test_arch_against_the_local_weights_before_loading(tmp_path, tiny, caplog, arch, layout, expected):
+    """A FLUX.2-dev folder (or single file) with another arch: refused by key path before any weight loads."""
+    folder = tiny("flux2", layout)
+    name = folder if layout == "diffusers" else next(p for p in folder.glob("*.safetensors") if p.name != "ae.safetensors")
+    process = train_process(tmp_path, model={"name_or_path": str(name), "arch": arch})
+    with caplog.at_level(logging.INFO):
+        assert run.main([str(write_job(tmp_path, process))]) == 1
+    assert f"config.process[0].model.name_or_path: '{name}'" in caplog.text and expected in caplog.text
+    assert "loaded " not in caplog.text and "Traceback" not in caplog.text
+
+
+def test_matching_local_weights_pass_the_check(tiny):
+    from toolkit.config_modules import ModelConfig
+    from toolkit.util.get_model import get_model_class
+
+    config = ModelConfig(name_or_path=str(tiny("flux2")), arch="flux2")
+    assert get_model_class(config).weights_problems(config, "model") == []

@@ -106,6 +106,7 @@ class BaseSDTrainProcess(BaseProcess):
 
         cfg = self.config
         problems = unsupported_model_options(cfg.model, f"{self.key}.model")
+        problems += self.model_cls.weights_problems(cfg.model, f"{self.key}.model")
         problems += check_features(cfg, self.model_cls, model_registry(), self.key)
         if cfg.model.lora_path:
             problems.append(f"{self.key}.model.lora_path applies a LoRA when generating; it cannot be merged into a "

@@ -52,6 +52,7 @@ class GenerateProcess(BaseProcess):
         caps = model_cls.capabilities
         div = caps.bucket_divisibility
         problems, specs = unsupported_model_options(self.config.model, f"{self.key}.model"), []
+        problems += model_cls.weights_problems(self.config.model, f"{self.key}.model")
         if gen.ctrl_imgs:
             key = f"{self.key}.generate.ctrl_img"
             if not caps.reference_training:
