@@ -96,9 +96,10 @@ def _parse_text(text: str, path: Path) -> Any:
             raise ConfigError(f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}", str(path))
         except ValueError as exc:
             raise ConfigError(f"JSON error: {exc}", str(path))
-    loader = _YamlLoader(text)
+    loader = None
     try:
         # yaml.load, with the expanded size checked between composing and constructing (alias bombs)
+        loader = _YamlLoader(text)  # its reader refuses control characters here already
         node = loader.get_single_node()
         if node is None:
             return None
@@ -112,7 +113,8 @@ def _parse_text(text: str, path: Path) -> Any:
         what = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"YAML error{where}: {what}", str(path))
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
