@@ -13,9 +13,10 @@ Both UIs (the Gradio app and the Next.js server) call this one module before a j
   may hold ``${...}`` (UI jobs are never expanded, so the file, the served copy and what runs agree);
 - :func:`guard_text` reads job text exactly as ``run.py --no-env`` does (size cap, encoding,
   bounded aliases; :func:`toolkit.config.parse_text_checked`) and then runs :func:`guard_raw`;
-- ``python -m toolkit.ui_guard check FILE --root DIR [--root DIR ...] [--base DIR]`` prints
-  ``{"ok": bool, "problems": [{"path", "message"}]}`` (exit 0 when ok, 1 when not, 2 on usage), for
-  the Next.js server, which calls Python the way it calls ``toolkit.ui_schema validate``.
+- ``python -m toolkit.ui_guard check FILE --root DIR [--root DIR ...] [--base DIR] [--validate]``
+  prints ``{"ok": bool, "problems": [{"path", "message"}]}`` (exit 0 when ok, 1 when not, 2 on
+  usage), for the Next.js server, which calls Python the way it calls ``toolkit.ui_schema validate``;
+  ``--validate`` adds the schema's problems (as ``run.py --no-env`` reads the file) once the guard passes.
 
 Relative paths are relative to ``base``: the working directory ``run.py`` runs in (the project
 root for both UIs). Nothing here imports torch.
@@ -161,6 +162,17 @@ def guard_file(path: str | Path, roots: Iterable[str | Path], base: str | Path) 
     return guard_text(data, roots, base, source=str(path), suffix=Path(path).suffix)
 
 
+def validation_problems(path: str | Path) -> list[Problem]:
+    """The schema's problems for a UI job file, read as ``run.py --no-env`` reads it."""
+    from toolkit.config import load_raw_config, parse_job_config
+
+    try:
+        parse_job_config(load_raw_config(path, expand_env=False), str(path))
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m toolkit.ui_guard",
                                      description="Check a UI-submitted job file: paths confined, no ${ENV}.")
@@ -169,8 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("file")
     check.add_argument("--root", action="append", required=True, help="a folder the job may use (repeat)")
     check.add_argument("--base", default=os.getcwd(), help="what relative paths are relative to (default: cwd)")
+    check.add_argument("--validate", action="store_true",
+                       help="when the guard passes, also validate the job as run.py --no-env does (schema)")
     args = parser.parse_args(argv)
     problems = guard_file(args.file, args.root, args.base)
+    if not problems and args.validate:
+        problems = validation_problems(args.file)
     print(json.dumps({"ok": not problems, "problems": [{"path": p, "message": m} for p, m in problems]}, indent=1))
     return 0 if not problems else 1
 
