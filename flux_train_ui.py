@@ -1,7 +1,7 @@
 """Gradio app: train a FLUX.2 or FLUX.1 LoRA from a few uploaded images.
 
     python flux_train_ui.py                      # http://127.0.0.1:7860
-    python flux_train_ui.py --host 0.0.0.0 --port 7861 --share
+    FLUX_UI_TOKEN=<secret> python flux_train_ui.py --host 0.0.0.0 --port 7861   # the LAN: a token is required
 
 Pick a model preset (the shipped example configs), upload images, edit their captions, set the
 trigger word, steps, learning rate, rank, resolutions, a memory preset and sample prompts, press
@@ -11,6 +11,12 @@ folder. Training does not depend on the browser (or on this app): reopen the pag
 there. Edit presets (reference images) take a second upload, one reference per target under the
 target's file name. The non-Gradio parts live in ``toolkit/ui_presets.py`` (configs),
 ``toolkit/ui_datasets.py`` (uploads) and ``toolkit/ui_jobs.py`` (running and watching jobs).
+
+Left running, the app stays safe (README, "What the UIs guarantee"): requests must name this
+machine in ``Host`` and come from the app's own page when they change something
+(``toolkit/ui_http.py``); a token is required to bind another address or ``--share``; uploads are
+capped (``--max-upload-mb``) and decoded before they are accepted; every path a job names must lie
+in the app's data roots and ``${ENV}`` is never expanded (``toolkit/ui_guard.py``).
 """
 
 from __future__ import annotations
@@ -19,11 +25,12 @@ import argparse
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 
 import gradio as gr
 
-from toolkit import ui_datasets, ui_presets
+from toolkit import ui_datasets, ui_http, ui_presets
 from toolkit import ui_jobs as jobs
 from toolkit.paths import EXAMPLES_DIR, ROOT
 
@@ -42,11 +49,18 @@ training goes on if you close this page."""
 class App:
     """The app's settings and event handlers (plain functions of component values)."""
 
-    def __init__(self, config_dir: Path, training_folder: str | None):
+    def __init__(self, config_dir: Path, training_folder: str | None, data_roots: list[str] = ()):
         self.config_dir = Path(config_dir)
         self.training_folder = training_folder  # None: each preset's own
         usable, self.skipped = ui_presets.form_presets()
         self.presets = {p["label"]: p for p in usable}
+        self.data_roots = [Path(r).expanduser().resolve() for r in data_roots]
+        self.starting = threading.Lock()  # one Start at a time: a double click never races itself
+
+    def roots(self) -> list[Path]:
+        """The folders a job started here may name (toolkit/ui_guard.py): outputs, demo data, models/,
+        the job folders' roots and ``--data-root``."""
+        return jobs.ui_roots(ROOT, sorted({self.job_root(label) for label in self.presets}) + self.data_roots)
 
     # ------------------------------------------------------------------ form
     def default_label(self) -> str:
@@ -82,8 +96,10 @@ class App:
         preset = self.presets[label]
         fields = ui_presets.UserFields(
             name=(name or "").strip(), trigger_word=trigger or "", default_caption=default_caption or "",
-            steps=int(steps or 0), lr=float(lr or 0), rank=int(rank or 0),
-            resolutions=ui_presets.parse_resolutions(resolutions), sample_every=int(sample_every or 0),
+            steps=_number("Steps", steps, int), lr=_number("Learning rate", lr, float),
+            rank=_number("LoRA rank", rank, int), resolutions=_field("Resolutions", ui_presets.parse_resolutions,
+                                                                     resolutions),
+            sample_every=_number("Sample every N steps", sample_every, int),
             sample_prompts=(prompts or "").splitlines(), vram=vram)
         sample_reference = ui_datasets.first_reference(images or [], references or [])
         raw = ui_presets.build_job_config(preset, fields, self.training_folder, sample_reference, ROOT)
@@ -115,13 +131,18 @@ class App:
         an image of the same name is kept (uploading more files does not lose edits).
         """
         paths = [str(getattr(f, "name", f)) for f in files or []]
-        images = [p for p in paths if Path(p).suffix.lower() != ".txt"]
-        captions = {Path(p).stem: Path(p).read_text(encoding="utf-8-sig", errors="replace").strip()
-                    for p in paths if Path(p).suffix.lower() == ".txt"}
+        texts = [p for p in paths if Path(p).suffix.lower() == ".txt"]
+        images, problems = ui_datasets.readable_images([p for p in paths if p not in texts])
+        captions = {}
+        for p in texts:
+            try:
+                captions[Path(p).stem] = Path(p).read_bytes()[:ui_datasets.MAX_CAPTION_BYTES].decode("utf-8-sig").strip()
+            except UnicodeDecodeError:
+                problems.append(f"{Path(p).name}: not UTF-8 text; save the caption as UTF-8")
         for row in _rows(table):
             if len(row) > 1 and row[0] and str(row[1] or "").strip():
                 captions[Path(str(row[0])).stem] = str(row[1]).strip()
-        return self._table(images, captions)
+        return *self._table(images, captions), _upload_report(problems)
 
     def demo_images(self, label):
         """The bundled demo: the robot images, or for an edit preset the edit pairs (targets + control/)."""
@@ -130,13 +151,13 @@ class App:
         captions = {Path(p).stem: Path(p).with_suffix(".txt").read_text(encoding="utf-8").strip()
                     for p in images if Path(p).with_suffix(".txt").is_file()}
         references = sorted(str(p) for p in (folder / ui_datasets.CONTROL_DIR).glob("*.png"))
-        return *self._table(images, captions), *self.upload_references(references)
+        return *self._table(images, captions), *self.upload_references(references)[:2]
 
     @staticmethod
     def upload_references(files):
-        """Uploaded reference images -> (paths, gallery)."""
-        paths = [str(getattr(f, "name", f)) for f in files or []]
-        return paths, [(p, Path(p).name) for p in paths]
+        """Uploaded reference images -> (paths, gallery, problems); a file that does not decode is left out."""
+        paths, problems = ui_datasets.readable_images([str(getattr(f, "name", f)) for f in files or []])
+        return paths, [(p, Path(p).name) for p in paths], _upload_report(problems)
 
     def references_box(self, label):
         """The reference upload shows for edit presets only."""
@@ -179,19 +200,29 @@ class App:
         count for edit presets only (switching presets keeps the uploads)."""
         form = (label, vram, name, trigger, default_caption, steps, lr, rank, resolutions, sample_every, prompts)
         references = (references or []) if self.is_edit(label) else []
+        if not self.starting.acquire(blocking=False):
+            return "**Not started.** A job is being started; wait for it.", gr.update(), gr.update()
         try:
-            if not (yaml_text or "").strip() or yaml_text == generated:
+            if self.is_edit(label) and images and not references:
+                raise jobs.JobError("this is an edit model: upload the reference images too, one per target image "
+                                    "with the same file name as its target")
+            if _only_comments(yaml_text) or yaml_text == generated:
+                # Untouched (or holding only "# cannot build the config"): the fields are the truth, and a bad
+                # field is named as the person typed it ("Resolutions: ...").
                 yaml_text = self._yaml(*form, images, references)
             job, config_file = jobs.start_job(yaml_text, self.pair_captions(images, table), self.config_dir, ROOT,
-                                              references)
+                                              references, roots=self.roots())
         except jobs.JobError as exc:
-            return _refusal(exc), gr.update()
+            return _refusal(exc), gr.update(), gr.update()
         except (ValueError, TypeError, ZeroDivisionError) as exc:
-            return f"**Not started.** {exc}", gr.update()
+            return f"**Not started.** {exc}", gr.update(), gr.update()
+        finally:
+            self.starting.release()
         counted = f" and {len(references)} references" if references else ""
         message = (f"**Started `{job.name}`** with {len(images or [])} images{counted}: "
                    f"`{_show_path(config_file)}` -> `{_show_path(job.job_folder)}`. Progress below.")
-        return message, gr.update(choices=self.job_choices(), value=job.name)
+        next_name = jobs.suggest_name(job.name, job.job_folder.parent, self.config_dir)  # the next Start is new
+        return message, gr.update(choices=self.job_choices(), value=job.name), next_name
 
     def stop(self, name):
         if not name:
@@ -280,9 +311,40 @@ def _sample_caption(path: Path) -> str:
     return f"step {int(step)}, prompt {index}" if step.isdigit() else path.name
 
 
+def _only_comments(text: str | None) -> bool:
+    return all(not line.strip() or line.lstrip().startswith("#") for line in (text or "").splitlines())
+
+
+def _field(label: str, parse, value):
+    """A form field parsed, its error named by the field's label as the person sees it."""
+    try:
+        return parse(value)
+    except (jobs.JobError, ValueError, TypeError) as exc:
+        message = str(exc).split(": ", 1)[1] if str(exc).lower().startswith(label.lower() + ":") else str(exc)
+        raise jobs.JobError(f"{label}: {message}") from None
+
+
+def _number(label: str, value, kind):
+    def parse(v):
+        if v is None or v == "":
+            raise ValueError("is empty; fill it in")
+        number = kind(v)
+        if kind is int and number != float(v):
+            raise ValueError(f"must be a whole number, got {v!r}")
+        return number
+
+    return _field(label, parse, value)
+
+
+def _upload_report(problems: list[str]) -> str:
+    if not problems:
+        return ""
+    return f"**{len(problems)} file(s) left out:**\n" + "\n".join(f"- {p}" for p in problems)
+
+
 def _refusal(exc: jobs.JobError) -> str:
     if exc.problems:
-        lines = "\n".join(f"- `{p['path'] or '(file)'}`: {p['message']}" for p in exc.problems)
+        lines = "\n".join(f"- `{p['path'] or 'the YAML'}`: {p['message']}" for p in exc.problems)
         return f"**Not started: the config has {len(exc.problems)} problem(s).**\n{lines}"
     return f"**Not started.** {exc}"
 
@@ -334,12 +396,14 @@ def build_ui(app: App) -> gr.Blocks:
                 files = gr.File(file_count="multiple", file_types=["image", ".txt"],
                                 label="Images (optional same-name .txt captions)")
                 demo_button = gr.Button("Use the demo images (robots; edit models: robot edit pairs)", size="sm")
+                upload_message = gr.Markdown()
                 gallery = gr.Gallery(label="Images", columns=6, height=200)
                 captions = gr.Dataframe(headers=["image", "caption"], datatype=["str", "str"], type="array",
                                         interactive=True, label="Captions ([trigger] marks the trigger word)")
                 with gr.Column(visible=app.is_edit(label)) as references_box:
                     reference_files = gr.File(file_count="multiple", file_types=["image"],
                                               label="Reference images (one per target, same file name as its target)")
+                    reference_message = gr.Markdown()
                     reference_gallery = gr.Gallery(label="References", columns=6, height=200)
                     pairing = gr.Markdown()
             with gr.Column():
@@ -385,15 +449,18 @@ def build_ui(app: App) -> gr.Blocks:
             app.references_box, preset, references_box, api_name=False).then(
             *show_pairing, api_name=False).then(*build, api_name=False)
         gr.on([f.change for f in form], *build, api_name="build_yaml")
-        files.change(app.upload, [files, captions], [images, gallery, captions], api_name="upload").then(
+        files.change(app.upload, [files, captions], [images, gallery, captions, upload_message],
+                     api_name="upload").then(
             *show_pairing, api_name=False).then(*rebuild, api_name=False)
-        reference_files.change(app.upload_references, reference_files, [references, reference_gallery],
-                               api_name="upload_references").then(
+        reference_files.change(app.upload_references, reference_files,
+                               [references, reference_gallery, reference_message], api_name="upload_references").then(
             *show_pairing, api_name=False).then(*rebuild, api_name=False)
         demo_button.click(app.demo_images, preset, [images, gallery, captions, references, reference_gallery],
                           api_name="demo_images").then(*show_pairing, api_name=False).then(*rebuild, api_name=False)
-        start_button.click(app.start, fields + [yaml_box, generated, images, captions, references], [message, job],
-                           api_name="start")
+        # Start is disabled from the click until the job started (or was refused): no double starts.
+        start_button.click(lambda: gr.update(interactive=False), None, start_button, api_name=False, queue=False).then(
+            app.start, fields + [yaml_box, generated, images, captions, references], [message, job, name],
+            api_name="start").then(lambda: gr.update(interactive=True), None, start_button, api_name=False)
         view = [status, loss_plot, samples, lora_files, log_box]
         refresh_button.click(app.refresh, job, view, api_name="refresh")
         job.change(app.refresh, job, view, api_name=False)
@@ -412,7 +479,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: the whole network)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true",
-                        help="a public gradio.live link: anyone with it can start jobs on this machine")
+                        help="a public gradio.live link (needs --auth-token): anyone with link and token can train")
+    parser.add_argument("--auth-token", default=None,
+                        help=f"require this token (or set {ui_http.TOKEN_ENV}); required with --share or a "
+                             "non-loopback --host. Open the app once as /?token=TOKEN")
+    parser.add_argument("--allowed-hosts", default="",
+                        help="comma-separated extra Host names to answer to (e.g. a reverse proxy's); '*' = any")
+    parser.add_argument("--max-upload-mb", type=int, default=50, help="largest accepted upload, per file")
+    parser.add_argument("--data-root", action="append", default=[],
+                        help="a folder jobs may read (datasets, local models) besides output/, "
+                             "config/examples/ and models/ (repeat)")
     parser.add_argument("--config-dir", default=str(jobs.CONFIG_DIR), help="where config/ui_<name>.yaml go")
     parser.add_argument("--training-folder", default=None,
                         help="job folders go here instead of each preset's training_folder (output/)")
@@ -422,14 +498,23 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    app = App(Path(args.config_dir).resolve(), args.training_folder)
+    token = args.auth_token or os.environ.get(ui_http.TOKEN_ENV) or None
+    if (args.share or not ui_http.is_loopback(args.host)) and not token:
+        log.error("--share and --host %s make the app reachable from other machines: set a token with --auth-token "
+                  "or %s (then open the app once as /?token=TOKEN)", args.host, ui_http.TOKEN_ENV)
+        return 2
+    app = App(Path(args.config_dir).resolve(), args.training_folder, args.data_root)
     demo = build_ui(app)
     folders = sorted({str(app.job_root(label)) for label in app.presets})
     log.info("job configs go to %s, job folders to %s", app.config_dir, ", ".join(folders))
     demo.queue(default_concurrency_limit=4)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from starlette.middleware import Middleware
+
+    policy = ui_http.HostPolicy(args.host, [h.strip() for h in args.allowed_hosts.split(",")], args.share)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share,
-                allowed_paths=[str(p) for p in app.allowed_paths()])
+                allowed_paths=[str(p) for p in app.allowed_paths()], max_file_size=args.max_upload_mb * 1024 * 1024,
+                app_kwargs={"middleware": [Middleware(ui_http.FrontDoor, policy=policy, token=token)]})
     return 0
 
 

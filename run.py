@@ -26,6 +26,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--check", action="store_true",
                         help="only validate each config (schema, architecture, datasets, prompts, device, optimizer) "
                              "and print every problem; load no model. Exit 0 when all are valid, 1 otherwise")
+    parser.add_argument("--no-env", action="store_true",
+                        help="refuse ${VAR} in the job file instead of expanding it (the UIs run their jobs so)")
     return parser.parse_args(argv)
 
 
@@ -44,10 +46,10 @@ def setup_logging(log_file: str | None) -> logging.Handler | None:
     return handler
 
 
-def run_one(config: str, name: str | None) -> None:
+def run_one(config: str, name: str | None, expand_env: bool = True) -> None:
     from toolkit.job import get_job
 
-    job = get_job(config, name)
+    job = get_job(config, name, expand_env)
     try:
         job.run()
     finally:
@@ -61,7 +63,7 @@ def check_all(args: argparse.Namespace) -> int:
 
     failed = 0
     for config in args.config_file_list:
-        problems = validate_job(config, name=args.name)
+        problems = validate_job(config, name=args.name, expand_env=not args.no_env)
         if problems:
             failed += 1
             log.error("%s", ConfigError(problems, config))
@@ -86,7 +88,7 @@ def run_all(args: argparse.Namespace) -> int:
     for config in args.config_file_list:
         log.info("running %s", config)
         try:
-            run_one(config, args.name)
+            run_one(config, args.name, not args.no_env)
         except KeyboardInterrupt:
             log.error("interrupted while running %s", config)
             return 130

@@ -47,10 +47,13 @@ def free_port() -> int:
 class App:
     """``python flux_train_ui.py`` in a subprocess, writing configs and jobs under a temp folder."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, extra_args: tuple[str, ...] = (), token: str | None = None,
+                 env: dict | None = None):
         self.workdir = workdir
         self.proc = None
         self.url = None
+        self.extra_args, self.token, self.env = list(extra_args), token, env or {}
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def start(self) -> Client:
         port = free_port()
@@ -58,16 +61,18 @@ class App:
         log = open(self.workdir / f"app_{port}.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "flux_train_ui.py", "--port", str(port), "--config-dir", str(self.workdir / "config"),
-             "--training-folder", str(self.workdir / "output")],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
+             "--training-folder", str(self.workdir / "output"), *self.extra_args],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **self.env},
             start_new_session=True)  # a terminal of its own, so stop() can Ctrl-C all of it
         deadline = time.time() + 90
         while time.time() < deadline:
             assert self.proc.poll() is None, (self.workdir / f"app_{port}.log").read_text()[-3000:]
             try:
-                with urllib.request.urlopen(self.url, timeout=2) as response:
+                request = urllib.request.Request(self.url, headers=self.headers)
+                with urllib.request.urlopen(request, timeout=2) as response:
                     if response.status == 200:
-                        return Client(self.url, verbose=False)
+                        return Client(self.url, verbose=False, headers=self.headers or None)
             except OSError:
                 time.sleep(0.3)
         raise AssertionError("the app did not answer within 90 s")
@@ -131,8 +136,8 @@ def wait_state(client: Client, name: str, states: set[str], timeout: float = 120
 
 def upload_demo_images(client: Client) -> list:
     files = sorted(DEMO.glob("robot_*.png")) + sorted(DEMO.glob("robot_*.txt"))
-    gallery, table = client.predict([handle_file(str(f)) for f in files], api_name="/upload")
-    assert len(gallery) == 8 and len(table["data"]) == 8
+    gallery, table, report = client.predict([handle_file(str(f)) for f in files], api_name="/upload")
+    assert len(gallery) == 8 and report == "" and len(table["data"]) == 8
     assert table["data"][0] == ["robot_00.png", (DEMO / "robot_00.txt").read_text().strip()]
     return table
 
@@ -147,9 +152,10 @@ def test_upload_train_survive_app_restart_and_download(app):
     assert "name: ui_e2e" in text and "steps: 10" in text and "name_or_path: tiny:flux2" in text
     edited = text.replace("lr: 0.002", "lr: 0.001")  # the advanced editor: the edited YAML is what runs
     assert edited != text
-    message, job = client.predict(*values, edited, table, api_name="/start")
+    message, job, next_name = client.predict(*values, edited, table, api_name="/start")
     assert message.startswith("**Started `ui_e2e`**") and job["value"] == "ui_e2e", message
-    message, _ = client.predict(*values, edited, table, api_name="/start")
+    assert next_name == "ui_e2e_2"  # the name field moves on: the next Start is a new job
+    message, _, _ = client.predict(*values, edited, table, api_name="/start")
     assert "Not started" in message and "pick another name, e.g. 'ui_e2e_2'" in message
 
     folder = app.workdir / "output" / "ui_e2e"
@@ -208,7 +214,7 @@ def test_stop_saves_and_resume_continues(app):
     values = form(client, "ui_stop", steps=100_000, sample_every=100_000, resolutions="64",
                   prompts="a photo of [trigger]")
     text = client.predict(*values, api_name="/build_yaml")
-    message, _ = client.predict(*values, text, table, api_name="/start")
+    message, _, _ = client.predict(*values, text, table, api_name="/start")
     assert "Started" in message, message
     wait_state(client, "ui_stop", {"running"}, min_step=3)
     assert "stop sent" in client.predict("ui_stop", api_name="/stop")
@@ -233,14 +239,15 @@ def test_edit_preset_trains_on_uploaded_reference_pairs(app):
     written to the job's dataset/control/; the model swapped for the tiny one in the YAML editor."""
     client = app.client
     files = sorted(DEMO_EDIT.glob("edit_*.png")) + sorted(DEMO_EDIT.glob("edit_*.txt"))
-    gallery, table = client.predict([handle_file(str(f)) for f in files], api_name="/upload")
+    gallery, table, _ = client.predict([handle_file(str(f)) for f in files], api_name="/upload")
     assert len(gallery) == 6 and table["data"][0] == ["edit_00.png", "make the robot blue"]
     references = sorted((DEMO_EDIT / "control").glob("edit_*.png"))
-    assert len(client.predict([handle_file(str(r)) for r in references[1:]], api_name="/upload_references")) == 5
+    gallery, report = client.predict([handle_file(str(r)) for r in references[1:]], api_name="/upload_references")
+    assert len(gallery) == 5 and report == ""
     values = form(client, "ui_edit", label=EDIT_LABEL, steps=4, sample_every=1000, resolutions="64",
                   prompts="make the robot blue --seed 3")
     text = client.predict(*values, api_name="/build_yaml")
-    message, _ = client.predict(*values, text, table, api_name="/start")
+    message, _, _ = client.predict(*values, text, table, api_name="/start")
     assert "Not started" in message and "without a reference of the same file name: edit_00.png" in message
 
     client.predict([handle_file(str(r)) for r in references], api_name="/upload_references")
@@ -254,7 +261,7 @@ def test_edit_preset_trains_on_uploaded_reference_pairs(app):
     process["device"] = "cpu"
     process["train"].update(optimizer="adamw", dtype="fp32", gradient_checkpointing=False)
     process["sample"].update(width=64, height=64, sample_steps=4)
-    message, job = client.predict(*values, yaml.safe_dump(raw, sort_keys=False), table, api_name="/start")
+    message, job, _ = client.predict(*values, yaml.safe_dump(raw, sort_keys=False), table, api_name="/start")
     assert message.startswith("**Started `ui_edit`** with 6 images and 6 references"), message
     view = wait_state(client, "ui_edit", {"finished"}, timeout=180)
     assert "step **4 / 4**" in view["markdown"] and len(view["samples"]) == 2
@@ -270,11 +277,11 @@ def test_uploads_pair_txt_captions_and_keep_typed_ones(tmp_path):
 
     app = App(tmp_path / "config", str(tmp_path / "output"))
     files = [str(DEMO / "robot_00.png"), str(DEMO / "robot_01.png"), str(DEMO / "robot_00.txt")]
-    images, gallery, rows = app.upload(files)
-    assert images == files[:2] and len(gallery) == 2
+    images, gallery, rows, report = app.upload(files)
+    assert images == files[:2] and len(gallery) == 2 and report == ""
     assert rows == [["robot_00.png", (DEMO / "robot_00.txt").read_text().strip()], ["robot_01.png", ""]]
     rows[1][1] = "typed by hand"
-    images, _, rows = app.upload(files + [str(DEMO / "robot_02.png")], rows)  # more files: edits kept
+    images, _, rows, _ = app.upload(files + [str(DEMO / "robot_02.png")], rows)  # more files: edits kept
     assert [r[1] for r in rows][1:] == ["typed by hand", ""]
     assert App.pair_captions(images, rows)[1] == (images[1], "typed by hand")
     by_name = App.pair_captions(images, [rows[2], rows[1]])  # a row deleted: matched by file name

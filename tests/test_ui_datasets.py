@@ -16,6 +16,13 @@ EDIT_LABEL = "FLUX.2-dev edit (reference images)"
 TINY_LABEL = "Tiny FLUX.2 demo (CPU)"
 
 
+@pytest.fixture(autouse=True)
+def tmp_is_a_data_root(tmp_path, monkeypatch):
+    """The tests' jobs live under tmp_path, as an app started with --training-folder there would have them."""
+    default = ui_jobs.ui_roots
+    monkeypatch.setattr(ui_jobs, "ui_roots", lambda root=ROOT, extra=(): default(root, [*extra, tmp_path]))
+
+
 def image(path: Path, color=(10, 20, 30)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (32, 24), color).save(path)

@@ -37,6 +37,22 @@ VRAM_PATHS = {f"config.process[0].model.{k}" for k in ("quantize", "qtype", "qua
     "config.process[0].device"}
 
 
+@pytest.fixture(autouse=True)
+def tmp_is_a_data_root(tmp_path, monkeypatch):
+    """The tests' jobs live under tmp_path, as an app started with --training-folder there would have them."""
+    default = jobs.ui_roots
+    monkeypatch.setattr(jobs, "ui_roots", lambda root=ROOT, extra=(): default(root, [*extra, tmp_path]))
+
+
+def sample_reference(preset: dict) -> str | None:
+    """Edit presets: a reference upload's name (without one the preset's placeholder ctrl_img stays, and the
+    path guard refuses it: see test_placeholder_paths_fail_the_check)."""
+    return "000_ref.png" if ui_presets.is_edit(preset) else None
+
+
+SAMPLE_REF_PATH = {"config.process[0].sample.ctrl_img"}
+
+
 def diff_paths(a, b, path="") -> set[str]:
     """Key paths where two raw configs differ (numbers compared as numbers: '1e-4' == 0.0001)."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -103,14 +119,14 @@ def test_config_for_each_preset_validates_and_changes_only_the_users_fields(pres
     fields = changed_fields(preset, name="my_test_lora", trigger_word="zq7", default_caption="a photo", steps=7,
                             lr=3e-4, rank=4, resolutions=[256, 512], sample_every=5,
                             sample_prompts=["[trigger] on a beach", "", "[trigger] in snow --seed 3"])
-    raw = ui_presets.build_job_config(preset, fields)
+    raw = ui_presets.build_job_config(preset, fields, None, sample_reference(preset))
     job, problems = jobs.check_yaml(ui_presets.to_yaml(raw, preset))
     assert problems == [] and job.name == "my_test_lora"
     assert job.job_folder == ROOT / "output" / "my_test_lora"
     assert job.dataset_folders == [job.job_folder / "dataset"]
     edit = ui_presets.is_edit(preset)
     assert job.control_folders == ([job.job_folder / "dataset" / "control"] if edit else [])
-    assert diff_paths(preset["config"], raw) <= USER_PATHS | (EDIT_PATHS if edit else set())
+    assert diff_paths(preset["config"], raw) <= USER_PATHS | (EDIT_PATHS | SAMPLE_REF_PATH if edit else set())
     process, original = raw["config"]["process"][0], preset["config"]["config"]["process"][0]
     for section, key in [("model", "arch"), ("model", "name_or_path"), ("model", "quantize"), ("model", "qtype"),
                          ("model", "quantize_te"), ("model", "low_vram"), ("train", "optimizer"),
@@ -140,9 +156,9 @@ def test_vram_options_come_from_the_preset_and_validate(preset):
     assert first_overrides == {}  # the example's own settings come first
     model = preset["config"]["config"]["process"][0]["model"]
     for label in options:
-        raw = ui_presets.build_job_config(preset, changed_fields(preset, vram=label))
+        raw = ui_presets.build_job_config(preset, changed_fields(preset, vram=label), None, sample_reference(preset))
         assert jobs.check_yaml(ui_presets.to_yaml(raw))[1] == []
-        assert diff_paths(preset["config"], raw) <= VRAM_PATHS | EDIT_PATHS | {
+        assert diff_paths(preset["config"], raw) <= VRAM_PATHS | EDIT_PATHS | SAMPLE_REF_PATH | {
             "config.process[0].datasets[0].folder_path"}
     if preset["config"]["config"]["process"][0]["device"] == "cpu":
         assert first == "CPU (tiny demo)"
@@ -252,7 +268,7 @@ def test_claim_race_across_processes(tmp_path):
     job, text = checked_job(tmp_path, name="procrace")
     script = (
         "import sys, time; from pathlib import Path; from toolkit import ui_jobs as j\n"
-        "job, _ = j.check_yaml(Path(sys.argv[1]).read_text())\n"
+        "job, _ = j.check_yaml(Path(sys.argv[1]).read_text(), roots=[Path(sys.argv[4]).parent])\n"
         "while time.time() < float(sys.argv[2]): pass\n"
         "try:\n    j.claim(job, sys.argv[3], Path(sys.argv[4])); print('won')\n"
         "except j.JobError: print('refused')\n"
@@ -274,7 +290,8 @@ import json, signal, sys, time
 from pathlib import Path
 import yaml
 
-raw = yaml.safe_load(open(sys.argv[1]))
+assert sys.argv[1] == "--no-env", sys.argv  # the app never lets run.py expand ${...}
+raw = yaml.safe_load(open(sys.argv[2]))
 name = raw["config"]["name"]
 process = raw["config"]["process"][0]
 folder = Path(process["training_folder"]) / name
@@ -290,7 +307,7 @@ def stop(signum, frame):
     event("end", "stopped", step=step)
     sys.exit(130)
 
-print("fake run.py", sys.argv[1], flush=True)
+print("fake run.py", sys.argv[2], flush=True)
 if name.startswith("crash"):
     sys.exit(3)
 if name.startswith("slow"):
@@ -542,7 +559,9 @@ def test_edit_job_refuses_unpaired_or_unreadable_uploads_and_leaves_nothing(tmp_
     assert "1 target image(s) with more than one reference: edit_02.png (edit_02.png, edit_02.jpg)" in message
     assert "1 reference image(s) without a target of the same file name: stray.png" in message
     assert "edit_03.png' is not a readable image" in message
-    with pytest.raises(jobs.JobError, match="upload the reference images too"):
+    # No references: the preset's placeholder sample.ctrl_img stays, outside every data root (the app says
+    # "upload the reference images too" before it gets here: tests/test_flux_train_ui_security.py).
+    with pytest.raises(jobs.JobError, match="sample.ctrl_img: '/path/to/a/reference.jpg'.* is outside the folders"):
         jobs.start_job(edit_job(tmp_path, "bad", targets, []), images, config_dir, fake_root, [])
     text = edit_job(tmp_path, "bad", targets, references)
     elsewhere = text.replace("000_edit_00.png", "999_gone.png")  # a sample reference edited in the YAML

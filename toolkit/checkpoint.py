@@ -6,13 +6,20 @@ Per save at step S the job folder gets:
   RNG states and EMA, so resuming continues the same run.
 The last save also writes `<name>.safetensors`. Each file is written to a temp name,
 fsynced, then renamed (os.replace is atomic), so a file under a final name is whole.
+
+A full disk (whatever the writer raises: OSError 28, safetensors' own error, torch's
+"file write failed") is one :class:`DiskFullError`: "disk full writing <path>: N MB free; the last
+complete checkpoint is step S", the temp file removed, and a step LoRA whose training state could
+not be written removed too, so every LoRA on disk has its state (:func:`save_step`).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import shutil
 from pathlib import Path
 
 import torch
@@ -24,6 +31,32 @@ log = logging.getLogger(__name__)
 
 class CheckpointError(ToolkitError):
     pass
+
+
+class DiskFullError(CheckpointError):
+    """No space left while writing ``path``; the message says how much is free."""
+
+    def __init__(self, path: Path, detail: str = ""):
+        self.path = Path(path)
+        super().__init__(f"disk full writing {self.path}: {free_mb(self.path.parent)} MB free{detail}")
+
+
+def free_mb(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free // (1024 * 1024)
+    except OSError:
+        return 0
+
+
+def _is_disk_full(exc: BaseException, folder: Path) -> bool:
+    """Writers report a full disk in their own words; errno 28 where there is one, else the message."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc).lower()
+    if any(words in text for words in ("no space left", "errno 28", "enospc", "disk quota")):
+        return True
+    # torch.save says only "file write failed"; with (almost) nothing free that is the reason.
+    return "write" in text and "fail" in text and free_mb(folder) < 64
 
 
 def step_file(folder: Path, name: str, step: int, suffix: str = ".safetensors") -> Path:
@@ -42,11 +75,12 @@ def atomic_write(path: Path, write) -> None:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"could not write '{path}': {exc}. The previous checkpoint is untouched") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        if isinstance(exc, Exception) and _is_disk_full(exc, path.parent):
+            raise DiskFullError(path) from None
+        if isinstance(exc, OSError):
+            raise CheckpointError(f"could not write '{path}': {exc}. The previous checkpoint is untouched") from exc
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -64,6 +98,31 @@ def save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dic
 
 def save_state(path: Path, state: dict) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def save_step(folder: Path, name: str, step: int, tensors: dict[str, torch.Tensor], metadata: dict[str, str],
+              state: dict, final: bool = False) -> list[str]:
+    """One save at ``step``: the LoRA, then its training state, then (``final``) ``<name>.safetensors``.
+
+    LoRA first, state last: a step counts as saved (for resume) only once both exist. On a full disk
+    the step's LoRA is removed unless its state was written, and the DiskFullError names the last
+    complete checkpoint. Returns the file names written.
+    """
+    folder = Path(folder)
+    step_path, state_path = step_file(folder, name, step), step_file(folder, name, step, ".state.pt")
+    try:
+        save_safetensors(step_path, tensors, metadata)
+        save_state(state_path, state)
+        if final:
+            save_safetensors(folder / f"{name}.safetensors", tensors, metadata)
+    except DiskFullError as exc:
+        if not state_path.exists():  # written atomically: whole or absent
+            step_path.unlink(missing_ok=True)
+        steps = saved_steps(folder, name)
+        last = f"step {steps[-1]}" if steps else "none yet"
+        raise DiskFullError(exc.path, f"; the last complete checkpoint is {last}. Free some space and run the "
+                                      "same config again to resume from it") from None
+    return [step_path.name] + ([f"{name}.safetensors"] if final else [])
 
 
 def saved_steps(folder: Path, name: str) -> list[int]:

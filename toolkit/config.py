@@ -30,9 +30,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from toolkit.config_modules import CONFIG_ERROR_TYPE, PROCESS_TYPE_HINTS, PROCESS_TYPES, JobConfig
+from toolkit.config_read import check_node_expansion, decode_config, env_problems, read_config_bytes
 from toolkit.errors import ConfigError, Problem
 
-__all__ = ["CONFIG_EXTENSIONS", "ConfigError", "find_config", "load_raw_config", "parse_job_config"]
+__all__ = ["CONFIG_EXTENSIONS", "ConfigError", "find_config", "load_raw_config", "parse_job_config",
+           "parse_text_checked"]
 
 CONFIG_EXTENSIONS = (".yaml", ".yml", ".json")
 
@@ -88,17 +90,31 @@ def _parse_text(text: str, path: Path) -> Any:
 
         try:
             return json.loads(text, object_pairs_hook=no_duplicates)
+        except RecursionError:
+            raise ConfigError("the JSON is nested too deeply to be a job file", str(path)) from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}", str(path)) from None
         except ValueError as exc:
             raise ConfigError(f"JSON error: {exc}", str(path)) from None
+    loader = None
     try:
-        return yaml.load(text, Loader=_YamlLoader)
+        # yaml.load, with the expanded size checked between composing and constructing (alias bombs)
+        loader = _YamlLoader(text)  # its reader refuses control characters here already
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        check_node_expansion(node, str(path))
+        return loader.construct_document(node)
+    except RecursionError:
+        raise ConfigError("the YAML is nested too deeply to be a job file", str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"YAML error{where}: {what}", str(path)) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -136,20 +152,34 @@ def _substitute(value: Any, tag: str, replacement: str) -> Any:
     return value
 
 
-def load_raw_config(path: str | Path, name_override: str | None = None) -> dict:
-    """Read a YAML/JSON job file into a dict: env vars expanded, ``--name`` applied, ``[name]`` substituted."""
+def parse_text_checked(text: str | bytes, path: str | Path) -> dict:
+    """Job text (bytes are decoded as :func:`toolkit.config_read.decode_config` says) parsed into a
+    mapping, nothing substituted yet; the file's suffix picks JSON or YAML."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file: {exc.strerror or exc}", str(path)) from None
+    if isinstance(text, bytes):
+        text = decode_config(text, str(path))
     raw = _parse_text(text, path)
     if raw is None:
         raise ConfigError("the file is empty; a job file has job:, config: and optionally meta:", str(path))
     if not isinstance(raw, dict):
         raise ConfigError(f"the top level must be a mapping with job:, config: and meta:, got {_show(raw)}", str(path))
+    return raw
+
+
+def load_raw_config(path: str | Path, name_override: str | None = None, expand_env: bool = True) -> dict:
+    """Read a YAML/JSON job file into a dict: env vars expanded, ``--name`` applied, ``[name]`` substituted.
+
+    ``expand_env=False`` (``run.py --no-env``, jobs from the UIs): a ``${...}`` is an error naming its key.
+    """
+    path = Path(path)
+    raw = parse_text_checked(read_config_bytes(path), path)
+    if not expand_env:
+        problems = env_problems({k: v for k, v in raw.items() if k != "meta"})
+        if problems:
+            raise ConfigError(problems, str(path))
     problems: list[Problem] = []
-    raw = _expand_env(raw, "", problems)
+    if expand_env:
+        raw = _expand_env(raw, "", problems)
     if problems:
         raise ConfigError(problems, str(path))
     section = raw.get("config")

@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from toolkit.errors import ConfigError
+from toolkit.names import name_problem
 
 __all__ = [
     "ConfigError",
@@ -500,7 +501,7 @@ class TrainConfig(_Section):
         default=None, description="None = the architecture's default (FLUX.2: shift, FLUX.1: sigmoid)."
     )
     optimizer: Literal["adamw", "adamw8bit", "prodigy", "adafactor"] = "adamw8bit"
-    lr: float = Field(default=1e-4, gt=0)
+    lr: float = Field(default=1e-4, gt=0, allow_inf_nan=False)
     optimizer_params: dict[str, Any] = {}
     lr_scheduler: Literal["constant", "cosine", "linear"] = "constant"
     lr_warmup_steps: int = Field(default=0, ge=0)
@@ -535,7 +536,12 @@ class TrainConfig(_Section):
 
     @classmethod
     def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
-        return _both_given(data, "gradient_accumulation_steps", "gradient_accumulation")
+        problems = _both_given(data, "gradient_accumulation_steps", "gradient_accumulation")
+        warmup, steps = data.get("lr_warmup_steps"), data.get("steps", cls.model_fields["steps"].default)
+        if isinstance(warmup, int) and isinstance(steps, int) and not isinstance(warmup, bool) and warmup > steps:
+            problems.append((("lr_warmup_steps",), f"{warmup} warm-up steps exceed train.steps ({steps}); the "
+                                                   "learning rate would never reach train.lr. Lower it"))
+        return problems
 
 
 class NetworkKwargs(_Section):
@@ -701,7 +707,19 @@ class TrainProcessConfig(_Section):
         for key in _EMPTY_IS_DEFAULT:
             if key in data and data[key] is None:
                 del data[key]
+        return _sampling_without_prompts(data)
+
+
+def _sampling_without_prompts(process: dict[str, Any]) -> list[_LocProblem]:
+    """``sample_every`` given, sampling on, and nothing to sample: an error, not a silent no-op."""
+    sample, train = process.get("sample"), process.get("train")
+    disabled = isinstance(train, dict) and train.get("disable_sampling") is True
+    if not isinstance(sample, dict) or "sample_every" not in sample or disabled:
         return []
+    if sample.get("prompts") or sample.get("samples"):
+        return []
+    return [(("sample", "prompts"), "sample.sample_every is set but there is no prompt to sample: add prompts "
+                                    "(or samples), or set train.disable_sampling: true")]
 
 
 class GenerateProcessConfig(_Section):
@@ -729,6 +747,14 @@ class JobSection(_Section):
 
     name: str = Field(min_length=1)
     process: list[ProcessConfig] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        problem = name_problem(value)  # the name becomes <training_folder>/<name>/: never a path
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class JobConfig(_Section):

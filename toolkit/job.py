@@ -9,10 +9,11 @@ from toolkit.paths import CONFIG_DIR
 
 
 
-def load_job_config(config: str, name: str | None = None):
-    """Find, read, substitute and validate a job file (no torch import)."""
+def load_job_config(config: str, name: str | None = None, expand_env: bool = True):
+    """Find, read, substitute and validate a job file (no torch import); ``expand_env=False``
+    refuses ``${...}`` instead of reading the environment (``run.py --no-env``, jobs from a UI)."""
     path = find_config(config, CONFIG_DIR)
-    raw = load_raw_config(path, name)
+    raw = load_raw_config(path, name, expand_env=expand_env)
     return parse_job_config(raw, str(path))
 
 
@@ -37,12 +38,12 @@ def process_classes(job_config) -> list[type]:
     return classes
 
 
-def get_job(config: str, name: str | None = None):
+def get_job(config: str, name: str | None = None, expand_env: bool = True):
     """The job of a config file, every process checked first (toolkit/validate.py: one ConfigError listing every
-    problem of every process, before the first starts)."""
+    problem of every process, before the first starts). ``expand_env=False``: ``${...}`` is refused (UI jobs)."""
     from toolkit.validate import plan_job
 
-    job_config, plans = plan_job(str(find_config(config, CONFIG_DIR)), name=name)
+    job_config, plans = plan_job(str(find_config(config, CONFIG_DIR)), name=name, expand_env=expand_env)
     classes = process_classes(job_config)
     if job_config.job == "generate":
         from jobs.GenerateJob import GenerateJob

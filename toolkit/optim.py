@@ -140,9 +140,11 @@ def build_scheduler(
     return get_scheduler(name, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
 
 
-def check_optimizer(name: str) -> None:
-    """Raise OptimizerUnavailableError now (before any model loads) if `name` cannot run here."""
+def check_optimizer(name: str, optimizer_params: dict[str, Any] | None = None) -> None:
+    """Before any model loads: raise OptimizerUnavailableError if `name` cannot run here, and a ConfigError
+    naming ``train.optimizer_params.<key>`` for a key its constructor does not take."""
     factory = _FACTORIES.get(name.lower())
     if factory is None:
         raise ConfigError([("train.optimizer", f"unknown optimizer '{name}'; expected one of {', '.join(OPTIMIZERS)}")])
-    factory()
+    cls, _ = factory()
+    _check_params(name.lower(), cls, dict(optimizer_params or {}))

@@ -15,9 +15,12 @@ Paths are relative to the job folder. `loss_log.csv` (step,loss,lr) is the loss 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 class ProgressLog:
@@ -31,10 +34,13 @@ class ProgressLog:
         if not self.enabled:
             return
         record = {"time": round(time.time(), 3), "event": event, "state": state, **fields}
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:  # a full disk: the run's own error says so; a lost progress line must not mask it
+            log.warning("could not append to %s: %s", self.path, exc)
 
     def loss(self, step: int, loss: float, lr: float) -> None:
         if not self.enabled:
@@ -102,6 +108,11 @@ def plot_loss(folder: Path) -> Path | None:
     draw.text((pad, 10), f"loss (step {first}-{last}); min {lo:.4g} max {hi:.4g}", fill="black")
     out = Path(folder) / "loss.png"
     tmp = out.with_suffix(".png.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, out)
+    try:
+        image.save(tmp, format="PNG")
+        os.replace(tmp, out)
+    except OSError as exc:  # a full disk: the plot is a convenience, the checkpoint was written before it
+        tmp.unlink(missing_ok=True)
+        log.warning("could not draw %s: %s", out, exc)
+        return None
     return out

@@ -36,6 +36,14 @@ class StableDiffusion(BaseModel):
         return not self.transformer.config.guidance_embeds
 
     # ------------------------------------------------------------------ loading
+    @classmethod
+    def weights_problems(cls, model_config, key: str) -> list[str]:
+        from toolkit.models.weights_check import TransformerExpectation, weights_problems
+
+        # dev has a guidance embedding and schnell none: both are arch 'flux'.
+        expected = TransformerExpectation(cls.arch, "FluxTransformer2DModel", None, (_FLUX1_KEY,))
+        return weights_problems(model_config, key, expected)
+
     def load_model(self) -> None:
         from diffusers import (
             AutoencoderKL,

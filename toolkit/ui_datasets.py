@@ -29,6 +29,7 @@ CONTROL_DIR = "control"
 # imported because that module pulls in torch; a test keeps the two equal). Others become PNG.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 _LISTED = 8  # file names quoted in one problem before "and N more"
+MAX_CAPTION_BYTES = 64 * 1024  # a caption longer than this is not a caption
 
 
 class UploadError(Exception):
@@ -67,6 +68,36 @@ def _copy_image(src: Path, target: Path) -> None:
                 img.save(target, format="PNG")
     except (UnidentifiedImageError, OSError) as exc:
         raise UploadError(f"{src.name} is not an image PIL can read ({exc}); remove it") from exc
+
+
+def image_problem(path: str | Path) -> str | None:
+    """Why the file at ``path`` is not an image (None when it decodes): PIL ``verify`` (structure,
+    checksums) then a full ``load`` (every pixel), so a PNG/JPEG signature followed by HTML or a
+    truncated file is refused, not only a wrong first few bytes. Decompression bombs are refused too."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.verify()
+        with Image.open(path) as img:
+            img.load()
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken or hostile files
+        # PIL quotes the server-side temp path; the person knows the file by its name only.
+        detail = str(exc).replace(str(path), Path(path).name)
+        return f"not an image that decodes ({type(exc).__name__}: {detail})"
+    return None
+
+
+def readable_images(paths: list[str | Path]) -> tuple[list[str], list[str]]:
+    """(the paths that decode as images, one problem per other file naming it as it was uploaded)."""
+    good, problems = [], []
+    for path in paths:
+        problem = image_problem(path)
+        if problem:
+            problems.append(f"{Path(path).name}: {problem}")
+        else:
+            good.append(str(path))
+    return good, problems
 
 
 def write_dataset(folder: Path, images: list[tuple[str | Path, str]], caption_ext: str = "txt") -> int:

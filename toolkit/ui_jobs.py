@@ -100,24 +100,39 @@ def resolve_path(path: str | Path, root: Path = ROOT) -> Path:
     return path if path.is_absolute() else root / path
 
 
-def check_yaml(text: str, root: Path = ROOT) -> tuple[CheckedJob | None, list[dict]]:
-    """Parse YAML text as run.py does (``1e-4`` floats, ``${ENV}``, ``[name]``), then validate it.
+def ui_roots(root: Path = ROOT, extra: list[Path] = ()) -> list[Path]:
+    """The folders a job started from the app may name (toolkit/ui_guard.py): the training outputs
+    (``output/``), the bundled demo datasets (``config/examples/``), local models (``models/``) and
+    ``extra`` (the app's ``--training-folder`` and ``--data-root`` folders)."""
+    return [Path(root) / "output", Path(root) / "config" / "examples", Path(root) / "models", *map(Path, extra)]
+
+
+def check_yaml(text: str, root: Path = ROOT, roots: list[Path] | None = None) -> tuple[CheckedJob | None, list[dict]]:
+    """Parse YAML text as ``run.py --no-env`` does (``1e-4`` floats, ``[name]``; a ``${ENV}`` is refused),
+    confine its paths to ``roots`` (default :func:`ui_roots`), then validate it.
 
     Returns ``(job, [])`` or ``(None, problems)``, problems as ``{"path", "message"}``.
     """
+    from toolkit.ui_guard import guard_raw
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "job.yaml"
-        path.write_text(text, encoding="utf-8")
+        path.write_bytes(text.encode("utf-8", errors="surrogatepass"))
         try:
-            raw = load_raw_config(path)
+            raw = load_raw_config(path, expand_env=False)
         except ConfigError as exc:
             return None, [{"path": p, "message": m} for p, m in exc.problems]
-    result = validate_dict(raw, "<ui>", pending=_upload_folders(raw, root))
     section = raw.get("config") if isinstance(raw, dict) else None
     name = section.get("name") if isinstance(section, dict) else None
     name_problems = [] if not isinstance(name, str) or NAME_PATTERN.match(name) else [{
         "path": "config.name", "message": f"'{name}' cannot name a job folder: use letters, digits, "
                                           "'_', '-', '.', starting with a letter or digit (at most 80)"}]
+    # Paths outside the UI's data roots are refused before the validation scans (reads) any of them.
+    guarded = guard_raw(raw, ui_roots(root) if roots is None else roots, root)
+    if guarded:
+        problems = [{"path": p, "message": m} for p, m in guarded]
+        return None, problems + [n for n in name_problems if n["path"] not in {p["path"] for p in problems}]
+    result = validate_dict(raw, "<ui>", pending=_upload_folders(raw, root))
     if not result["ok"] or name_problems:
         return None, name_problems + result["problems"]
     config = parse_job_config(raw, "<ui>")
@@ -235,7 +250,7 @@ def _launch(job_folder: Path, config_file: Path, root: Path) -> subprocess.Popen
     browser or the app exiting do not reach it; Stop signals its process group."""
     for marker in (STOP_FILE, EXIT_FILE):
         (job_folder / marker).unlink(missing_ok=True)
-    command = [sys.executable, str(root / "run.py"), str(config_file)]
+    command = [sys.executable, str(root / "run.py"), "--no-env", str(config_file)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(job_folder / LOG_FILE, "ab") as log_file:
         log_file.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
@@ -256,16 +271,18 @@ def _launch(job_folder: Path, config_file: Path, root: Path) -> subprocess.Popen
 
 
 def start_job(yaml_text: str, images: list[tuple[str | Path, str]], config_dir: Path = CONFIG_DIR,
-              root: Path = ROOT, references: list[str | Path] = ()) -> tuple[CheckedJob, Path]:
+              root: Path = ROOT, references: list[str | Path] = (),
+              roots: list[Path] | None = None) -> tuple[CheckedJob, Path]:
     """Validate, claim the name, write the dataset (and its references) and start run.py.
     Returns (job, config path).
 
     ``images``: (image, caption) uploads, written to ``<job>/dataset/``; ``references``: the edit
     jobs' reference uploads, paired with the images by file name and written to
     ``<job>/dataset/control/``. Raises JobError (with every validation problem by key path, or
-    every upload problem) and changes nothing when refused.
+    every upload problem) and changes nothing when refused. ``roots``: the folders the job may name
+    (default :func:`ui_roots`).
     """
-    job, problems = check_yaml(yaml_text, root)
+    job, problems = check_yaml(yaml_text, root, roots)
     if job is None:
         raise JobError(f"the config has {len(problems)} problem(s):", problems)
     dataset = job.job_folder / DATASET_DIR
@@ -335,8 +352,13 @@ def resume_job(job_folder: Path, root: Path = ROOT) -> None:
             raise JobError(f"'{job_folder.name}' is still running")
         if not status.config:
             raise JobError(f"'{job_folder.name}' was not started from the app; run it with run.py")
+        from toolkit.job_lock import JobFolderBusy, holder
+
+        running = holder(job_folder)  # e.g. a run.py started on the command line with this config
+        if running is not None:
+            raise JobError(str(JobFolderBusy(job_folder, running)))
         if status.state == "finished":
-            config = parse_job_config(load_raw_config(status.config), status.config)
+            config = parse_job_config(load_raw_config(status.config, expand_env=False), status.config)
             if config.config.process[0].train.steps <= status.step:
                 raise JobError(f"'{job_folder.name}' is finished; to train it further, raise train.steps in "
                                f"{status.config}, then press Resume")
@@ -520,7 +542,7 @@ def log_tail(folder: Path, lines: int = 40) -> str:
 
 
 def _job_folder_of(config_file: Path, root: Path) -> Path:
-    config = parse_job_config(load_raw_config(config_file), str(config_file))
+    config = parse_job_config(load_raw_config(config_file, expand_env=False), str(config_file))
     return resolve_path(config.config.process[0].training_folder, root) / config.config.name
 
 

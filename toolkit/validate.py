@@ -66,7 +66,7 @@ class GeneratePlan:
 
 def validate_job(source: str | Path | dict | Any, *, name: str | None = None, data: bool = True,
                  machine: bool = True, world: int | None = None, shards_model: bool | None = None,
-                 pending: Collection[str | Path] = ()) -> list[Problem]:
+                 pending: Collection[str | Path] = (), expand_env: bool = True) -> list[Problem]:
     """Every problem of a job, as (key path, message); [] when it can run.
 
     source: a job file path (or a bare name looked up in ``config/``), a raw mapping as read from YAML/JSON
@@ -74,9 +74,10 @@ def validate_job(source: str | Path | dict | Any, *, name: str | None = None, da
     name: run.py's ``--name``. data: scan the dataset folders. machine: check the device and the optimizer on
         this machine (imports torch). world / shards_model: process count and FSDP, by default from
         accelerate's environment (`distributed_from_env`). pending: dataset folders a UI writes after the
-        check (their uploads are checked by the UI).
+        check (their uploads are checked by the UI). expand_env: False refuses ``${...}`` in a job file
+        instead of reading the environment (``run.py --no-env``; jobs submitted through a UI).
     """
-    problems, _, _ = _validate(source, name, data, machine, world, shards_model, pending)
+    problems, _, _ = _validate(source, name, data, machine, world, shards_model, pending, expand_env)
     return problems
 
 
@@ -88,10 +89,10 @@ def check_job(source: str | Path | dict | Any, **options) -> Any:
 
 def plan_job(source: str | Path | dict | Any, *, name: str | None = None, data: bool = True, machine: bool = True,
              world: int | None = None, shards_model: bool | None = None,
-             pending: Collection[str | Path] = ()) -> tuple[Any, list]:
+             pending: Collection[str | Path] = (), expand_env: bool = True) -> tuple[Any, list]:
     """(JobConfig, one TrainPlan / GeneratePlan per process), or one ConfigError listing every problem of every
     process: a multi-process job is refused whole before its first process starts."""
-    problems, job_config, plans = _validate(source, name, data, machine, world, shards_model, pending)
+    problems, job_config, plans = _validate(source, name, data, machine, world, shards_model, pending, expand_env)
     if problems:
         raise ConfigError(problems, _source_label(source))
     return job_config, plans
@@ -111,12 +112,13 @@ def _source_label(source) -> str | None:
     return str(source) if isinstance(source, (str, Path)) else None
 
 
-def _validate(source, name, data, machine, world, shards_model, pending=()) -> tuple[list[Problem], Any, list]:
+def _validate(source, name, data, machine, world, shards_model, pending=(),
+              expand_env=True) -> tuple[list[Problem], Any, list]:
     if isinstance(source, JobConfig):
         problems, job_config = [], source
     else:
         try:
-            raw = _read(source, name)
+            raw = _read(source, name, expand_env)
         except ConfigError as exc:
             return exc.problems, None, []
         label = _source_label(source) or "<job>"
@@ -144,13 +146,13 @@ def _validate(source, name, data, machine, world, shards_model, pending=()) -> t
     return problems, (None if problems else job_config), plans
 
 
-def _read(source, name) -> dict:
+def _read(source, name, expand_env: bool = True) -> dict:
     if isinstance(source, dict):
         raw = copy.deepcopy(source)
         if name is not None and isinstance(raw.get("config"), dict):
             raw["config"]["name"] = name
         return raw
-    return load_raw_config(find_config(str(source), CONFIG_DIR), name)
+    return load_raw_config(find_config(str(source), CONFIG_DIR), name, expand_env=expand_env)
 
 
 def _schema(raw: dict, label: str) -> tuple[list[Problem], Any, dict]:
@@ -318,7 +320,9 @@ def plan_train(cfg, key: str, *, data: bool = True, machine: bool = True, world:
     if machine:
         found, plan.device = _device(cfg.device, f"{key}.device")
         problems += found
-        problems += _optimizer(cfg.train.optimizer, f"{key}.train.optimizer")
+        problems += _optimizer(cfg.train.optimizer, cfg.train.optimizer_params, f"{key}.train")
+        if plan.spec is not None:
+            problems += _weights(plan.spec, cfg.model, f"{key}.model")
         if shards_model:
             problems += _fsdp_settings()
     return problems, plan
@@ -376,16 +380,27 @@ def _fsdp_settings() -> list[Problem]:
     return []
 
 
-def _optimizer(name: str, key: str) -> list[Problem]:
+def _optimizer(name: str, params: dict, key: str) -> list[Problem]:
+    """The optimizer can run here, and ``optimizer_params`` are options its constructor takes (`key`: the
+    ``train`` section's path)."""
     from toolkit.optim import check_optimizer  # imports torch: only the machine stage does
 
     try:
-        check_optimizer(name)
-    except ConfigError as exc:
-        return [(key, message) for _, message in exc.problems]
+        check_optimizer(name, params)
+    except ConfigError as exc:  # problems at train.optimizer_params.<name>
+        return [(f"{key.removesuffix('.train')}.{path}" if path.startswith("train.") else f"{key}.optimizer", message)
+                for path, message in exc.problems]
     except ToolkitError as exc:
-        return [(key, str(exc))]
+        return [(f"{key}.optimizer", str(exc))]
     return []
+
+
+def _weights(spec, model_config, key: str) -> list[Problem]:
+    """Local weights (a diffusers folder's transformer config, a single file's tensor names) that are not the
+    architecture ``model.arch`` names: refused before minutes of loading."""
+    from toolkit.arch_registry import model_class  # imports the model class (torch): machine stage only
+
+    return [_split(p) for p in model_class(spec).weights_problems(model_config, key)]
 
 
 # ----------------------------------------------------------------------------- generating
@@ -432,4 +447,6 @@ def plan_generate(cfg, key: str, *, machine: bool = True) -> tuple[list[Problem]
     if machine:
         found, plan.device = _device(cfg.device, f"{key}.device")
         problems += found
+        if plan.spec is not None:
+            problems += _weights(plan.spec, cfg.model, f"{key}.model")
     return problems, plan

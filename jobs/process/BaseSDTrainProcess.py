@@ -79,6 +79,7 @@ class BaseSDTrainProcess(BaseProcess):
         self.loader_state: dict | None = None
         self.last_saved_step = -1
         self.stop_requested = False
+        self.folder_lock = None
 
     # ================================================================== setup
     def plan(self):
@@ -119,6 +120,10 @@ class BaseSDTrainProcess(BaseProcess):
         if cfg.logging.verbose:
             logging.getLogger().setLevel(logging.DEBUG)
         self.plan()
+        if self.dist.is_main:  # one run per job folder (the other ranks of this run share it)
+            from toolkit.job_lock import JobFolderLock
+
+            self.folder_lock = JobFolderLock(self.folder).acquire()
         # The LoRA's initial A matrices come from torch's global RNG: seed it so runs repeat.
         torch.manual_seed(cfg.train.seed)
         random.seed(cfg.train.seed)
@@ -265,6 +270,12 @@ class BaseSDTrainProcess(BaseProcess):
 
     # ================================================================== loop
     def run(self) -> None:
+        try:
+            self._run()
+        finally:  # the folder is free once this run has saved and logged its end (or failed)
+            self.cleanup_lock()
+
+    def _run(self) -> None:
         self.setup()
         total = self.config.train.steps
         self.progress.event("start", step=self.step, total_steps=total, name=self.name)
@@ -286,6 +297,11 @@ class BaseSDTrainProcess(BaseProcess):
             self._stop_and_save()
             raise KeyboardInterrupt("stopped by signal")
         self.progress.event("end", state="finished", step=self.step, path=f"{self.name}.safetensors")
+
+    def cleanup_lock(self) -> None:
+        if self.folder_lock is not None:
+            self.folder_lock.release()
+            self.folder_lock = None
 
     def _request_stop(self, signum, frame) -> None:
         if self.stop_requested:  # a second Ctrl-C: stop now
@@ -495,21 +511,13 @@ class BaseSDTrainProcess(BaseProcess):
             return
         tensors, peft_state = self.lora_file_tensors()
         meta = self.metadata()
-        step_path = ckpt.step_file(self.folder, self.name, self.step)
         state = {
             "step": self.step, "lora": peft_state, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
             "python_random": random.getstate(), "ema": self.ema.state_dict() if self.ema is not None else None,
             "loader": self.loader_state, "global_batch": self.config.train.batch_size * self.dist.world,
         }
-        # LoRA first, state last: a step counts as saved (for resume) only once both exist.
-        ckpt.save_safetensors(step_path, tensors, meta)
-        ckpt.save_state(ckpt.step_file(self.folder, self.name, self.step, ".state.pt"), state)
-        paths = [step_path.name]
-        if final:
-            final_path = self.folder / f"{self.name}.safetensors"
-            ckpt.save_safetensors(final_path, tensors, meta)
-            paths.append(final_path.name)
+        paths = ckpt.save_step(self.folder, self.name, self.step, tensors, meta, state, final)
         ckpt.prune(self.folder, self.name, max(self.config.save.max_step_saves_to_keep, 1))
         plot_loss(self.folder)
         for path in paths:
@@ -518,6 +526,7 @@ class BaseSDTrainProcess(BaseProcess):
 
     def cleanup(self) -> None:
         self.model = None
+        self.cleanup_lock()
 
 
 def _slice_batch(batch, lo: int, hi: int):

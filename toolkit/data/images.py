@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PIL import Image, ImageOps
 
 from toolkit.data.errors import DatasetError
@@ -61,7 +62,23 @@ def oriented_size(path: Path) -> tuple[int, int]:
     return (height, width) if orientation in _ROTATED_ORIENTATIONS else (width, height)
 
 
+_HIGH_BIT_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit / 32-bit / float grayscale -> 8-bit "L", scaled (PIL's convert clips everything above 255
+    to white). Integer images are taken as 16-bit (PNG's deepest), float ones as 0..1 (0..255 when larger)."""
+    array = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        scale = 255.0 if float(np.nanmax(array, initial=0.0)) <= 1.0 else 1.0
+    else:
+        scale = 255.0 / 65535.0
+    return Image.fromarray(np.clip(np.rint(np.nan_to_num(array) * scale), 0, 255).astype(np.uint8), mode="L")
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in _HIGH_BIT_DEPTH:
+        img = _to_8bit(img)
     has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
     if not has_alpha:
         return img.convert("RGB")

@@ -8,7 +8,9 @@ toolkit/data/dataset.py for the other decisions (flips, resolutions, captions, r
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
+import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,6 +102,18 @@ def _read_caption(image_path: Path, config: DatasetConfig, key: str) -> str:
     return text
 
 
+def _not_a_file(path: Path) -> str:
+    """Why an image-named entry of a dataset folder is not a readable file."""
+    if path.is_symlink():
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "symlink loop"
+            return f"dangling symlink to {os.readlink(path)}"
+    return "a folder, not a file" if path.is_dir() else "not a regular file"
+
+
 def scan_folder(config: DatasetConfig, key: str) -> list[ImageItem]:
     """Every readable image of ``config.folder_path`` (not recursive), sorted by file name.
 
@@ -112,17 +126,17 @@ def scan_folder(config: DatasetConfig, key: str) -> list[ImageItem]:
         what = "is not a folder" if folder.exists() else "does not exist"
         raise DatasetError(f"{key}: {folder} {what}; set folder_path to the folder that holds your images")
     # Hidden files are skipped: macOS copies leave "._name.jpg" resource forks beside images.
-    files = sorted(
-        p for p in folder.iterdir()
-        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
-    )
+    candidates = sorted(p for p in folder.iterdir()
+                        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    files = [p for p in candidates if p.is_file()]
+    # Named in the one "skipped" warning below, never dropped silently: links to nothing or to themselves.
+    unreadable: list[str] = [f"{p.name} ({_not_a_file(p)})" for p in candidates if not p.is_file()]
     if not files:
         raise DatasetError(
             f"{key}: no images ({' '.join(IMAGE_EXTENSIONS)}) in {folder}; "
             "put the training images directly in this folder (sub-folders are not read)"
         )
     images: list[ImageItem] = []
-    unreadable: list[str] = []
     uncaptioned = 0
     for path in files:
         try:
@@ -135,7 +149,7 @@ def scan_folder(config: DatasetConfig, key: str) -> list[ImageItem]:
         stat = path.stat()
         images.append(ImageItem(path.resolve(), caption, width, height, stat.st_size, stat.st_mtime_ns))
     if unreadable:
-        log.warning("%s: skipped %d unreadable image(s) in %s: %s", key, len(unreadable), folder, "; ".join(unreadable))
+        log.warning("%s: skipped %d unreadable file(s) in %s: %s", key, len(unreadable), folder, "; ".join(unreadable))
     if not images:
         raise DatasetError(f"{key}: none of the {len(files)} images in {folder} could be read: {'; '.join(unreadable)}")
     if uncaptioned:
@@ -160,10 +174,17 @@ def _expand(
     items: list[TrainItem] = []
     for resolution in config.resolutions:
         small = sum(img.width * img.height < resolution * resolution for img in images)
-        if small:
+        tiny = [img.path.name for img in images if min(img.width, img.height) < divisibility]
+        if small - len(tiny) > 0:
             log.warning(
                 "%s: %d of %d images are smaller than resolution %d; they train at their own size (never upscaled)",
-                key, small, len(images), resolution,
+                key, small - len(tiny), len(images), resolution,
+            )
+        if tiny:
+            log.warning(
+                "%s: %d image(s) have a side under %d px, the smallest the model takes; they are upscaled to it "
+                "(the only upscaling): %s", key, len(tiny), divisibility, ", ".join(tiny[:8]) +
+                (f" and {len(tiny) - 8} more" if len(tiny) > 8 else ""),
             )
         for image in images:
             bucket = make_bucket(image.width, image.height, resolution, divisibility)

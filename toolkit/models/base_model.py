@@ -129,6 +129,12 @@ class BaseModel:
         return self.pipeline.vae
 
     # --- hooks ---
+    @classmethod
+    def weights_problems(cls, model_config, key: str) -> list[str]:
+        """Before loading: why the local weights ``model_config.name_or_path`` are not this architecture's
+        (see toolkit/models/weights_check.py); [] when they are, or cannot be told without loading."""
+        return []
+
     def load_model(self) -> None:
         """Resolve the weights layout, load every component, build `self.pipeline`."""
         raise NotImplementedError

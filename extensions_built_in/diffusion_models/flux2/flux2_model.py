@@ -41,6 +41,16 @@ class Flux2Model(BaseModel):
     spec = FLUX2_DEV
 
     # ------------------------------------------------------------------ loading
+    @classmethod
+    def weights_problems(cls, model_config, key: str) -> list[str]:
+        from toolkit.models.weights_check import TransformerExpectation, weights_problems
+
+        guidance = cls.variant.guidance_embeds
+        expected = TransformerExpectation(
+            cls.arch, "Flux2Transformer2DModel", guidance, (_FLUX2_KEY,) + ((_GUIDANCE_KEY,) if guidance else ()),
+            () if guidance else (_GUIDANCE_KEY,))
+        return weights_problems(model_config, key, expected)
+
     def load_model(self) -> None:
         import diffusers
         from diffusers import FlowMatchEulerDiscreteScheduler
