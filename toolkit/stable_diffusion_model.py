@@ -41,7 +41,7 @@ class StableDiffusion(BaseModel):
         from toolkit.models.weights_check import TransformerExpectation, weights_problems
 
         # dev has a guidance embedding and schnell none: both are arch 'flux'.
-        expected = TransformerExpectation(cls.arch, "FluxTransformer2DModel", None, (_FLUX1_KEY,))
+        expected = TransformerExpectation(cls.arch, cls.spec.transformer_class, None, (_FLUX1_KEY,))
         return weights_problems(model_config, key, expected)
 
     def load_model(self) -> None:

@@ -24,7 +24,7 @@ KEY = "config.process[0].datasets[0].folder_path"
     (np.float32, 0.5, 128),  # float mode F in 0..1
 ])
 def test_high_bit_depth_images_are_scaled_not_clipped(dtype, value, expected):
-    from toolkit.data.dataset import _to_rgb
+    from toolkit.data.images import _to_rgb
 
     img = Image.fromarray(np.full((20, 24), value, dtype=dtype))
     assert img.mode in ("I;16", "I", "F")

@@ -45,9 +45,9 @@ class Flux2Model(BaseModel):
     def weights_problems(cls, model_config, key: str) -> list[str]:
         from toolkit.models.weights_check import TransformerExpectation, weights_problems
 
-        guidance = cls.variant.guidance_embeds
+        guidance = cls.spec.guidance_embeds
         expected = TransformerExpectation(
-            cls.arch, "Flux2Transformer2DModel", guidance, (_FLUX2_KEY,) + ((_GUIDANCE_KEY,) if guidance else ()),
+            cls.spec.arch, cls.spec.transformer_class, guidance, (_FLUX2_KEY,) + ((_GUIDANCE_KEY,) if guidance else ()),
             () if guidance else (_GUIDANCE_KEY,))
         return weights_problems(model_config, key, expected)
 
