@@ -143,14 +143,15 @@ def test_the_liveness_cli_tells_a_running_trainer_from_a_gone_or_reused_pid(tmp_
     trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", job_file])
     other = subprocess.Popen(["sleep", "30"])
     try:
-        def alive(pid: int) -> int:
-            return subprocess.run([sys.executable, "-m", "toolkit.ui_jobs", "alive", str(pid), job_file],
-                                  cwd=ROOT, timeout=120).returncode
-        assert alive(trainer.pid) == 0
-        assert alive(other.pid) == 1  # alive, but not running this job file
+        def alive(pid: int) -> bool:
+            result = subprocess.run([sys.executable, "-m", "toolkit.ui_jobs", "alive", str(pid), job_file],
+                                    cwd=ROOT, timeout=120, capture_output=True, text=True, check=True)
+            return json.loads(result.stdout)["alive"]
+        assert alive(trainer.pid) is True
+        assert alive(other.pid) is False  # alive, but not running this job file
         trainer.kill()
         trainer.wait()
-        assert alive(trainer.pid) == 1
+        assert alive(trainer.pid) is False
     finally:
         trainer.kill()
         other.kill()

@@ -58,3 +58,12 @@ export function uploadForm(files: { name: string; data: Uint8Array | string }[])
   for (const f of files) form.append("files", new File([f.data as BlobPart], f.name));
   return form;
 }
+
+/** A preset as the new-job form builds it: POST /api/jobs/build (the trainer's preset builder) -> YAML. */
+export async function buildYaml(preset: string, name: string, form: Record<string, unknown> = {}): Promise<string> {
+  const { POST } = await import("@/app/api/jobs/build/route");
+  const res = await POST(request("/api/jobs/build", { method: "POST", json: { preset, name, ...form } }), ctx());
+  const data = await body(res);
+  if (res.status !== 200) throw new Error(`build ${preset}: ${JSON.stringify(data)}`);
+  return data.yaml as string;
+}

@@ -10,24 +10,24 @@ import * as jobs from "@/app/api/jobs/route";
 import * as validate from "@/app/api/jobs/validate/route";
 import * as schemaRoute from "@/app/api/schema/route";
 import * as files from "@/app/api/files/[root]/[...path]/route";
-import { buildJobConfig, toYaml } from "@/lib/jobconfig";
 import { fieldSpec, parseFieldText, sectionFields } from "@/lib/schema";
 import type { Preset, UiSchema } from "@/lib/types";
-import { body, ctx, request, useTempDataRoot } from "./helpers";
+import { body, buildYaml, ctx, request, useTempDataRoot } from "./helpers";
 
 const data = useTempDataRoot();
 let ui: UiSchema & { datasets_dir: string; output_dir: string };
 let tiny: Preset;
 
-function tinyYaml(name: string, values: Record<string, unknown> = {}): string {
-  return toYaml(buildJobConfig(tiny.config, { name, values, datasets: [], resolutions: [64], prompts: ["a [trigger]"] }, ui.datasets_dir));
-}
+/** The tiny preset as the new-job form builds it (the trainer's preset builder). */
+let tinyYaml: (name: string) => string;
 
 beforeAll(async () => {
   const res = await schemaRoute.GET(request("/api/schema"), ctx());
   expect(res.status).toBe(200);
   ui = await body(res);
   tiny = ui.presets.find((p) => p.name_or_path === "tiny:flux2")!;
+  const base = YAML.parse(await buildYaml(tiny.id, "base", { resolutions: [64], prompts: ["a [trigger]"] }));
+  tinyYaml = (name) => YAML.stringify({ ...base, config: { ...base.config, name } });
 });
 
 describe("schema from Python", () => {

@@ -128,6 +128,11 @@ function summary(name: string, dir: string): DatasetSummary {
   };
 }
 
+/** One dataset's summary (404 when it does not exist). */
+export function datasetSummary(name: string): DatasetSummary {
+  return summary(name, datasetDir(name));
+}
+
 export function listDatasets(): DatasetSummary[] {
   const s = settings();
   ensureDataDirs(s);

@@ -1,6 +1,8 @@
 // The Python side is the source of truth for the config: the schema, presets and architectures
-// (`python -m toolkit.ui_schema`, cached in memory from server start) and validation
-// (`python -m toolkit.ui_schema validate FILE`, which never imports torch).
+// (`python -m toolkit.ui_schema`, cached in memory from server start), validation
+// (`python -m toolkit.ui_schema validate FILE`, which never imports torch), the job a form builds
+// from a preset (`python -m toolkit.ui_presets build`, the Gradio app's builder too) and whether a
+// trainer a previous server started still runs (`python -m toolkit.ui_jobs alive PID FILE`).
 import { execFile } from "node:child_process";
 import type { UiSchema, ValidationResult } from "../types";
 import { settings } from "./settings";
@@ -11,10 +13,10 @@ interface PyResult {
   stderr: string;
 }
 
-export function runPython(args: string[], timeoutMs = 120_000): Promise<PyResult> {
+export function runPython(args: string[], timeoutMs = 120_000, input?: string): Promise<PyResult> {
   const s = settings();
   return new Promise((resolve, reject) => {
-    execFile(
+    const child = execFile(
       s.python,
       args,
       {
@@ -32,6 +34,8 @@ export function runPython(args: string[], timeoutMs = 120_000): Promise<PyResult
         resolve({ code: typeof code === "number" ? code : 1, stdout, stderr });
       },
     );
+    child.stdin?.on("error", () => {}); // a child that exits before reading its input: its exit code tells
+    child.stdin?.end(input ?? "");
   });
 }
 
@@ -82,4 +86,46 @@ export async function validateJobFile(file: string): Promise<ValidationResult> {
     ok: false,
     problems: [{ path: "", message: tail(result.stderr || result.stdout) || `validator exited ${result.code}` }],
   };
+}
+
+/** What the new-job form sends to the one preset builder (`toolkit.ui_presets.FormFields`). */
+export interface BuildForm {
+  preset: string;
+  name: string;
+  /** Settings inside `config.process[0]` by dotted path; null removes the key (the trainer's default). */
+  values: Record<string, unknown>;
+  /** Dataset folders (absolute); null keeps the preset's datasets. */
+  datasets: string[] | null;
+  resolutions: number[] | null;
+  prompts: string[] | null;
+  /** Edit presets: the image the samples edit (absolute). */
+  sample_reference: string | null;
+}
+
+/** The preset's config with the form applied, by `python -m toolkit.ui_presets build`; `edit`: the preset trains on reference images. */
+export async function buildJobConfig(form: BuildForm): Promise<{ config: Record<string, unknown>; edit: boolean }> {
+  const result = await runPython(["-m", "toolkit.ui_presets", "build"], 60_000, JSON.stringify(form));
+  let parsed: { config?: Record<string, unknown>; edit?: boolean; error?: string } = {};
+  try {
+    parsed = JSON.parse(result.stdout);
+  } catch {
+    throw new Error(`python -m toolkit.ui_presets build failed (exit ${result.code}):\n${tail(result.stderr || result.stdout)}`);
+  }
+  if (result.code !== 0 || !parsed.config) throw new BuildError(parsed.error ?? `the builder exited ${result.code}`);
+  return { config: parsed.config, edit: parsed.edit === true };
+}
+
+/** The builder refused the form (unknown preset, a malformed field): the message says which. */
+export class BuildError extends Error {}
+
+/** Whether `pid` still runs the job file `configPath` (`python -m toolkit.ui_jobs alive` prints `{"alive": bool}`). */
+export async function trainerAlive(pid: number, configPath: string): Promise<boolean> {
+  const result = await runPython(["-m", "toolkit.ui_jobs", "alive", String(pid), configPath], 60_000);
+  try {
+    const parsed = JSON.parse(result.stdout) as { alive?: unknown };
+    if (result.code === 0 && typeof parsed.alive === "boolean") return parsed.alive;
+  } catch {
+    // fall through
+  }
+  throw new Error(`python -m toolkit.ui_jobs alive failed (exit ${result.code}):\n${tail(result.stderr || result.stdout)}`);
 }
