@@ -129,3 +129,15 @@ export async function trainerAlive(pid: number, configPath: string): Promise<boo
   }
   throw new Error(`python -m toolkit.ui_jobs alive failed (exit ${result.code}):\n${tail(result.stderr || result.stdout)}`);
 }
+
+/** `python -m toolkit.image_check FILE...`: per file (in order), why it is not a readable image, or null. */
+export async function checkImages(files: string[]): Promise<{ file: string; error: string | null }[]> {
+  const result = await runPython(["-m", "toolkit.image_check", ...files], 120_000);
+  try {
+    const parsed = JSON.parse(result.stdout) as { file: string; error: string | null }[];
+    if (result.code === 0 && Array.isArray(parsed) && parsed.length === files.length) return parsed;
+  } catch {
+    // fall through
+  }
+  throw new Error(`python -m toolkit.image_check failed (exit ${result.code}):\n${tail(result.stderr || result.stdout)}`);
+}
