@@ -12,7 +12,7 @@ import * as schemaRoute from "@/app/api/schema/route";
 import * as files from "@/app/api/files/[root]/[...path]/route";
 import { fieldSpec, parseFieldText, sectionFields } from "@/lib/schema";
 import type { Preset, UiSchema } from "@/lib/types";
-import { body, buildYaml, ctx, request, useTempDataRoot } from "./helpers";
+import { body, buildYaml, ctx, demoDataset, request, useTempDataRoot } from "./helpers";
 
 const data = useTempDataRoot();
 let ui: UiSchema & { datasets_dir: string; output_dir: string };
@@ -26,7 +26,7 @@ beforeAll(async () => {
   expect(res.status).toBe(200);
   ui = await body(res);
   tiny = ui.presets.find((p) => p.name_or_path === "tiny:flux2")!;
-  const base = YAML.parse(await buildYaml(tiny.id, "base", { resolutions: [64], prompts: ["a [trigger]"] }));
+  const base = YAML.parse(await buildYaml(tiny.id, "base", { datasets: [demoDataset()], resolutions: [64], prompts: ["a [trigger]"] }));
   tinyYaml = (name) => YAML.stringify({ ...base, config: { ...base.config, name } });
 });
 

@@ -14,7 +14,7 @@ import { getDb } from "@/lib/server/db";
 import { getJob, jobPaths } from "@/lib/server/jobs";
 import { tick } from "@/lib/server/worker";
 import type { JobDetail, Preset } from "@/lib/types";
-import { body, buildYaml, ctx, REPO_ROOT, request, UI_DIR, useTempDataRoot } from "./helpers";
+import { body, buildYaml, ctx, demoDataset, REPO_ROOT, request, UI_DIR, useTempDataRoot } from "./helpers";
 
 useTempDataRoot();
 const FAKE_REPO = path.join(UI_DIR, "tests/fixtures/fake_repo");
@@ -32,7 +32,7 @@ afterEach(() => {
 /** Queues a job (validated by the real trainer's validator), then points the worker at the fake trainer. */
 async function queue(name: string, mode: string, steps = 20, device = "cpu"): Promise<number> {
   process.env.REPO_ROOT = REPO_ROOT;
-  const yaml = await buildYaml(tiny.id, name, { values: { trigger_word: mode, "train.steps": steps, device } });
+  const yaml = await buildYaml(tiny.id, name, { datasets: [demoDataset()], values: { trigger_word: mode, "train.steps": steps, device } });
   const res = await jobs.POST(request("/api/jobs", { method: "POST", json: { name, yaml } }), ctx());
   const data = await body(res);
   expect(res.status, JSON.stringify(data)).toBe(201);

@@ -10,7 +10,7 @@ import { getDb } from "./db";
 import { HttpError } from "./http";
 import { checkName } from "./paths";
 import { lossPoints, readAllEvents, tailLines } from "./progress";
-import { loadUiSchema, validateJobFile } from "./python";
+import { guardJobFile, loadUiSchema, validateJobFile } from "./python";
 import { ensureDataDirs, settings } from "./settings";
 
 export interface JobRow extends JobSummary {
@@ -69,8 +69,10 @@ export interface PreparedJob {
 }
 
 /**
- * Checks a job the user wants to queue: its name, the YAML, the fields the UI owns, and the
- * trainer's own validator (`python -m toolkit.ui_schema validate`). Nothing is stored.
+ * Checks a job the user wants to queue: its name, the YAML, the fields the UI owns, the UI's path
+ * guard (`python -m toolkit.ui_guard check`) and the trainer's own validator
+ * (`python -m toolkit.ui_schema validate`). Nothing is stored; the file queued is the text checked
+ * (never an expanded copy: it holds no `${...}`), and it is what the job page shows.
  * `keepFile` receives the validated file when it passes.
  */
 export async function prepareJob(nameInput: unknown, yamlText: unknown, keepFile?: string): Promise<PreparedJob> {
@@ -97,8 +99,10 @@ export async function prepareJob(nameInput: unknown, yamlText: unknown, keepFile
   const file = path.join(checkDir, `${name}-${crypto.randomBytes(6).toString("hex")}.yaml`);
   fs.writeFileSync(file, yaml);
   try {
-    const result = await validateJobFile(file);
-    if (!result.ok) return fail(result.problems, yaml);
+    // the UI's rules (paths inside DATA_ROOT, no ${...}) and the trainer's own validator, together
+    const [guard, result] = await Promise.all([guardJobFile(file), validateJobFile(file)]);
+    const problems = [...guard.problems, ...result.problems];
+    if (problems.length) return fail(problems, yaml);
     const proc = processOf(config);
     const schema = (await loadUiSchema()).schema;
     const device = String(proc.device ?? fieldSpec(schema, "device")?.default ?? "");

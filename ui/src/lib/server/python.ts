@@ -5,7 +5,7 @@
 // trainer a previous server started still runs (`python -m toolkit.ui_jobs alive PID FILE`).
 import { execFile } from "node:child_process";
 import type { UiSchema, ValidationResult } from "../types";
-import { settings } from "./settings";
+import { jobRoots, settings } from "./settings";
 
 interface PyResult {
   code: number;
@@ -140,4 +140,27 @@ export async function checkImages(files: string[]): Promise<{ file: string; erro
     // fall through
   }
   throw new Error(`python -m toolkit.image_check failed (exit ${result.code}):\n${tail(result.stderr || result.stdout)}`);
+}
+
+/**
+ * The UI's own rules for a job file (`python -m toolkit.ui_guard check FILE --root DIR... --base
+ * REPO`, shared with the Gradio app): every path it names resolves, symlinks followed, inside
+ * DATA_ROOT's datasets/, output/ or models/ (or is a hub repo id / `tiny:` id for model keys), no
+ * `${...}` anywhere (UI jobs are never expanded), `config.name` a plain file name. Problems by key
+ * path; a guard that cannot run refuses the job (never passes it unchecked).
+ */
+export async function guardJobFile(file: string): Promise<ValidationResult> {
+  const s = settings();
+  const roots = jobRoots(s).flatMap((root) => ["--root", root]);
+  const result = await runPython(["-m", "toolkit.ui_guard", "check", file, ...roots, "--base", s.repoRoot], 60_000);
+  try {
+    const parsed = JSON.parse(result.stdout) as ValidationResult;
+    if (typeof parsed.ok === "boolean" && Array.isArray(parsed.problems) && (parsed.ok || parsed.problems.length > 0)) return parsed;
+  } catch {
+    // fall through: the guard itself failed
+  }
+  return {
+    ok: false,
+    problems: [{ path: "", message: `the path guard (python -m toolkit.ui_guard) failed: ${tail(result.stderr || result.stdout) || `exit ${result.code}`}` }],
+  };
 }

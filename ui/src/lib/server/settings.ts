@@ -13,6 +13,8 @@ export interface Settings {
   dataRoot: string;
   datasetsDir: string;
   outputDir: string;
+  /** Local model weights a job may name (`model.name_or_path`, `vae_path`...); hub ids need no folder. */
+  modelsDir: string;
   jobsDir: string;
   dbPath: string;
   authToken: string;
@@ -46,6 +48,7 @@ export function settings(): Settings {
     dataRoot,
     datasetsDir: path.join(dataRoot, "datasets"),
     outputDir: path.join(dataRoot, "output"),
+    modelsDir: path.join(dataRoot, "models"),
     jobsDir: path.join(dataRoot, "jobs"),
     dbPath: path.join(dataRoot, "ui.sqlite"),
     authToken: process.env.AI_TOOLKIT_AUTH || "",
@@ -56,9 +59,14 @@ export function settings(): Settings {
   };
 }
 
+/** The folders every path a UI-submitted job names must stay inside (toolkit.ui_guard). */
+export function jobRoots(s: Settings = settings()): string[] {
+  return [s.datasetsDir, s.outputDir, s.modelsDir];
+}
+
 /** Creates the data folders (once per root). */
 export function ensureDataDirs(s: Settings = settings()): void {
-  for (const dir of [s.dataRoot, s.datasetsDir, s.outputDir, s.jobsDir]) {
+  for (const dir of [s.dataRoot, s.datasetsDir, s.outputDir, s.modelsDir, s.jobsDir]) {
     fs.mkdirSync(dir, { recursive: true });
   }
 }
