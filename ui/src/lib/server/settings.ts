@@ -23,6 +23,8 @@ export interface Settings {
   maxUploadBytes: number;
   workerPollMs: number;
   workerEnabled: boolean;
+  /** How long a browser login lasts (SESSION_HOURS). */
+  sessionTtlS: number;
 }
 
 function intEnv(name: string, fallback: number, min: number): number {
@@ -56,6 +58,7 @@ export function settings(): Settings {
     maxUploadBytes: intEnv("MAX_UPLOAD_MB", 50, 1) * 1024 * 1024,
     workerPollMs: intEnv("WORKER_POLL_MS", 1000, 50),
     workerEnabled: process.env.AITK_WORKER !== "off",
+    sessionTtlS: intEnv("SESSION_HOURS", 7 * 24, 1) * 3600,
   };
 }
 
