@@ -5,12 +5,12 @@ import fs from "node:fs";
 import path from "node:path";
 import { enforceUiFields, getIn, parseYaml, processOf, toYaml } from "../jobconfig";
 import { fieldSpec } from "../schema";
-import type { JobDetail, JobState, JobSummary, LoraFile, Problem, SampleImage } from "../types";
+import type { JobDetail, JobState, JobSummary, LoraFile, Problem, SampleCaption, SampleImage } from "../types";
 import { getDb } from "./db";
 import { HttpError } from "./http";
 import { checkName } from "./paths";
 import { lossPoints, readAllEvents, tailLines } from "./progress";
-import { guardJobFile, loadUiSchema, validateJobFile } from "./python";
+import { guardJobFile, loadUiSchema, sampleCaptions, validateJobFile } from "./python";
 import { ensureDataDirs, settings } from "./settings";
 
 export interface JobRow extends JobSummary {
@@ -27,6 +27,8 @@ export function jobPaths(name: string) {
   return {
     dir,
     config: path.join(dir, "config.yaml"),
+    /** Sample captions as the trainer uses them (toolkit.ui_samples), written when the job is queued. */
+    samples: path.join(dir, "samples.json"),
     log: path.join(dir, "log.txt"),
     folder,
     progress: path.join(folder, "progress.jsonl"),
@@ -124,6 +126,7 @@ export async function createJob(nameInput: unknown, yamlText: unknown, preset: s
   const staged = path.join(settings().jobsDir, ".check", `${name}-${crypto.randomBytes(6).toString("hex")}.staged.yaml`);
   const prepared = await prepareJob(name, yamlText, staged);
   if (!prepared.ok) return { prepared };
+  const captions = await sampleCaptions(staged);
   try {
     const t = now();
     const info = getDb()
@@ -135,6 +138,7 @@ export async function createJob(nameInput: unknown, yamlText: unknown, preset: s
     fs.rmSync(paths.dir, { recursive: true, force: true });
     fs.mkdirSync(paths.dir, { recursive: true });
     fs.renameSync(staged, paths.config);
+    if (captions) fs.writeFileSync(paths.samples, JSON.stringify(captions));
     return { job: getJob(Number(info.lastInsertRowid)), prepared };
   } catch (err) {
     if (String(err).includes("UNIQUE")) {
@@ -213,7 +217,7 @@ function fileUrl(rel: string[]): string {
   return `/api/files/output/${rel.map(encodeURIComponent).join("/")}`;
 }
 
-function listSamples(name: string, folder: string, prompts: string[]): SampleImage[] {
+function listSamples(name: string, folder: string, prompts: string[], captions: SampleCaption[] | null): SampleImage[] {
   let files: string[] = [];
   try {
     files = fs.readdirSync(path.join(folder, "samples"));
@@ -225,7 +229,16 @@ function listSamples(name: string, folder: string, prompts: string[]): SampleIma
     const match = file.match(/^(\d+)_(\d+)\.(jpg|jpeg|png|webp)$/i);
     if (!match) continue;
     const index = Number(match[2]);
-    out.push({ file, url: fileUrl([name, "samples", file]), step: Number(match[1]), index, prompt: prompts[index] ?? null });
+    const caption = captions?.[index];
+    out.push({
+      file,
+      url: fileUrl([name, "samples", file]),
+      step: Number(match[1]),
+      index,
+      prompt: caption?.prompt ?? prompts[index] ?? null,
+      caption: caption?.caption ?? null,
+      flags: caption?.flags ?? {},
+    });
   }
   return out.sort((a, b) => b.step - a.step || a.index - b.index);
 }
@@ -274,13 +287,19 @@ export function jobDetail(job: JobRow): JobDetail {
   } catch {
     // a job whose file is gone still shows its state
   }
+  let captions: SampleCaption[] | null = null;
+  try {
+    captions = JSON.parse(fs.readFileSync(/*turbopackIgnore: true*/ paths.samples, "utf8")) as SampleCaption[];
+  } catch {
+    // queued before captions were recorded: the gallery shows the raw prompts
+  }
   return {
     ...summary(job),
     state: job.state as JobState,
     config_yaml: configYaml,
     log_tail: tailLines(paths.log, 200),
     loss_curve: lossPoints(readAllEvents(paths.progress)),
-    samples: listSamples(job.name, paths.folder, prompts),
+    samples: listSamples(job.name, paths.folder, prompts, captions),
     loras: listLoras(job.name, paths.folder),
     queue_position: queuePosition(job),
   };

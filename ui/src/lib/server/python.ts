@@ -4,7 +4,7 @@
 // from a preset (`python -m toolkit.ui_presets build`, the Gradio app's builder too) and whether a
 // trainer a previous server started still runs (`python -m toolkit.ui_jobs alive PID FILE`).
 import { execFile } from "node:child_process";
-import type { UiSchema, ValidationResult } from "../types";
+import type { SampleCaption, UiSchema, ValidationResult } from "../types";
 import { jobRoots, settings } from "./settings";
 
 interface PyResult {
@@ -163,4 +163,17 @@ export async function guardJobFile(file: string): Promise<ValidationResult> {
     ok: false,
     problems: [{ path: "", message: `the path guard (python -m toolkit.ui_guard) failed: ${tail(result.stderr || result.stdout) || `exit ${result.code}`}` }],
   };
+}
+
+/** Each sample's caption as the trainer uses it (`python -m toolkit.ui_samples FILE`); null when it cannot tell. */
+export async function sampleCaptions(file: string): Promise<SampleCaption[] | null> {
+  const result = await runPython(["-m", "toolkit.ui_samples", file], 60_000);
+  try {
+    const parsed = JSON.parse(result.stdout);
+    if (result.code === 0 && Array.isArray(parsed)) return parsed as SampleCaption[];
+  } catch {
+    // fall through
+  }
+  console.error(`[jobs] python -m toolkit.ui_samples ${file} failed (exit ${result.code}): ${tail(result.stderr || result.stdout, 3)}`);
+  return null;
 }

@@ -12,7 +12,7 @@ import fs from "node:fs";
 import type { JobState } from "../types";
 import { getDb } from "./db";
 import { getJob, jobPaths, now, updateJob, type JobRow } from "./jobs";
-import { readEventsFrom } from "./progress";
+import { readEventsFrom, terminalLines } from "./progress";
 import { trainerAlive } from "./python";
 import { settings } from "./settings";
 
@@ -98,16 +98,20 @@ function finalState(endState: string | null): JobState {
   return "failed";
 }
 
+/** The marker the worker writes before each run's output (see `launch`). */
+const RUN_MARKER = "\n===== run ";
+
+/** The last lines of the latest run's output (never a previous run's, e.g. its "interrupted"). */
+export function lastRunLines(text: string, n = 20): string {
+  const at = text.lastIndexOf(RUN_MARKER);
+  const run = at < 0 ? text : text.slice(text.indexOf("\n", at + 1) + 1);
+  const lines = terminalLines(run);
+  return lines.length ? lines.slice(-n).join("\n") : "(the run wrote no output)";
+}
+
 function lastLogLines(job: JobRow, n = 20): string {
-  const paths = jobPaths(job.name);
   try {
-    const text = fs.readFileSync(paths.log, "utf8");
-    const lines = text
-      .replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "")
-      .split("\n")
-      .map((l) => l.split("\r").filter((p) => p.trim()).pop() ?? "")
-      .filter((l) => l.trim());
-    return lines.slice(-n).join("\n");
+    return lastRunLines(fs.readFileSync(jobPaths(job.name).log, "utf8"), n);
   } catch {
     return "(no log)";
   }
@@ -174,7 +178,7 @@ function launch(job: JobRow): void {
   fs.mkdirSync(paths.dir, { recursive: true });
   const out = fs.openSync(paths.log, "a");
   const run = job.run_count + 1;
-  fs.writeSync(out, `\n===== run ${run} at ${new Date().toISOString()}: ${s.python} run.py ${paths.config}\n`);
+  fs.writeSync(out, `${RUN_MARKER}${run} at ${new Date().toISOString()}: ${s.python} run.py ${paths.config}\n`);
   const env: NodeJS.ProcessEnv = { ...process.env, PYTHONUNBUFFERED: "1" };
   delete env.AI_TOOLKIT_AUTH; // the trainer has no use for the UI's secret
   let child;
