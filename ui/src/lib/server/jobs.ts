@@ -208,6 +208,29 @@ export function deleteJob(job: JobRow): void {
   removeTree(paths.folder);
 }
 
+/** Bulk delete: each job that is not running goes (as `deleteJob`); the others are named with why. */
+export function deleteJobs(ids: unknown): { deleted: number[]; refused: { id: number; reason: string }[] } {
+  if (!Array.isArray(ids) || ids.length === 0 || ids.length > 1000 || !ids.every((id) => Number.isInteger(id))) {
+    throw new HttpError(400, "ids must be a list of job ids");
+  }
+  const deleted: number[] = [];
+  const refused: { id: number; reason: string }[] = [];
+  for (const id of new Set(ids as number[])) {
+    const job = getJob(id);
+    if (!job) {
+      refused.push({ id, reason: "no such job" });
+      continue;
+    }
+    try {
+      deleteJob(job);
+      deleted.push(id);
+    } catch (err) {
+      refused.push({ id, reason: err instanceof Error ? err.message : String(err) });
+    }
+  }
+  return { deleted, refused };
+}
+
 export function summary(job: JobRow): JobSummary {
   const { end_state: _e, progress_offset: _p, stop_requested_at: _s, end_seen_at: _n, ...rest } = job;
   return rest;
