@@ -48,8 +48,8 @@ export function getJob(id: number): JobRow | undefined {
 }
 
 export function requireJob(idText: string): JobRow {
-  const id = Number(idText);
-  const job = Number.isInteger(id) ? getJob(id) : undefined;
+  // decimal digits only: "0x1", "1e0" or " 1" name no job
+  const job = /^[0-9]{1,15}$/.test(idText) ? getJob(Number(idText)) : undefined;
   if (!job) throw new HttpError(404, `no job ${JSON.stringify(idText)}`);
   return job;
 }
