@@ -174,7 +174,7 @@ describe("worker", () => {
     expect(deadJob.state).toBe("failed");
     expect(deadJob.error).toMatch(/without an end event/);
     expect(deadJob.error).toContain("Killed");
-    expect(getJob(alive)!.state).toBe("running");
+    expect(["running", "finished"]).toContain(getJob(alive)!.state); // followed, never taken for dead (it may be done already)
     const done = await waitFor(alive, ["finished", "failed"]);
     expect(done.state).toBe("finished");
     expect(done.step).toBe(60);

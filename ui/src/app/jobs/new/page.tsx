@@ -387,7 +387,14 @@ function NewJobForm() {
           The job file that will be queued (the preset with your changes). Editing it here takes over from the form; the UI still sets{" "}
           <code>config.name</code> and <code>training_folder</code>.
         </p>
-        <textarea className="code" name="yaml" spellCheck={false} value={yaml} onChange={(e) => setYamlText(e.target.value)} />
+        <textarea
+          className="code"
+          name="yaml"
+          spellCheck={false}
+          value={yaml}
+          data-built={stale ? "stale" : "current"}
+          onChange={(e) => setYamlText(e.target.value)}
+        />
         {buildError ? <div className="problems" role="alert">The form cannot be built: {buildError}</div> : null}
         {formLocked ? (
           <button type="button" onClick={() => setYamlText(null)}>
