@@ -220,7 +220,7 @@ class FormFields:
     sample_reference: str | None = None
 
     @classmethod
-    def from_json(cls, data: object) -> "FormFields":
+    def from_json(cls, data: object) -> FormFields:
         """The form as the Next.js server sends it; unknown keys and wrong types are errors."""
         if not isinstance(data, dict):
             raise JobError("the form must be a JSON object")
