@@ -180,7 +180,7 @@ describe("the job UI in a browser", () => {
     await page.uncheck("input[name=dataset-robots]");
     await page.check("input[name=dataset-edits]");
     await expect.poll(() => page.getByTestId("missing-references").count()).toBe(0);
-    await expect.poll(() => page.getByTestId("queue").isEnabled()).toBe(true);
+    await expect.poll(() => page.getByTestId("queue").isEnabled(), { timeout: 30_000 }).toBe(true); // once the form is built
     await page.getByTestId("yaml-editor").locator("summary").click();
     await page.locator("textarea[name=yaml][data-built=current]").waitFor(); // built by the trainer's preset builder
     const proc = YAML.parse(await page.locator("textarea[name=yaml]").inputValue()).config.process[0];
