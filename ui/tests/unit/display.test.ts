@@ -25,6 +25,18 @@ describe("terminalLines", () => {
     ]);
   });
 
+  it("knows the trainer's own units (s/step, img/s)", () => {
+    const text =
+      "e2e_tiny:  50%|#####     | 3/6 [00:09<00:09,  3.02s/step, loss=1.7832, lr=2.00e-03]2026-12-03 17:57:54,147 INFO saved e2e_tiny_000000003.safetensors\n" +
+      "sampling:   0%|          | 0/1 [00:00<?, ?img/s]INFO sampling\n";
+    expect(terminalLines(text)).toEqual([
+      "e2e_tiny:  50%|#####     | 3/6 [00:09<00:09,  3.02s/step, loss=1.7832, lr=2.00e-03]",
+      "2026-12-03 17:57:54,147 INFO saved e2e_tiny_000000003.safetensors",
+      "sampling:   0%|          | 0/1 [00:00<?, ?img/s]",
+      "INFO sampling",
+    ]);
+  });
+
   it("leaves brackets that are not a bar's rate alone, and drops ANSI codes", () => {
     expect(terminalLines("\x1b[32m[info] step [3/10] done\x1b[0m\n")).toEqual(["[info] step [3/10] done"]);
     expect(terminalLines("12it [00:03, 3.90it/s]next line\n")).toEqual(["12it [00:03, 3.90it/s]", "next line"]);

@@ -103,8 +103,9 @@ export function tailLines(file: string, lines = 200, maxBytes = 256 * 1024): str
   }
 }
 
-// The end of a tqdm bar: its rate bracket, e.g. `[00:01<00:02, 1.20it/s, loss=0.3]` or `[00:03, 2.1s/it]`.
-const BAR_END = /\[[0-9:?<>, .-]*(?:\d(?:\.\d+)?\s*(?:it\/s|s\/it)|\?it\/s)[^\]]*\]/g;
+// The end of a tqdm bar: its rate bracket, whatever the unit (`it`, the trainer's `step` and `img`):
+// `[00:01<00:02, 1.20it/s, loss=0.3]`, `[00:09<00:09,  3.02s/step, lr=2e-3]`, `[00:00<?, ?img/s]`.
+const BAR_END = /\[[0-9:?<>, .-]*(?:\d(?:\.\d+)?\s*(?:[A-Za-z]+\/s|s\/[A-Za-z]+)|\?[A-Za-z]+\/s)[^\]]*\]/g;
 const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
 
 /**
