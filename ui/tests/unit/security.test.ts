@@ -130,6 +130,13 @@ describe("every path a job names stays inside DATA_ROOT (422 naming the key)", (
     expect(ok.problems).toEqual([]);
   });
 
+  it("the bundled demo dataset is allowed (the tiny preset without a ticked dataset), its parent is not", async () => {
+    const demo = await check("demo", jobYaml("demo", (p) => (p.datasets[0].folder_path = "config/examples/demo_dataset")));
+    expect(demo.problems).toEqual([]);
+    const up = await check("demo", jobYaml("demo", (p) => (p.datasets[0].folder_path = "config/examples/..")));
+    expect(up.problems.map((p) => p.path)).toContain("config.process[0].datasets[0].folder_path");
+  });
+
   it("hub repo ids and tiny: ids are allowed for the model", async () => {
     const hub = await check("hub", jobYaml("hub", (p) => (p.model.name_or_path = "black-forest-labs/FLUX.2-dev")));
     expect(hub.problems.filter((p) => p.path === "config.process[0].model.name_or_path")).toEqual([]);

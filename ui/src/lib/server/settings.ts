@@ -62,9 +62,13 @@ export function settings(): Settings {
   };
 }
 
-/** The folders every path a UI-submitted job names must stay inside (toolkit.ui_guard). */
+/**
+ * The folders every path a UI-submitted job names must stay inside (toolkit.ui_guard): the UI's
+ * datasets, outputs and models, and the trainer's bundled examples (the tiny demo preset trains on
+ * `config/examples/demo_dataset` when no dataset is ticked), as the Gradio app allows.
+ */
 export function jobRoots(s: Settings = settings()): string[] {
-  return [s.datasetsDir, s.outputDir, s.modelsDir];
+  return [s.datasetsDir, s.outputDir, s.modelsDir, path.join(s.repoRoot, "config", "examples")];
 }
 
 /** Creates the data folders (once per root). */
