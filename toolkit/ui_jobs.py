@@ -569,3 +569,18 @@ def find_job(name: str, config_dir: Path = CONFIG_DIR, root: Path = ROOT) -> Job
         return job_status(_job_folder_of(path, root))
     except (ConfigError, AttributeError, IndexError) as exc:
         raise JobError(f"{path} is no longer a valid job config: {exc}") from exc
+
+
+def main(argv: list[str]) -> int:
+    """``python -m toolkit.ui_jobs alive PID JOB_FILE`` prints ``{"alive": true|false}``: whether that
+    pid still runs that job file. The Next.js UI asks this about trainers a previous server started
+    (one liveness check for both UIs)."""
+    if len(argv) != 3 or argv[0] != "alive" or not argv[1].isdigit():
+        print("usage: python -m toolkit.ui_jobs alive PID JOB_FILE", file=sys.stderr)
+        return 2
+    print(json.dumps({"alive": _pid_alive(int(argv[1]), argv[2])}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

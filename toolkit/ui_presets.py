@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import re
+import sys
 from pathlib import Path
 
 import yaml
@@ -148,7 +150,7 @@ def _section(raw: dict, key: str) -> dict:
 
 def build_job_config(preset: dict, fields: UserFields, training_folder: str | None = None,
                      sample_reference: str | None = None, root: Path = ROOT) -> dict:
-    """The preset's config with only the person's fields changed.
+    """The Gradio form's job: the preset's config with only the person's fields changed (:func:`apply_form`).
 
     The dataset is ``<training_folder>/[name]/dataset`` (run.py substitutes ``[name]``), where the
     app writes the uploaded images. ``training_folder`` overrides the preset's (an app option).
@@ -159,44 +161,167 @@ def build_job_config(preset: dict, fields: UserFields, training_folder: str | No
     becomes ``sample.ctrl_img`` as an absolute path; without one the preset's ``ctrl_img`` stays.
     """
     typed = typed_process(preset)
-    raw = copy.deepcopy(preset["config"])
-    raw["config"]["name"] = fields.name
-    process = _process(raw)
-    if training_folder is not None:
-        process["training_folder"] = training_folder
-    folder = training_folder if training_folder is not None else typed.training_folder
-    process["trigger_word"] = fields.trigger_word.strip() or None
-    dataset = process["datasets"][0]
-    process["datasets"] = [dataset]  # one folder: the uploaded images
-    dataset["folder_path"] = f"{folder.rstrip('/')}/[name]/{DATASET_DIR}"
-    dataset.pop("default_caption", None)
-    if fields.default_caption.strip():
-        dataset["default_caption"] = fields.default_caption.strip()
-    dataset["resolution"] = [int(r) for r in fields.resolutions]
-    if is_edit(preset):
-        dataset["control_path"] = f"{dataset['folder_path']}/{CONTROL_DIR}"
-    train = _section(process, "train")
-    train["steps"], train["lr"] = int(fields.steps), float(fields.lr)
-    network = _section(process, "network")
-    rank_key = "rank" if "rank" in network else "linear"
-    alpha_key = "alpha" if "alpha" in network else "linear_alpha"
-    alpha = typed.network.linear_alpha * int(fields.rank) / typed.network.linear  # keep the preset's alpha/rank
-    network[rank_key], network[alpha_key] = int(fields.rank), int(alpha) if float(alpha).is_integer() else alpha
-    sample = _section(process, "sample")
-    sample["sample_every"] = int(fields.sample_every)
-    prompts = [p.strip() for p in fields.sample_prompts if p.strip()]
-    if prompts != [item.prompt for item in typed.sample.sample_items()]:
-        sample.pop("samples", None)
-        sample["prompts"] = prompts
-    if is_edit(preset) and sample_reference:
-        sample["ctrl_img"] = str(resolve_path(folder, root) / "[name]" / DATASET_DIR / CONTROL_DIR / sample_reference)
     options = vram_options(preset)
     if fields.vram not in options:
         raise JobError(f"unknown memory preset '{fields.vram}' for {preset['label']}; "
                        f"choose one of: {', '.join(options)}")
+    process = _process(preset["config"])
+    folder = training_folder if training_folder is not None else typed.training_folder
+    values: dict = {"train.steps": int(fields.steps), "train.lr": float(fields.lr),
+                    "sample.sample_every": int(fields.sample_every)}
+    if training_folder is not None:
+        values["training_folder"] = training_folder
+    # text fields: only a change is written (an empty one removes the key: the trainer's default)
+    for path, text, current in [("trigger_word", fields.trigger_word, process.get("trigger_word")),
+                                ("datasets.default_caption", fields.default_caption,
+                                 (process.get("datasets") or [{}])[0].get("default_caption"))]:
+        if (text.strip() or None) != current:
+            values[path] = text.strip() or None
+    network = process.get("network") or {}
+    rank_key = "rank" if "rank" in network else "linear"
+    alpha_key = "alpha" if "alpha" in network else "linear_alpha"
+    alpha = typed.network.linear_alpha * int(fields.rank) / typed.network.linear  # keep the preset's alpha/rank
+    values[f"network.{rank_key}"] = int(fields.rank)
+    values[f"network.{alpha_key}"] = int(alpha) if float(alpha).is_integer() else alpha
     for key, value in options[fields.vram].items():
-        (process if key == "device" else process["model"])[key] = value
+        values[key if key == "device" else f"model.{key}"] = value
+    prompts = [p.strip() for p in fields.sample_prompts if p.strip()]
+    reference = None
+    if sample_reference:
+        reference = str(resolve_path(folder, root) / "[name]" / DATASET_DIR / CONTROL_DIR / sample_reference)
+    return apply_form(preset, FormFields(
+        name=fields.name, values=values, datasets=[f"{folder.rstrip('/')}/[name]/{DATASET_DIR}"],
+        resolutions=[int(r) for r in fields.resolutions],
+        prompts=None if prompts == [item.prompt for item in typed.sample.sample_items()] else prompts,
+        sample_reference=reference))
+
+
+# ---------------------------------------------------------------------------- the one builder
+
+
+@dataclasses.dataclass
+class FormFields:
+    """A job form of either UI (the Gradio app, the Next.js UI through ``python -m toolkit.ui_presets
+    build``); everything it does not name comes from the preset unchanged.
+
+    ``values``: settings inside ``config.process[0]`` by dotted path (``train.steps``); a path through
+    the dataset list (``datasets.cache_latents_to_disk``) sets every dataset; ``None`` removes the key
+    so the trainer's default applies. ``datasets``: dataset folders, each with the preset's first
+    dataset's settings (``None`` keeps the preset's datasets). ``resolutions``: every dataset's buckets.
+    ``prompts``: replace the preset's sample prompts (and its ``samples:`` list, which would win).
+    ``sample_reference``: edit presets only, the image the samples edit (``sample.ctrl_img``).
+    """
+
+    name: str
+    values: dict = dataclasses.field(default_factory=dict)
+    datasets: list[str] | None = None
+    resolutions: list[int] | None = None
+    prompts: list[str] | None = None
+    sample_reference: str | None = None
+
+    @classmethod
+    def from_json(cls, data: object) -> FormFields:
+        """The form as the Next.js server sends it; unknown keys and wrong types are errors."""
+        if not isinstance(data, dict):
+            raise JobError("the form must be a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known - {"preset"})
+        if unknown:
+            raise JobError(f"unknown form keys {unknown}; known: {sorted(known | {'preset'})}")
+        checks = {"name": lambda v: isinstance(v, str) and v != "", "values": lambda v: isinstance(v, dict),
+                  "datasets": _list_of(str), "resolutions": _list_of(int), "prompts": _list_of(str),
+                  "sample_reference": lambda v: v is None or isinstance(v, str)}
+        for key, ok in checks.items():
+            if key in data and not ok(data[key]):
+                raise JobError(f"form key '{key}' has the wrong type: {data[key]!r}")
+        if "name" not in data:
+            raise JobError("the form needs a 'name'")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _list_of(kind: type):
+    return lambda v: v is None or (isinstance(v, list) and all(isinstance(x, kind) and not isinstance(x, bool)
+                                                                 for x in v))
+
+
+def set_in(target: dict, path: str, value) -> None:
+    """Sets ``a.b`` inside ``target`` (creating sections on the way; a list sets every entry's);
+    ``None`` removes the key."""
+    head, _, rest = path.partition(".")
+    if not rest:
+        if value is None:
+            target.pop(head, None)
+        else:
+            target[head] = copy.deepcopy(value)
+        return
+    child = target.get(head)
+    if isinstance(child, list):
+        for entry in child:
+            if isinstance(entry, dict):
+                set_in(entry, rest, value)
+        return
+    if not isinstance(child, dict):
+        if value is None:
+            return
+        child = target[head] = {}
+    set_in(child, rest, value)
+
+
+def apply_form(preset: dict, form: FormFields) -> dict:
+    """The preset's whole config with the form applied (both UIs build jobs here, nowhere else).
+
+    Edit presets (:func:`is_edit`: the dataset has a non-empty ``control_path``; ``""`` or ``[]``
+    means no references, as ai-toolkit's UI writes it) get each dataset's ``control/`` folder as its
+    ``control_path``, and ``sample_reference`` as ``sample.ctrl_img``; ``values`` apply after both.
+    """
+    raw = copy.deepcopy(preset["config"])
+    raw.setdefault("config", {})["name"] = form.name
+    process = _process(raw)
+    edit = is_edit(preset)
+    if form.datasets is not None:
+        template = (process.get("datasets") or [{}])[0]
+        process["datasets"] = []
+        for folder in form.datasets:
+            dataset = {**copy.deepcopy(template), "folder_path": folder}
+            if edit:
+                dataset["control_path"] = f"{folder.rstrip('/')}/{CONTROL_DIR}"
+            process["datasets"].append(dataset)
+    if edit and form.sample_reference:
+        _section(process, "sample")["ctrl_img"] = form.sample_reference
+    for path, value in form.values.items():
+        set_in(process, path, value)
+    if form.resolutions:
+        for dataset in process.get("datasets") or []:
+            dataset["resolution"] = list(form.resolutions)
+    if form.prompts is not None:
+        sample = _section(process, "sample")
+        sample.pop("samples", None)  # `samples:` would take precedence over the prompts typed in the form
+        sample["prompts"] = list(form.prompts)
     return raw
+
+
+def build_from_json(data: object) -> dict:
+    """``{"preset": <id>, ...FormFields}`` -> ``{"config": <job config>, "edit": bool}``."""
+    form = FormFields.from_json(data)
+    wanted = data.get("preset") if isinstance(data, dict) else None
+    preset = next((p for p in presets() if p["id"] == wanted), None)
+    if preset is None:
+        raise JobError(f"unknown preset {wanted!r}; known: {', '.join(p['id'] for p in presets())}")
+    return {"config": apply_form(preset, form), "edit": is_edit(preset)}
+
+
+def main(argv: list[str]) -> int:
+    """``python -m toolkit.ui_presets build < form.json``: the job config as JSON on stdout, or
+    ``{"error": message}`` and exit 1."""
+    if argv != ["build"]:
+        print("usage: python -m toolkit.ui_presets build < form.json", file=sys.stderr)
+        return 2
+    try:
+        print(json.dumps(build_from_json(json.load(sys.stdin))))
+    except (JobError, json.JSONDecodeError) as exc:
+        print(json.dumps({"error": str(exc)}))
+        return 1
+    return 0
 
 
 def to_yaml(raw: dict, preset: dict | None = None) -> str:
@@ -205,3 +330,7 @@ def to_yaml(raw: dict, preset: dict | None = None) -> str:
         header += f" from {preset['file']} ({preset['label']})"
     header += ". This text is what runs: edit it freely.\n"
     return header + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True, width=120)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

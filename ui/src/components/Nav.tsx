@@ -19,6 +19,8 @@ export function Nav() {
       .then((r) => setAuthRequired(r.required))
       .catch(() => setAuthRequired(false));
   }, []);
+  // the login page is the way in: no menu of pages it cannot show yet
+  if (pathname === "/login") return null;
   const active = (href: string) =>
     href === "/" ? pathname === "/" : pathname === href || (pathname.startsWith(href + "/") && !(href === "/jobs" && pathname === "/jobs/new"));
   return (
@@ -40,6 +42,18 @@ export function Nav() {
           }}
         >
           Log out
+        </button>
+      ) : null}
+      {authRequired ? (
+        <button
+          className="link-button"
+          title="End every browser session (all devices)"
+          onClick={async () => {
+            await api("/api/auth?all=1", { method: "DELETE" });
+            window.location.href = "/login";
+          }}
+        >
+          Log out everywhere
         </button>
       ) : null}
     </nav>

@@ -38,3 +38,15 @@ export function eta(step: number, total: number, sPerIt: number | null): number 
   if (!sPerIt || total <= 0 || step >= total) return null;
   return (total - step) * sPerIt;
 }
+
+/** A sample's prompt flags on one small line: `seed 42 · 512×256 · cfg 2.5 · 20 steps · neg: blurry`. */
+export function flagLine(flags: Record<string, string | number>): string {
+  const parts: string[] = [];
+  if (flags.seed !== undefined) parts.push(`seed ${flags.seed}`);
+  if (flags.width !== undefined || flags.height !== undefined) parts.push(`${flags.width ?? "?"}×${flags.height ?? "?"}`);
+  if (flags.guidance_scale !== undefined) parts.push(`cfg ${flags.guidance_scale}`);
+  if (flags.sample_steps !== undefined) parts.push(`${flags.sample_steps} steps`);
+  if (flags.network_multiplier !== undefined) parts.push(`LoRA ×${flags.network_multiplier}`);
+  if (flags.neg !== undefined) parts.push(`neg: ${flags.neg}`);
+  return parts.join(" · ");
+}

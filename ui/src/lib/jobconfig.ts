@@ -1,6 +1,6 @@
-// A new job = a preset's whole config with only the user's fields changed. Pure functions,
-// used by the new-job page (to show the YAML) and by the server (which re-applies the fields
-// the UI owns: the job name and where outputs go).
+// Job configs on the TypeScript side: reading them, the fields the UI owns (the job name and where
+// outputs go), YAML in and out. A new job is built from a preset by the trainer's Python
+// (`python -m toolkit.ui_presets build`, POST /api/jobs/build): the one builder both UIs use.
 import YAML from "yaml";
 import type { JobConfig, Problem } from "./types";
 
@@ -32,99 +32,6 @@ export function getIn(target: Obj, path: string): unknown {
     current = current[key];
   }
   return current;
-}
-
-/**
- * Sets `a.b` (creating objects on the way); `null` removes the key so the trainer's default
- * applies; through a list (`datasets.x`) it sets `x` on every entry.
- */
-export function setIn(target: Obj, path: string, value: unknown): void {
-  const keys = path.split(".");
-  const apply = (node: Obj, index: number): void => {
-    const key = keys[index];
-    if (index === keys.length - 1) {
-      if (value === null) delete node[key];
-      else node[key] = clone(value);
-      return;
-    }
-    let child = node[key];
-    if (Array.isArray(child)) {
-      for (const entry of child) if (isObj(entry)) apply(entry, index + 1);
-      return;
-    }
-    if (!isObj(child)) {
-      if (value === null) return;
-      child = node[key] = {};
-    }
-    apply(child as Obj, index + 1);
-  };
-  apply(target, 0);
-}
-
-export interface JobFields {
-  name: string;
-  /** Settings inside `config.process[0]` by path (see lib/schema.ts); null = the trainer's default. */
-  values: Record<string, unknown>;
-  /** UI dataset names; empty = keep the preset's datasets. */
-  datasets: string[];
-  /** Bucket resolutions for every dataset; null = keep. */
-  resolutions: number[] | null;
-  /** Sample prompts; null = keep the preset's. */
-  prompts: string[] | null;
-  /**
-   * Edit presets: UI dataset name -> the reference file (in its `control/` folder) of its first
-   * target that has one, null when none. Sets `sample.ctrl_img` when the preset has one.
-   */
-  references?: Record<string, string | null>;
-}
-
-/** The folder of a UI dataset's reference images (edit LoRAs). */
-export const CONTROL_DIR = "control";
-
-/** Whether a preset trains an edit LoRA: its dataset template has `control_path`. */
-export function presetNeedsReferences(preset: JobConfig): boolean {
-  const datasets = processOf(clone(preset)).datasets;
-  const template = Array.isArray(datasets) ? datasets[0] : undefined;
-  return isObj(template) && template.control_path !== undefined && template.control_path !== null;
-}
-
-export function joinPath(dir: string, name: string): string {
-  return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
-}
-
-/** The preset's config with the user's fields applied. */
-export function buildJobConfig(preset: JobConfig, fields: JobFields, datasetsDir: string): JobConfig {
-  const config = clone(preset);
-  const section = (isObj(config.config) ? config.config : (config.config = {})) as Obj;
-  section.name = fields.name;
-  const proc = processOf(config);
-  if (fields.datasets.length > 0) {
-    const existing = Array.isArray(proc.datasets) ? (proc.datasets as unknown[]) : [];
-    const template = isObj(existing[0]) ? existing[0] : {};
-    const edit = template.control_path !== undefined && template.control_path !== null;
-    proc.datasets = fields.datasets.map((name) => {
-      const folder = joinPath(datasetsDir, name);
-      // edit presets: each dataset's references are in its control/ folder
-      return { ...clone(template), folder_path: folder, ...(edit ? { control_path: joinPath(folder, CONTROL_DIR) } : {}) };
-    });
-    // the samples edit a reference of the chosen datasets (the first target's that has one)
-    if (isObj(proc.sample) && proc.sample.ctrl_img !== undefined && proc.sample.ctrl_img !== null) {
-      const withRef = fields.datasets.find((name) => fields.references?.[name]);
-      if (withRef) proc.sample.ctrl_img = joinPath(joinPath(joinPath(datasetsDir, withRef), CONTROL_DIR), fields.references![withRef]!);
-    }
-  }
-  for (const [path, value] of Object.entries(fields.values)) {
-    if (value !== undefined) setIn(proc, path, value);
-  }
-  if (fields.resolutions && fields.resolutions.length > 0 && Array.isArray(proc.datasets)) {
-    for (const dataset of proc.datasets) if (isObj(dataset)) dataset.resolution = [...fields.resolutions];
-  }
-  if (fields.prompts) {
-    const sample = (isObj(proc.sample) ? proc.sample : (proc.sample = {})) as Obj;
-    sample.prompts = fields.prompts;
-    delete sample.samples; // `samples:` would take precedence over the prompts the user typed
-  }
-  return config;
 }
 
 /**
@@ -160,14 +67,35 @@ export function toYaml(config: JobConfig): string {
   return YAML.stringify(config, { lineWidth: 0 });
 }
 
-/** Parses YAML; a syntax error becomes a problem with its line. */
+/** The largest job file the UI reads (a real one is a few KiB). */
+export const MAX_YAML_BYTES = 1024 * 1024;
+/** Aliases a job file may use (ai-toolkit's files use none; a "billion laughs" file needs thousands). */
+export const MAX_YAML_ALIASES = 100;
+
+/**
+ * Parses YAML; a syntax error, a file over MAX_YAML_BYTES or one whose aliases would expand
+ * beyond MAX_YAML_ALIASES becomes a problem (never an exception, never unbounded memory).
+ */
 export function parseYaml(text: string): { value: unknown; problems: Problem[] } {
-  const doc = YAML.parseDocument(text, { prettyErrors: true });
+  const size = new TextEncoder().encode(text).length;
+  if (size > MAX_YAML_BYTES) {
+    return { value: undefined, problems: [{ path: "yaml", message: `the job file is ${size} bytes; at most ${MAX_YAML_BYTES} are read` }] };
+  }
+  const doc = YAML.parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     return {
       value: undefined,
       problems: doc.errors.map((e) => ({ path: "yaml", message: e.message.split("\n")[0] })),
     };
   }
-  return { value: doc.toJS(), problems: [] };
+  try {
+    return { value: doc.toJS({ maxAliasCount: MAX_YAML_ALIASES }), problems: [] };
+  } catch (err) {
+    // yaml's alias-expansion guard ("Excessive alias count indicates a resource exhaustion attack")
+    const reason = err instanceof Error ? err.message.split("\n")[0] : String(err);
+    return {
+      value: undefined,
+      problems: [{ path: "yaml", message: `the YAML expands too far through its aliases (&/*): ${reason}; write the values out` }],
+    };
+  }
 }

@@ -89,7 +89,19 @@ export interface SampleImage {
   url: string;
   step: number;
   index: number;
+  /** The prompt as written in the job file. */
   prompt: string | null;
+  /** As the trainer uses it: `[trigger]` replaced, flags taken out (toolkit.ui_samples). */
+  caption: string | null;
+  /** The prompt's flags (`--seed 42` -> `{seed: 42}`), shown on a small line. */
+  flags: Record<string, string | number>;
+}
+
+/** One entry of `python -m toolkit.ui_samples FILE`. */
+export interface SampleCaption {
+  prompt: string;
+  caption: string;
+  flags: Record<string, string | number>;
 }
 
 export interface LoraFile {

@@ -71,6 +71,9 @@ beforeAll(async () => {
       PORT: String(port),
       HOST: "127.0.0.1",
       AI_TOOLKIT_AUTH: TOKEN,
+      // the trainer's interpreter behind the test shim (it stands in for toolkit.ui_guard until that is in the checkout)
+      AITK_REAL_PYTHON: process.env.AITK_REAL_PYTHON || process.env.PYTHON || "python3",
+      PYTHON: path.join(UI_DIR, "tests/fixtures/python_shim/python"),
       WORKER_POLL_MS: "500",
       MAX_CONCURRENT_JOBS: "1",
     },
@@ -111,6 +114,8 @@ describe("the job UI in a browser", () => {
   it("asks for the token, then logs in", async () => {
     await page.goto(`${base}/datasets`);
     await page.waitForURL(/\/login/);
+    await page.locator("input[name=token]").waitFor();
+    expect(await page.locator("nav").count()).toBe(0); // no menu before logging in
     const unauth = await fetch(`${base}/api/jobs`);
     expect(unauth.status).toBe(401);
     await page.fill("input[name=token]", "wrong-token-wrong");
@@ -119,6 +124,10 @@ describe("the job UI in a browser", () => {
     await page.fill("input[name=token]", TOKEN);
     await page.click("button[type=submit]");
     await page.waitForURL(`${base}/datasets`);
+    await page.locator("nav").getByText("Log out", { exact: true }).waitFor();
+    const cookies = await context.cookies(base);
+    expect(cookies.map((c) => c.name)).toContain("aitk_session");
+    expect(JSON.stringify(cookies)).not.toContain(TOKEN); // the cookie holds a session id, not the token
   });
 
   it("creates a dataset, uploads the demo images and captions, edits a caption", async () => {
@@ -171,8 +180,9 @@ describe("the job UI in a browser", () => {
     await page.uncheck("input[name=dataset-robots]");
     await page.check("input[name=dataset-edits]");
     await expect.poll(() => page.getByTestId("missing-references").count()).toBe(0);
-    expect(await page.getByTestId("queue").isEnabled()).toBe(true);
+    await expect.poll(() => page.getByTestId("queue").isEnabled(), { timeout: 30_000 }).toBe(true); // once the form is built
     await page.getByTestId("yaml-editor").locator("summary").click();
+    await page.locator("textarea[name=yaml][data-built=current]").waitFor(); // built by the trainer's preset builder
     const proc = YAML.parse(await page.locator("textarea[name=yaml]").inputValue()).config.process[0];
     const folder = path.join(tmp, "data", "datasets", "edits");
     expect(proc.datasets.map((d: { folder_path: string; control_path: string }) => [d.folder_path, d.control_path])).toEqual([
@@ -203,12 +213,12 @@ describe("the job UI in a browser", () => {
     await page.fill("input[name='sample.sample_every']", "3");
     await page.fill("input[name='sample.sample_steps']", "2");
     await page.fill("input[name='save.save_every']", "3");
-    await page.fill("textarea[name=prompts]", "a photo of [trigger] on a blue background");
+    await page.fill("textarea[name=prompts]", "a photo of [trigger] on a blue background --seed 5");
     await page.getByTestId("check").click();
     await page.getByText("The trainer accepts this job.").waitFor();
     // the YAML that is queued: the preset with the user's fields
     await page.getByTestId("yaml-editor").locator("summary").click();
-    const yaml = await page.locator("textarea[name=yaml]").inputValue();
+    const yaml = await page.locator("textarea[name=yaml][data-built=current]").inputValue();
     expect(yaml).toContain("name_or_path: tiny:flux2");
     expect(yaml).toMatch(/steps: 6\n/);
     expect(yaml).toContain("/datasets/robots");
@@ -231,6 +241,17 @@ describe("the job UI in a browser", () => {
     expect(await page.getByTestId("samples").textContent()).toContain("Step 6");
     await page.getByTestId("loss-chart").waitFor();
     expect(await page.getByTestId("job-loss").textContent()).toMatch(/\d\.\d{4}/);
+    // the loss chart has ticks on both axes and names them
+    expect(await page.locator("[data-testid=loss-x-ticks] text").count()).toBeGreaterThanOrEqual(3);
+    expect(await page.locator("[data-testid=loss-y-ticks] text").count()).toBeGreaterThanOrEqual(3);
+    expect(await page.getByTestId("loss-chart").textContent()).toMatch(/step.*loss/);
+    // captions as the trainer used the prompt: trigger word in, flags on their own small line
+    const caption = page.getByTestId("sample-caption").first();
+    expect(await caption.evaluate((el) => el.firstChild?.textContent)).toBe("a photo of r0b0t on a blue background");
+    expect(await caption.locator(".sample-flags").textContent()).toBe("seed 5");
+    // progress bars on lines of their own
+    const logLines = ((await page.getByTestId("log").textContent()) ?? "").split("\n");
+    expect(logLines.filter((l) => /%\|.*\]\s*\S/.test(l))).toEqual([]);
     await shot("job-finished");
 
     const row = page.getByTestId("loras").locator("tr", { hasText: "e2e_tiny.safetensors" }).first();
@@ -252,5 +273,21 @@ describe("the job UI in a browser", () => {
     await page.goto(base);
     await page.getByRole("link", { name: "e2e_tiny" }).first().waitFor();
     await shot("dashboard");
+  });
+
+  it("deletes jobs in bulk", async () => {
+    await page.goto(`${base}/jobs`);
+    await page.getByTestId("select-e2e_tiny").check();
+    page.once("dialog", (dialog) => dialog.accept());
+    await page.getByTestId("delete-selected").click();
+    await page.getByText("No jobs yet.").waitFor();
+    expect((await (await context.request.get(`${base}/api/jobs`)).json()).jobs).toEqual([]);
+    expect(fs.existsSync(path.join(tmp, "data", "output", "e2e_tiny"))).toBe(false);
+  });
+
+  it("logging out ends the session", async () => {
+    await page.locator("nav").getByText("Log out", { exact: true }).click();
+    await page.waitForURL(/\/login/);
+    expect((await context.request.get(`${base}/api/jobs`)).status()).toBe(401);
   });
 });

@@ -92,7 +92,79 @@ describe("with AI_TOOLKIT_AUTH set", () => {
     const pair = cookie.split(";")[0];
     const { GET } = await import("@/app/api/datasets/route");
     expect((await GET(request("/api/datasets", { headers: { cookie: pair } }), ctx())).status).toBe(200);
-    expect((await GET(request("/api/datasets", { headers: { cookie: "aitk_auth=forged" } }), ctx())).status).toBe(401);
+    expect((await GET(request("/api/datasets", { headers: { cookie: "aitk_session=forged" } }), ctx())).status).toBe(401);
+  });
+});
+
+describe("sessions", () => {
+  beforeEach(() => {
+    process.env.AI_TOOLKIT_AUTH = TOKEN;
+  });
+  afterEach(() => {
+    delete process.env.AI_TOOLKIT_AUTH;
+    delete process.env.SESSION_HOURS;
+  });
+
+  async function login(): Promise<string> {
+    const auth = await import("@/app/api/auth/route");
+    const res = await auth.POST(request("/api/auth", { method: "POST", json: { token: TOKEN } }), ctx());
+    expect(res.status).toBe(200);
+    return res.headers.get("set-cookie")!.split(";")[0];
+  }
+
+  async function status(cookie: string): Promise<number> {
+    const { GET } = await import("@/app/api/jobs/route");
+    return (await GET(request("/api/jobs", { headers: { cookie } }), ctx())).status;
+  }
+
+  it("the cookie holds a random session id, not the token; the table holds only its hash", async () => {
+    const a = await login();
+    const b = await login();
+    expect(a).toMatch(/^aitk_session=[A-Za-z0-9_-]{43}$/);
+    expect(a).not.toContain(TOKEN);
+    expect(a).not.toBe(b);
+    const { getDb } = await import("@/lib/server/db");
+    const rows = getDb().prepare("SELECT * FROM sessions").all() as Record<string, unknown>[];
+    const dump = JSON.stringify(rows);
+    expect(dump).not.toContain(a.split("=")[1]);
+    expect(dump).not.toContain(TOKEN);
+    expect([await status(a), await status(b)]).toEqual([200, 200]);
+    expect(await status(`aitk_auth=${TOKEN}`)).toBe(401); // the old token cookie is no login
+  });
+
+  it("expires", async () => {
+    process.env.SESSION_HOURS = "1";
+    const cookie = await login();
+    expect(await status(cookie)).toBe(200);
+    const { getDb } = await import("@/lib/server/db");
+    getDb().prepare("UPDATE sessions SET expires_at = ?").run(Date.now() / 1000 - 1);
+    expect(await status(cookie)).toBe(401);
+    const created = login();
+    await created; // a new login clears expired rows
+    expect((getDb().prepare("SELECT COUNT(*) AS n FROM sessions WHERE expires_at <= ?").get(Date.now() / 1000) as { n: number }).n).toBe(0);
+  });
+
+  it("logging out revokes that session only; ?all=1 revokes every one", async () => {
+    const auth = await import("@/app/api/auth/route");
+    const a = await login();
+    const b = await login();
+    const out = await auth.DELETE(request("/api/auth", { method: "DELETE", headers: { cookie: a } }), ctx());
+    expect(out.headers.get("set-cookie")).toMatch(/Max-Age=0/);
+    expect([await status(a), await status(b)]).toEqual([401, 200]);
+    const c = await login();
+    expect((await auth.DELETE(request("/api/auth?all=1", { method: "DELETE" }), ctx())).status).toBe(401); // not logged in
+    const all = await auth.DELETE(request("/api/auth?all=1", { method: "DELETE", headers: { cookie: c } }), ctx());
+    expect((await body(all)).revoked).toBeGreaterThanOrEqual(2);
+    expect([await status(b), await status(c)]).toEqual([401, 401]);
+  });
+
+  it("changing the token revokes every session", async () => {
+    const cookie = await login();
+    expect(await status(cookie)).toBe(200);
+    process.env.AI_TOOLKIT_AUTH = "a-brand-new-token-value";
+    expect(await status(cookie)).toBe(401);
+    process.env.AI_TOOLKIT_AUTH = TOKEN; // a session belongs to the token it was opened with
+    expect(await status(cookie)).toBe(200);
   });
 });
 

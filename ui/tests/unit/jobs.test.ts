@@ -2,6 +2,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import YAML from "yaml";
+import { getDb } from "@/lib/server/db";
 import { beforeAll, describe, expect, it } from "vitest";
 import * as jobOne from "@/app/api/jobs/[id]/route";
 import * as resume from "@/app/api/jobs/[id]/resume/route";
@@ -10,24 +11,24 @@ import * as jobs from "@/app/api/jobs/route";
 import * as validate from "@/app/api/jobs/validate/route";
 import * as schemaRoute from "@/app/api/schema/route";
 import * as files from "@/app/api/files/[root]/[...path]/route";
-import { buildJobConfig, toYaml } from "@/lib/jobconfig";
 import { fieldSpec, parseFieldText, sectionFields } from "@/lib/schema";
 import type { Preset, UiSchema } from "@/lib/types";
-import { body, ctx, request, useTempDataRoot } from "./helpers";
+import { body, buildYaml, ctx, demoDataset, request, useTempDataRoot } from "./helpers";
 
 const data = useTempDataRoot();
 let ui: UiSchema & { datasets_dir: string; output_dir: string };
 let tiny: Preset;
 
-function tinyYaml(name: string, values: Record<string, unknown> = {}): string {
-  return toYaml(buildJobConfig(tiny.config, { name, values, datasets: [], resolutions: [64], prompts: ["a [trigger]"] }, ui.datasets_dir));
-}
+/** The tiny preset as the new-job form builds it (the trainer's preset builder). */
+let tinyYaml: (name: string) => string;
 
 beforeAll(async () => {
   const res = await schemaRoute.GET(request("/api/schema"), ctx());
   expect(res.status).toBe(200);
   ui = await body(res);
   tiny = ui.presets.find((p) => p.name_or_path === "tiny:flux2")!;
+  const base = YAML.parse(await buildYaml(tiny.id, "base", { datasets: [demoDataset()], resolutions: [64], prompts: ["a [trigger] --seed 7 --w 64"] }));
+  tinyYaml = (name) => YAML.stringify({ ...base, config: { ...base.config, name } });
 });
 
 describe("schema from Python", () => {
@@ -151,8 +152,17 @@ describe("queue, stop, resume, delete", () => {
     expect(state.status).toBe(403);
     const { job } = await body(await jobOne.GET(request(`/api/jobs/${id}`), ctx({ id: String(id) })));
     expect(job.loras.map((l: { file: string }) => l.file)).toEqual(["demo.safetensors", "demo_000000005.safetensors"]);
+    // the caption as the trainer uses the prompt (toolkit.ui_samples, recorded at queue time): trigger in, flags apart
     expect(job.samples).toEqual([
-      { file: "000000005_0.jpg", url: "/api/files/output/demo/samples/000000005_0.jpg", step: 5, index: 0, prompt: "a [trigger]" },
+      {
+        file: "000000005_0.jpg",
+        url: "/api/files/output/demo/samples/000000005_0.jpg",
+        step: 5,
+        index: 0,
+        prompt: "a [trigger] --seed 7 --w 64",
+        caption: "a r0b0t",
+        flags: { seed: 7, width: 64 },
+      },
     ]);
   });
 
@@ -162,5 +172,27 @@ describe("queue, stop, resume, delete", () => {
     expect(fs.existsSync(path.join(data.root(), "output", "demo"))).toBe(false);
     expect(fs.existsSync(path.join(data.root(), "jobs", "demo"))).toBe(false);
     expect((await body(await jobs.GET(request("/api/jobs"), ctx()))).jobs).toEqual([]);
+  });
+
+  it("bulk-deletes the jobs asked for, refusing running ones and unknown ids", async () => {
+    const ids: number[] = [];
+    for (const name of ["bulk_a", "bulk_b", "bulk_c"]) {
+      const res = await jobs.POST(request("/api/jobs", { method: "POST", json: { name, yaml: tinyYaml(name) } }), ctx());
+      expect(res.status).toBe(201);
+      ids.push((await body(res)).job.id);
+    }
+    getDb().prepare("UPDATE jobs SET state = 'running' WHERE id = ?").run(ids[2]);
+    const res = await jobs.DELETE(request("/api/jobs", { method: "DELETE", json: { ids: [ids[0], ids[1], ids[2], 9999] } }), ctx());
+    expect(res.status).toBe(200);
+    const result = await body(res);
+    expect(result.deleted).toEqual([ids[0], ids[1]]);
+    expect(result.refused.map((r: { id: number }) => r.id)).toEqual([ids[2], 9999]);
+    expect(result.refused[0].reason).toMatch(/running: stop it first/);
+    expect(fs.existsSync(path.join(data.root(), "jobs", "bulk_a"))).toBe(false);
+    expect((await body(await jobs.GET(request("/api/jobs"), ctx()))).jobs.map((j: { name: string }) => j.name)).toEqual(["bulk_c"]);
+    for (const bad of [[], "1", [1.5], null]) {
+      expect((await jobs.DELETE(request("/api/jobs", { method: "DELETE", json: { ids: bad } }), ctx())).status).toBe(400);
+    }
+    getDb().prepare("UPDATE jobs SET state = 'stopped' WHERE id = ?").run(ids[2]);
   });
 });

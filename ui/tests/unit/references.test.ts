@@ -8,13 +8,11 @@ import * as one from "@/app/api/datasets/[name]/route";
 import * as upload from "@/app/api/datasets/[name]/upload/route";
 import * as datasets from "@/app/api/datasets/route";
 import * as files from "@/app/api/files/[root]/[...path]/route";
-import { body, ctx, PNG_BYTES, request, uploadForm, useTempDataRoot } from "./helpers";
+import { body, ctx, JPG_BYTES, PNG_BYTES, request, uploadForm, useTempDataRoot, WEBP_BYTES } from "./helpers";
 
 const data = useTempDataRoot();
 const dsDir = () => path.join(data.root(), "datasets");
 const control = () => path.join(dsDir(), "edits", "control");
-/** Enough of a JPEG for the content check (its magic bytes). */
-const JPG_BYTES = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0, 0x10, 0x4a, 0x46, 0x49, 0x46, 0, 1]);
 
 async function post(name: string, form: FormData, query = "") {
   return upload.POST(request(`/api/datasets/${name}/upload${query}`, { method: "POST", body: form }), ctx({ name }));
@@ -77,7 +75,7 @@ describe("reference images", () => {
     expect(fs.existsSync(path.join(data.root(), "e_09.png"))).toBe(false);
 
     // the kind can also be a form field; an unknown kind is refused
-    const form = uploadForm([{ name: "e_02.webp", data: new Uint8Array([0x52, 0x49, 0x46, 0x46, 0, 0, 0, 0, 0x57, 0x45, 0x42, 0x50]) }]);
+    const form = uploadForm([{ name: "e_02.webp", data: WEBP_BYTES }]);
     form.append("kind", "reference");
     expect((await post("edits", form)).status).toBe(200);
     expect(fs.existsSync(path.join(control(), "e_02.webp"))).toBe(true);

@@ -1,14 +1,13 @@
-// AI_TOOLKIT_AUTH: when set, every API route needs it, as `Authorization: Bearer <token>` or the
-// HttpOnly cookie the login route sets. When it is not set the server only listens on loopback
+// AI_TOOLKIT_AUTH: when set, every API route needs it, as `Authorization: Bearer <token>`, or the
+// session cookie the login route sets (a random session id, never the token: sessions.ts). When it is not set the server only listens on loopback
 // (scripts/bind.mjs), and requests must name a loopback host (a page on another site that
 // rebinds its DNS name to 127.0.0.1 is refused). State-changing requests from another origin are
 // refused either way (cross-site form posts).
 import crypto from "node:crypto";
 import { isLoopback } from "../../../scripts/bind.mjs";
 import { HttpError } from "./http";
+import { SESSION_COOKIE, sessionValid } from "./sessions";
 import { settings } from "./settings";
-
-export const AUTH_COOKIE = "aitk_auth";
 
 function digest(value: string): Buffer {
   return crypto.createHash("sha256").update(value).digest();
@@ -52,7 +51,7 @@ function hostName(hostHeader: string): string {
 export function isAuthenticated(req: Request): boolean {
   const token = settings().authToken;
   if (!token) return true;
-  return tokenMatches(bearer(req), token) || tokenMatches(cookieValue(req, AUTH_COOKIE), token);
+  return tokenMatches(bearer(req), token) || sessionValid(cookieValue(req, SESSION_COOKIE));
 }
 
 export function checkRequestAuth(req: Request, { requireToken }: { requireToken: boolean }): void {

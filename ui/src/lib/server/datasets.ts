@@ -9,6 +9,7 @@ import path from "node:path";
 import type { DatasetDetail, DatasetImage, DatasetReference, DatasetSummary } from "../types";
 import { HttpError } from "./http";
 import { checkName, resolveExisting, resolveForWrite } from "./paths";
+import { checkImages } from "./python";
 import { ensureDataDirs, settings } from "./settings";
 
 export const IMAGE_EXTS = [".jpg", ".jpeg", ".png", ".webp"];
@@ -128,6 +129,11 @@ function summary(name: string, dir: string): DatasetSummary {
   };
 }
 
+/** One dataset's summary (404 when it does not exist). */
+export function datasetSummary(name: string): DatasetSummary {
+  return summary(name, datasetDir(name));
+}
+
 export function listDatasets(): DatasetSummary[] {
   const s = settings();
   ensureDataDirs(s);
@@ -199,14 +205,6 @@ export function cleanFileName(raw: string): string {
   return cleaned;
 }
 
-function sniffImage(bytes: Uint8Array, ext: string): boolean {
-  const startsWith = (sig: number[], at = 0) => sig.every((b, i) => bytes[at + i] === b);
-  if (ext === ".png") return startsWith([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-  if (ext === ".jpg" || ext === ".jpeg") return startsWith([0xff, 0xd8, 0xff]);
-  if (ext === ".webp") return startsWith([0x52, 0x49, 0x46, 0x46]) && startsWith([0x57, 0x45, 0x42, 0x50], 8);
-  return false;
-}
-
 /** Writes a file atomically (temporary name in the same folder, then rename). */
 function writeAtomic(target: string, data: Uint8Array | string): void {
   const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${crypto.randomBytes(6).toString("hex")}.part`);
@@ -237,6 +235,7 @@ export async function saveUploads(name: string, files: File[], kind: UploadKind 
   const dir = datasetDir(name);
   const reference = kind === "reference";
   const result: UploadResult = reference ? { saved: [], rejected: [], replaced: [] } : { saved: [], rejected: [] };
+  const accepted: { file: File; fileName: string; bytes: Uint8Array; image: boolean }[] = [];
   for (const file of files) {
     let fileName: string;
     try {
@@ -270,8 +269,14 @@ export async function saveUploads(name: string, files: File[], kind: UploadKind 
         result.rejected.push({ file: file.name, reason: "captions must be UTF-8 text" });
         continue;
       }
-    } else if (!sniffImage(bytes, ext)) {
-      result.rejected.push({ file: file.name, reason: `not a ${ext.slice(1)} image` });
+    }
+    accepted.push({ file, fileName, bytes, image: ext !== CAPTION_EXT });
+  }
+  const problems = await decodeProblems(accepted.filter((a) => a.image).map((a) => a.bytes), accepted.filter((a) => a.image).map((a) => a.fileName));
+  for (const { file, fileName, bytes, image } of accepted) {
+    const problem = image ? problems.shift() : null;
+    if (problem) {
+      result.rejected.push({ file: file.name, reason: problem });
       continue;
     }
     if (!reference) {
@@ -290,6 +295,28 @@ export async function saveUploads(name: string, files: File[], kind: UploadKind 
     }
   }
   return result;
+}
+
+/**
+ * Why each uploaded image is not one the trainer can read (null when it is), in order: decoded by
+ * the trainer's Python (`python -m toolkit.image_check`: PIL verify + load), never judged by its
+ * first bytes. The files wait in a private staging folder meanwhile, outside every dataset.
+ */
+async function decodeProblems(images: Uint8Array[], names: string[]): Promise<(string | null)[]> {
+  if (images.length === 0) return [];
+  const staging = path.join(settings().dataRoot, ".staging", crypto.randomBytes(8).toString("hex"));
+  fs.mkdirSync(staging, { recursive: true, mode: 0o700 });
+  try {
+    const files = images.map((bytes, i) => {
+      const file = path.join(staging, `${i}${path.extname(names[i]).toLowerCase()}`);
+      fs.writeFileSync(file, bytes, { flag: "wx" });
+      return file;
+    });
+    const answers = await checkImages(files);
+    return answers.map((a, i) => (a.error ? `not a ${path.extname(names[i]).slice(1)} image: ${a.error}` : null));
+  } finally {
+    fs.rmSync(staging, { recursive: true, force: true });
+  }
 }
 
 function imageFile(name: string, image: unknown): { dir: string; image: string; stem: string } {

@@ -29,6 +29,14 @@ const MIGRATIONS: string[] = [
      stop_requested_at REAL
    )`,
   `CREATE INDEX jobs_state ON jobs(state, queued_at)`,
+  // Browser logins (src/lib/server/sessions.ts): the cookie holds a random id, the table its hash.
+  `CREATE TABLE sessions (
+     id_hash TEXT PRIMARY KEY,
+     token_hash TEXT NOT NULL,
+     created_at REAL NOT NULL,
+     expires_at REAL NOT NULL,
+     last_seen_at REAL NOT NULL
+   )`,
 ];
 
 export type DB = Database.Database;

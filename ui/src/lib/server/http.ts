@@ -46,9 +46,45 @@ export function withApi(handler: Handler, options: ApiOptions = {}) {
   };
 }
 
+/** The largest JSON body a route reads (a job's YAML is at most 1 MiB: jobconfig.MAX_YAML_BYTES). */
+export const MAX_JSON_BYTES = 2 * 1024 * 1024;
+
+/**
+ * The request body, read as it arrives and refused (413) as soon as it passes `limit` bytes,
+ * whatever Content-Length says or whether there is one (chunked uploads): memory never holds
+ * more than `limit`.
+ */
+export async function readLimited(req: Request, limit: number, what = "request"): Promise<Uint8Array> {
+  const tooLarge = () => new HttpError(413, `${what} too large: at most ${Math.floor(limit / 1024)} KiB`);
+  const declared = Number(req.headers.get("content-length") ?? "");
+  if (Number.isFinite(declared) && declared > limit) throw tooLarge();
+  if (!req.body) return new Uint8Array(0);
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > limit) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return out;
+}
+
 export async function readJson<T = Record<string, unknown>>(req: Request): Promise<T> {
+  const bytes = await readLimited(req, MAX_JSON_BYTES);
   try {
-    const data = await req.json();
+    const data = JSON.parse(new TextDecoder().decode(bytes));
     if (data === null || typeof data !== "object" || Array.isArray(data)) throw new Error("not an object");
     return data as T;
   } catch {

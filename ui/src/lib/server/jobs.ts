@@ -5,12 +5,12 @@ import fs from "node:fs";
 import path from "node:path";
 import { enforceUiFields, getIn, parseYaml, processOf, toYaml } from "../jobconfig";
 import { fieldSpec } from "../schema";
-import type { JobDetail, JobState, JobSummary, LoraFile, Problem, SampleImage } from "../types";
+import type { JobDetail, JobState, JobSummary, LoraFile, Problem, SampleCaption, SampleImage } from "../types";
 import { getDb } from "./db";
 import { HttpError } from "./http";
 import { checkName } from "./paths";
 import { lossPoints, readAllEvents, tailLines } from "./progress";
-import { loadUiSchema, validateJobFile } from "./python";
+import { guardJobFile, loadUiSchema, sampleCaptions, validateJobFile } from "./python";
 import { ensureDataDirs, settings } from "./settings";
 
 export interface JobRow extends JobSummary {
@@ -27,6 +27,8 @@ export function jobPaths(name: string) {
   return {
     dir,
     config: path.join(dir, "config.yaml"),
+    /** Sample captions as the trainer uses them (toolkit.ui_samples), written when the job is queued. */
+    samples: path.join(dir, "samples.json"),
     log: path.join(dir, "log.txt"),
     folder,
     progress: path.join(folder, "progress.jsonl"),
@@ -46,8 +48,8 @@ export function getJob(id: number): JobRow | undefined {
 }
 
 export function requireJob(idText: string): JobRow {
-  const id = Number(idText);
-  const job = Number.isInteger(id) ? getJob(id) : undefined;
+  // decimal digits only: "0x1", "1e0" or " 1" name no job
+  const job = /^[0-9]{1,15}$/.test(idText) ? getJob(Number(idText)) : undefined;
   if (!job) throw new HttpError(404, `no job ${JSON.stringify(idText)}`);
   return job;
 }
@@ -69,8 +71,10 @@ export interface PreparedJob {
 }
 
 /**
- * Checks a job the user wants to queue: its name, the YAML, the fields the UI owns, and the
- * trainer's own validator (`python -m toolkit.ui_schema validate`). Nothing is stored.
+ * Checks a job the user wants to queue: its name, the YAML, the fields the UI owns, the UI's path
+ * guard (`python -m toolkit.ui_guard check`) and the trainer's own validator
+ * (`python -m toolkit.ui_schema validate`). Nothing is stored; the file queued is the text checked
+ * (never an expanded copy: it holds no `${...}`), and it is what the job page shows.
  * `keepFile` receives the validated file when it passes.
  */
 export async function prepareJob(nameInput: unknown, yamlText: unknown, keepFile?: string): Promise<PreparedJob> {
@@ -97,8 +101,10 @@ export async function prepareJob(nameInput: unknown, yamlText: unknown, keepFile
   const file = path.join(checkDir, `${name}-${crypto.randomBytes(6).toString("hex")}.yaml`);
   fs.writeFileSync(file, yaml);
   try {
-    const result = await validateJobFile(file);
-    if (!result.ok) return fail(result.problems, yaml);
+    // the UI's rules (paths inside DATA_ROOT, no ${...}) and the trainer's own validator, together
+    const [guard, result] = await Promise.all([guardJobFile(file), validateJobFile(file)]);
+    const problems = [...guard.problems, ...result.problems];
+    if (problems.length) return fail(problems, yaml);
     const proc = processOf(config);
     const schema = (await loadUiSchema()).schema;
     const device = String(proc.device ?? fieldSpec(schema, "device")?.default ?? "");
@@ -120,6 +126,7 @@ export async function createJob(nameInput: unknown, yamlText: unknown, preset: s
   const staged = path.join(settings().jobsDir, ".check", `${name}-${crypto.randomBytes(6).toString("hex")}.staged.yaml`);
   const prepared = await prepareJob(name, yamlText, staged);
   if (!prepared.ok) return { prepared };
+  const captions = await sampleCaptions(staged);
   try {
     const t = now();
     const info = getDb()
@@ -131,6 +138,7 @@ export async function createJob(nameInput: unknown, yamlText: unknown, preset: s
     fs.rmSync(paths.dir, { recursive: true, force: true });
     fs.mkdirSync(paths.dir, { recursive: true });
     fs.renameSync(staged, paths.config);
+    if (captions) fs.writeFileSync(paths.samples, JSON.stringify(captions));
     return { job: getJob(Number(info.lastInsertRowid)), prepared };
   } catch (err) {
     if (String(err).includes("UNIQUE")) {
@@ -200,6 +208,29 @@ export function deleteJob(job: JobRow): void {
   removeTree(paths.folder);
 }
 
+/** Bulk delete: each job that is not running goes (as `deleteJob`); the others are named with why. */
+export function deleteJobs(ids: unknown): { deleted: number[]; refused: { id: number; reason: string }[] } {
+  if (!Array.isArray(ids) || ids.length === 0 || ids.length > 1000 || !ids.every((id) => Number.isInteger(id))) {
+    throw new HttpError(400, "ids must be a list of job ids");
+  }
+  const deleted: number[] = [];
+  const refused: { id: number; reason: string }[] = [];
+  for (const id of new Set(ids as number[])) {
+    const job = getJob(id);
+    if (!job) {
+      refused.push({ id, reason: "no such job" });
+      continue;
+    }
+    try {
+      deleteJob(job);
+      deleted.push(id);
+    } catch (err) {
+      refused.push({ id, reason: err instanceof Error ? err.message : String(err) });
+    }
+  }
+  return { deleted, refused };
+}
+
 export function summary(job: JobRow): JobSummary {
   const { end_state: _e, progress_offset: _p, stop_requested_at: _s, end_seen_at: _n, ...rest } = job;
   return rest;
@@ -209,7 +240,7 @@ function fileUrl(rel: string[]): string {
   return `/api/files/output/${rel.map(encodeURIComponent).join("/")}`;
 }
 
-function listSamples(name: string, folder: string, prompts: string[]): SampleImage[] {
+function listSamples(name: string, folder: string, prompts: string[], captions: SampleCaption[] | null): SampleImage[] {
   let files: string[] = [];
   try {
     files = fs.readdirSync(path.join(folder, "samples"));
@@ -221,7 +252,16 @@ function listSamples(name: string, folder: string, prompts: string[]): SampleIma
     const match = file.match(/^(\d+)_(\d+)\.(jpg|jpeg|png|webp)$/i);
     if (!match) continue;
     const index = Number(match[2]);
-    out.push({ file, url: fileUrl([name, "samples", file]), step: Number(match[1]), index, prompt: prompts[index] ?? null });
+    const caption = captions?.[index];
+    out.push({
+      file,
+      url: fileUrl([name, "samples", file]),
+      step: Number(match[1]),
+      index,
+      prompt: caption?.prompt ?? prompts[index] ?? null,
+      caption: caption?.caption ?? null,
+      flags: caption?.flags ?? {},
+    });
   }
   return out.sort((a, b) => b.step - a.step || a.index - b.index);
 }
@@ -270,13 +310,19 @@ export function jobDetail(job: JobRow): JobDetail {
   } catch {
     // a job whose file is gone still shows its state
   }
+  let captions: SampleCaption[] | null = null;
+  try {
+    captions = JSON.parse(fs.readFileSync(/*turbopackIgnore: true*/ paths.samples, "utf8")) as SampleCaption[];
+  } catch {
+    // queued before captions were recorded: the gallery shows the raw prompts
+  }
   return {
     ...summary(job),
     state: job.state as JobState,
     config_yaml: configYaml,
     log_tail: tailLines(paths.log, 200),
     loss_curve: lossPoints(readAllEvents(paths.progress)),
-    samples: listSamples(job.name, paths.folder, prompts),
+    samples: listSamples(job.name, paths.folder, prompts, captions),
     loras: listLoras(job.name, paths.folder),
     queue_position: queuePosition(job),
   };

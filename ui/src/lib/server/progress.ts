@@ -96,17 +96,42 @@ export function tailLines(file: string, lines = 200, maxBytes = 256 * 1024): str
     fs.readSync(fd, buffer, 0, buffer.length, start);
     let text = buffer.toString("utf8");
     if (start > 0) text = text.slice(text.indexOf("\n") + 1);
-    // A terminal shows only the last carriage-return segment of a line (tqdm redraws its bar).
-    const all = text
-      .replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "")
-      .split("\n")
-      .map((line) => {
-        const parts = line.split("\r").filter((p) => p.trim().length > 0);
-        return parts.length ? parts[parts.length - 1].trimEnd() : "";
-      })
-      .filter((l) => l.length > 0);
+    const all = terminalLines(text);
     return all.slice(-lines);
   } finally {
     fs.closeSync(fd);
   }
+}
+
+// The end of a tqdm bar: its rate bracket, whatever the unit (`it`, the trainer's `step` and `img`):
+// `[00:01<00:02, 1.20it/s, loss=0.3]`, `[00:09<00:09,  3.02s/step, lr=2e-3]`, `[00:00<?, ?img/s]`.
+const BAR_END = /\[[0-9:?<>, .-]*(?:\d(?:\.\d+)?\s*(?:[A-Za-z]+\/s|s\/[A-Za-z]+)|\?[A-Za-z]+\/s)[^\]]*\]/g;
+const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
+
+/**
+ * Log text as lines a reader wants: ANSI codes removed; of a line redrawn with carriage returns
+ * (tqdm), only what a terminal shows last; and a progress bar that the next log line was written
+ * straight after (no newline between: `... 3/10 [00:01<00:02, 2.9it/s]saving step 3`) split from it,
+ * so the bar and the log line each get their own line.
+ */
+export function terminalLines(text: string): string[] {
+  const out: string[] = [];
+  for (const raw of text.replace(ANSI, "").split("\n")) {
+    const parts = raw.split("\r").filter((p) => p.trim().length > 0);
+    if (parts.length === 0) continue;
+    let line = parts[parts.length - 1].trimEnd();
+    // a bar followed by other text on the same line: the bar, then the rest
+    for (;;) {
+      BAR_END.lastIndex = 0;
+      const match = BAR_END.exec(line);
+      if (!match) break;
+      const end = match.index + match[0].length;
+      const rest = line.slice(end);
+      if (!rest.trim()) break;
+      out.push(line.slice(0, end).trimEnd());
+      line = rest.trimStart();
+    }
+    out.push(line);
+  }
+  return out;
 }

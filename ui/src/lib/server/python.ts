@@ -1,9 +1,11 @@
 // The Python side is the source of truth for the config: the schema, presets and architectures
-// (`python -m toolkit.ui_schema`, cached in memory from server start) and validation
-// (`python -m toolkit.ui_schema validate FILE`, which never imports torch).
+// (`python -m toolkit.ui_schema`, cached in memory from server start), validation
+// (`python -m toolkit.ui_schema validate FILE`, which never imports torch), the job a form builds
+// from a preset (`python -m toolkit.ui_presets build`, the Gradio app's builder too) and whether a
+// trainer a previous server started still runs (`python -m toolkit.ui_jobs alive PID FILE`).
 import { execFile } from "node:child_process";
-import type { UiSchema, ValidationResult } from "../types";
-import { settings } from "./settings";
+import type { SampleCaption, UiSchema, ValidationResult } from "../types";
+import { jobRoots, settings } from "./settings";
 
 interface PyResult {
   code: number;
@@ -11,10 +13,10 @@ interface PyResult {
   stderr: string;
 }
 
-export function runPython(args: string[], timeoutMs = 120_000): Promise<PyResult> {
+export function runPython(args: string[], timeoutMs = 120_000, input?: string): Promise<PyResult> {
   const s = settings();
   return new Promise((resolve, reject) => {
-    execFile(
+    const child = execFile(
       s.python,
       args,
       {
@@ -32,6 +34,8 @@ export function runPython(args: string[], timeoutMs = 120_000): Promise<PyResult
         resolve({ code: typeof code === "number" ? code : 1, stdout, stderr });
       },
     );
+    child.stdin?.on("error", () => {}); // a child that exits before reading its input: its exit code tells
+    child.stdin?.end(input ?? "");
   });
 }
 
@@ -82,4 +86,94 @@ export async function validateJobFile(file: string): Promise<ValidationResult> {
     ok: false,
     problems: [{ path: "", message: tail(result.stderr || result.stdout) || `validator exited ${result.code}` }],
   };
+}
+
+/** What the new-job form sends to the one preset builder (`toolkit.ui_presets.FormFields`). */
+export interface BuildForm {
+  preset: string;
+  name: string;
+  /** Settings inside `config.process[0]` by dotted path; null removes the key (the trainer's default). */
+  values: Record<string, unknown>;
+  /** Dataset folders (absolute); null keeps the preset's datasets. */
+  datasets: string[] | null;
+  resolutions: number[] | null;
+  prompts: string[] | null;
+  /** Edit presets: the image the samples edit (absolute). */
+  sample_reference: string | null;
+}
+
+/** The preset's config with the form applied, by `python -m toolkit.ui_presets build`; `edit`: the preset trains on reference images. */
+export async function buildJobConfig(form: BuildForm): Promise<{ config: Record<string, unknown>; edit: boolean }> {
+  const result = await runPython(["-m", "toolkit.ui_presets", "build"], 60_000, JSON.stringify(form));
+  let parsed: { config?: Record<string, unknown>; edit?: boolean; error?: string } = {};
+  try {
+    parsed = JSON.parse(result.stdout);
+  } catch {
+    throw new Error(`python -m toolkit.ui_presets build failed (exit ${result.code}):\n${tail(result.stderr || result.stdout)}`);
+  }
+  if (result.code !== 0 || !parsed.config) throw new BuildError(parsed.error ?? `the builder exited ${result.code}`);
+  return { config: parsed.config, edit: parsed.edit === true };
+}
+
+/** The builder refused the form (unknown preset, a malformed field): the message says which. */
+export class BuildError extends Error {}
+
+/** Whether `pid` still runs the job file `configPath` (`python -m toolkit.ui_jobs alive` prints `{"alive": bool}`). */
+export async function trainerAlive(pid: number, configPath: string): Promise<boolean> {
+  const result = await runPython(["-m", "toolkit.ui_jobs", "alive", String(pid), configPath], 60_000);
+  try {
+    const parsed = JSON.parse(result.stdout) as { alive?: unknown };
+    if (result.code === 0 && typeof parsed.alive === "boolean") return parsed.alive;
+  } catch {
+    // fall through
+  }
+  throw new Error(`python -m toolkit.ui_jobs alive failed (exit ${result.code}):\n${tail(result.stderr || result.stdout)}`);
+}
+
+/** `python -m toolkit.image_check FILE...`: per file (in order), why it is not a readable image, or null. */
+export async function checkImages(files: string[]): Promise<{ file: string; error: string | null }[]> {
+  const result = await runPython(["-m", "toolkit.image_check", ...files], 120_000);
+  try {
+    const parsed = JSON.parse(result.stdout) as { file: string; error: string | null }[];
+    if (result.code === 0 && Array.isArray(parsed) && parsed.length === files.length) return parsed;
+  } catch {
+    // fall through
+  }
+  throw new Error(`python -m toolkit.image_check failed (exit ${result.code}):\n${tail(result.stderr || result.stdout)}`);
+}
+
+/**
+ * The UI's own rules for a job file (`python -m toolkit.ui_guard check FILE --root DIR... --base
+ * REPO`, shared with the Gradio app): every path it names resolves, symlinks followed, inside
+ * DATA_ROOT's datasets/, output/ or models/ (or is a hub repo id / `tiny:` id for model keys), no
+ * `${...}` anywhere (UI jobs are never expanded), `config.name` a plain file name. Problems by key
+ * path; a guard that cannot run refuses the job (never passes it unchecked).
+ */
+export async function guardJobFile(file: string): Promise<ValidationResult> {
+  const s = settings();
+  const roots = jobRoots(s).flatMap((root) => ["--root", root]);
+  const result = await runPython(["-m", "toolkit.ui_guard", "check", file, ...roots, "--base", s.repoRoot], 60_000);
+  try {
+    const parsed = JSON.parse(result.stdout) as ValidationResult;
+    if (typeof parsed.ok === "boolean" && Array.isArray(parsed.problems) && (parsed.ok || parsed.problems.length > 0)) return parsed;
+  } catch {
+    // fall through: the guard itself failed
+  }
+  return {
+    ok: false,
+    problems: [{ path: "", message: `the path guard (python -m toolkit.ui_guard) failed: ${tail(result.stderr || result.stdout) || `exit ${result.code}`}` }],
+  };
+}
+
+/** Each sample's caption as the trainer uses it (`python -m toolkit.ui_samples FILE`); null when it cannot tell. */
+export async function sampleCaptions(file: string): Promise<SampleCaption[] | null> {
+  const result = await runPython(["-m", "toolkit.ui_samples", file], 60_000);
+  try {
+    const parsed = JSON.parse(result.stdout);
+    if (result.code === 0 && Array.isArray(parsed)) return parsed as SampleCaption[];
+  } catch {
+    // fall through
+  }
+  console.error(`[jobs] python -m toolkit.ui_samples ${file} failed (exit ${result.code}): ${tail(result.stderr || result.stdout, 3)}`);
+  return null;
 }

@@ -13,6 +13,8 @@ export interface Settings {
   dataRoot: string;
   datasetsDir: string;
   outputDir: string;
+  /** Local model weights a job may name (`model.name_or_path`, `vae_path`...); hub ids need no folder. */
+  modelsDir: string;
   jobsDir: string;
   dbPath: string;
   authToken: string;
@@ -21,6 +23,8 @@ export interface Settings {
   maxUploadBytes: number;
   workerPollMs: number;
   workerEnabled: boolean;
+  /** How long a browser login lasts (SESSION_HOURS). */
+  sessionTtlS: number;
 }
 
 function intEnv(name: string, fallback: number, min: number): number {
@@ -46,6 +50,7 @@ export function settings(): Settings {
     dataRoot,
     datasetsDir: path.join(dataRoot, "datasets"),
     outputDir: path.join(dataRoot, "output"),
+    modelsDir: path.join(dataRoot, "models"),
     jobsDir: path.join(dataRoot, "jobs"),
     dbPath: path.join(dataRoot, "ui.sqlite"),
     authToken: process.env.AI_TOOLKIT_AUTH || "",
@@ -53,12 +58,22 @@ export function settings(): Settings {
     maxUploadBytes: intEnv("MAX_UPLOAD_MB", 50, 1) * 1024 * 1024,
     workerPollMs: intEnv("WORKER_POLL_MS", 1000, 50),
     workerEnabled: process.env.AITK_WORKER !== "off",
+    sessionTtlS: intEnv("SESSION_HOURS", 7 * 24, 1) * 3600,
   };
+}
+
+/**
+ * The folders every path a UI-submitted job names must stay inside (toolkit.ui_guard): the UI's
+ * datasets, outputs and models, and the trainer's bundled examples (the tiny demo preset trains on
+ * `config/examples/demo_dataset` when no dataset is ticked), as the Gradio app allows.
+ */
+export function jobRoots(s: Settings = settings()): string[] {
+  return [s.datasetsDir, s.outputDir, s.modelsDir, path.join(s.repoRoot, "config", "examples")];
 }
 
 /** Creates the data folders (once per root). */
 export function ensureDataDirs(s: Settings = settings()): void {
-  for (const dir of [s.dataRoot, s.datasetsDir, s.outputDir, s.jobsDir]) {
+  for (const dir of [s.dataRoot, s.datasetsDir, s.outputDir, s.modelsDir, s.jobsDir]) {
     fs.mkdirSync(dir, { recursive: true });
   }
 }

@@ -4,14 +4,16 @@
 //
 // A job runs as `PYTHON run.py <job file>` in its own process group (detached, output appended to
 // its log file), so it outlives the UI. The pid is stored: after a restart the worker carries on
-// following jobs whose process is still alive, and a job whose process is gone without an `end`
-// event is marked failed with the last lines of its log.
+// following jobs whose process is still alive (asked of the trainer's Python, which checks the pid
+// runs this job file), and a job whose process is gone without an `end` event is marked failed
+// with the last lines of its log.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import type { JobState } from "../types";
 import { getDb } from "./db";
 import { getJob, jobPaths, now, updateJob, type JobRow } from "./jobs";
-import { readEventsFrom } from "./progress";
+import { readEventsFrom, terminalLines } from "./progress";
+import { trainerAlive } from "./python";
 import { settings } from "./settings";
 
 /** How long a process may linger after writing its `end` event before the slot is freed anyway. */
@@ -21,32 +23,42 @@ interface WorkerState {
   timer: NodeJS.Timeout | null;
   /** Processes this server started: their exit code once Node has reaped them (absent for re-attached ones). */
   children: Map<number, { exited: boolean; code: number | null }>;
+  /** Trainers a previous server started: Python's last answer about each pid. */
+  reattached: Map<number, { alive: boolean | undefined; checkedAt: number; pending: boolean }>;
 }
 
 const KEY = Symbol.for("aitk.worker");
 
 function state(): WorkerState {
   const g = globalThis as unknown as Record<symbol, WorkerState | undefined>;
-  return (g[KEY] ??= { timer: null, children: new Map() });
+  return (g[KEY] ??= { timer: null, children: new Map(), reattached: new Map() });
 }
 
-/** Whether `pid` is still our trainer: alive, not a zombie, and (on Linux) running this job file. */
-export function processAlive(pid: number, configPath: string): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EPERM") return false;
+/** How often a re-attached trainer's liveness is asked of Python (`toolkit.ui_jobs alive`). */
+const REATTACHED_CHECK_S = 2;
+
+/**
+ * Whether the trainer of `job` still runs: for a process this server started, until Node reports
+ * its exit; for one a previous server started, what `python -m toolkit.ui_jobs alive` last said
+ * (asked in the background, at most every REATTACHED_CHECK_S; undefined until the first answer).
+ */
+function trainerRunning(job: JobRow, configPath: string): boolean | undefined {
+  if (job.pid === null) return false;
+  const s = state();
+  const own = s.children.get(job.pid);
+  if (own) return !own.exited;
+  const known = s.reattached.get(job.pid);
+  if (!known?.pending && (!known || now() - known.checkedAt > REATTACHED_CHECK_S)) {
+    const entry = { alive: known?.alive, checkedAt: known?.checkedAt ?? 0, pending: true };
+    s.reattached.set(job.pid, entry);
+    trainerAlive(job.pid, configPath)
+      .then((alive) => Object.assign(entry, { alive, checkedAt: now(), pending: false }))
+      .catch((err) => {
+        console.error("[worker] liveness check:", err);
+        Object.assign(entry, { checkedAt: now(), pending: false });
+      });
   }
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return false;
-    const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
-    // a pid the system reused for another program is not our job
-    if (!cmdline.split("\0").includes(configPath)) return false;
-  } catch {
-    // no /proc (macOS): kill(pid, 0) is all we can know
-  }
-  return true;
+  return known?.alive;
 }
 
 function deviceKey(device: string): string {
@@ -86,16 +98,20 @@ function finalState(endState: string | null): JobState {
   return "failed";
 }
 
+/** The marker the worker writes before each run's output (see `launch`). */
+const RUN_MARKER = "\n===== run ";
+
+/** The last lines of the latest run's output (never a previous run's, e.g. its "interrupted"). */
+export function lastRunLines(text: string, n = 20): string {
+  const at = text.lastIndexOf(RUN_MARKER);
+  const run = at < 0 ? text : text.slice(text.indexOf("\n", at + 1) + 1);
+  const lines = terminalLines(run);
+  return lines.length ? lines.slice(-n).join("\n") : "(the run wrote no output)";
+}
+
 function lastLogLines(job: JobRow, n = 20): string {
-  const paths = jobPaths(job.name);
   try {
-    const text = fs.readFileSync(paths.log, "utf8");
-    const lines = text
-      .replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "")
-      .split("\n")
-      .map((l) => l.split("\r").filter((p) => p.trim()).pop() ?? "")
-      .filter((l) => l.trim());
-    return lines.slice(-n).join("\n");
+    return lastRunLines(fs.readFileSync(jobPaths(job.name).log, "utf8"), n);
   } catch {
     return "(no log)";
   }
@@ -125,7 +141,8 @@ function followRunning(): void {
   for (let job of active) {
     job = syncProgress(job);
     const configPath = jobPaths(job.name).config;
-    const alive = job.pid !== null && processAlive(job.pid, configPath);
+    const alive = trainerRunning(job, configPath);
+    if (alive === undefined) continue; // a re-attached trainer: Python has not answered yet
     if (alive) {
       if (job.end_state) {
         // the end event is written; give the process a moment to exit before freeing its slot
@@ -135,10 +152,12 @@ function followRunning(): void {
       continue;
     }
     const child = job.pid !== null ? s.children.get(job.pid) : undefined;
-    if (child && !child.exited) continue; // our own child: wait for Node to reap it and report its exit code
     job = syncProgress(job); // lines written just before the exit
     const exitCode = child ? child.code : null;
-    if (job.pid !== null) s.children.delete(job.pid);
+    if (job.pid !== null) {
+      s.children.delete(job.pid);
+      s.reattached.delete(job.pid);
+    }
     finishJob(job, exitCode);
   }
 }
@@ -159,7 +178,7 @@ function launch(job: JobRow): void {
   fs.mkdirSync(paths.dir, { recursive: true });
   const out = fs.openSync(paths.log, "a");
   const run = job.run_count + 1;
-  fs.writeSync(out, `\n===== run ${run} at ${new Date().toISOString()}: ${s.python} run.py ${paths.config}\n`);
+  fs.writeSync(out, `${RUN_MARKER}${run} at ${new Date().toISOString()}: ${s.python} run.py ${paths.config}\n`);
   const env: NodeJS.ProcessEnv = { ...process.env, PYTHONUNBUFFERED: "1" };
   delete env.AI_TOOLKIT_AUTH; // the trainer has no use for the UI's secret
   let child;

@@ -6,7 +6,7 @@ import { useEffect, useRef, useState } from "react";
 import { LossChart } from "@/components/LossChart";
 import { ErrorBox, ProgressBar, StateBadge } from "@/components/ui";
 import { api, useApi } from "@/lib/client/api";
-import { eta, formatBytes, formatDuration, formatLoss, formatTime } from "@/lib/format";
+import { eta, flagLine, formatBytes, formatDuration, formatLoss, formatTime } from "@/lib/format";
 import type { JobDetail, SampleImage } from "@/lib/types";
 
 const ACTIVE = ["queued", "running", "stopping"];
@@ -25,9 +25,13 @@ function Gallery({ samples }: { samples: SampleImage[] }) {
               .map((s) => (
                 <figure key={s.file}>
                   <a href={s.url} target="_blank" rel="noreferrer">
-                    <img src={s.url} alt={s.prompt ?? s.file} loading="lazy" />
+                    <img src={s.url} alt={s.caption ?? s.prompt ?? s.file} loading="lazy" />
                   </a>
-                  <figcaption>{s.prompt ?? s.file}</figcaption>
+                  {/* the prompt as the trainer used it: trigger word in, flags on their own small line */}
+                  <figcaption title={s.prompt ?? undefined} data-testid="sample-caption">
+                    {s.caption ?? s.prompt ?? s.file}
+                    {flagLine(s.flags) ? <small className="sample-flags">{flagLine(s.flags)}</small> : null}
+                  </figcaption>
                 </figure>
               ))}
           </div>

@@ -9,11 +9,14 @@ import YAML from "yaml";
 import { SchemaField } from "@/components/SchemaField";
 import { ErrorBox, ProblemList } from "@/components/ui";
 import { api, ApiError, useApi } from "@/lib/client/api";
-import { buildJobConfig, enforceUiFields, getIn, presetNeedsReferences, processOf, toYaml } from "@/lib/jobconfig";
+import { getIn, processOf } from "@/lib/jobconfig";
 import { fieldSpec, parseFieldText, sectionFields, settingSections, type FieldSpec } from "@/lib/schema";
-import type { DatasetSummary, Problem, UiSchema } from "@/lib/types";
+import type { DatasetSummary, JobConfig, Problem, UiSchema } from "@/lib/types";
 
 type SchemaResponse = UiSchema & { datasets_dir: string; output_dir: string };
+type Built = { config: JobConfig; yaml: string; edit: boolean };
+/** The form is built into a job by the trainer's Python (POST /api/jobs/build) this long after the last change. */
+const BUILD_DEBOUNCE_MS = 300;
 
 /** Which settings the form shows up front (the rest are under "All settings"); labels only. */
 const GROUPS: { title: string; fields: [string, string?][] }[] = [
@@ -112,6 +115,7 @@ function NewJobForm() {
     setResolutions(null);
     setPrompts(null);
     setYamlText(null);
+    setBuilt(null);
     setProblems([]);
     setNotice(null);
   }
@@ -127,24 +131,37 @@ function NewJobForm() {
   const parsedResolutions = resolutions === null ? null : resolutions.split(/[\s,]+/).filter(Boolean).map(Number);
   const parsedPrompts = prompts === null ? null : prompts.split("\n").map((l) => l.trim()).filter(Boolean);
   const datasetList = datasetsQ.data?.datasets;
-  // edit presets: each chosen dataset's first reference image (for sample.ctrl_img)
-  const references = useMemo(
-    () => Object.fromEntries((datasetList ?? []).map((d) => [d.name, d.first_reference ?? null])),
-    [datasetList],
-  );
-  const built = useMemo(() => {
-    if (!preset || !ui) return null;
-    return buildJobConfig(
-      preset.config,
-      { name, values, datasets, resolutions: parsedResolutions, prompts: parsedPrompts, references },
-      ui.datasets_dir,
-    );
+  // The job the form makes, from the trainer's one preset builder (the Gradio app's too): the
+  // server resolves dataset names and the samples' reference image, and sets the UI's own fields.
+  const [built, setBuilt] = useState<(Built & { key: string }) | null>(null);
+  const [buildError, setBuildError] = useState<string | null>(null);
+  const formKey = JSON.stringify({ presetId, name, values, datasets, parsedResolutions, parsedPrompts });
+  useEffect(() => {
+    if (!presetId) return;
+    let current = true;
+    const timer = setTimeout(() => {
+      api<Built>("/api/jobs/build", {
+        method: "POST",
+        json: { preset: presetId, name, values, datasets, resolutions: parsedResolutions, prompts: parsedPrompts },
+      })
+        .then((res) => {
+          if (!current) return;
+          setBuilt({ ...res, key: formKey });
+          setBuildError(null);
+        })
+        .catch((err) => current && setBuildError(err instanceof Error ? err.message : String(err)));
+    }, BUILD_DEBOUNCE_MS);
+    return () => {
+      current = false;
+      clearTimeout(timer);
+    };
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [preset, ui, name, values, datasets, resolutions, prompts, references]);
-  // show what the server will run: the UI's name and output folder
-  const generated = useMemo(() => (built && ui ? toYaml(enforceUiFields(built, name, ui.output_dir).config) : ""), [built, ui, name]);
+  }, [formKey, datasetList]);
+  const generated = built?.yaml ?? "";
+  // while the form changes, the last build is not what would be queued (hand-edited YAML is)
+  const stale = yamlText === null && built?.key !== formKey;
   const yaml = yamlText ?? generated;
-  const needsReferences = preset ? presetNeedsReferences(preset.config) : false;
+  const needsReferences = built?.edit ?? false;
 
   const fieldErrors = useMemo(() => {
     const out: Record<string, string> = {};
@@ -216,7 +233,7 @@ function NewJobForm() {
       ? datasets.filter((n) => (datasetList?.find((d) => d.name === n)?.paired ?? 0) === 0)
       : [];
   const presetCtrlImg = getIn(presetProc, "sample.ctrl_img");
-  const builtCtrlImg = built ? getIn(built, "config.process.sample.ctrl_img") : undefined;
+  const builtCtrlImg = built ? getIn(built.config, "config.process.sample.ctrl_img") : undefined;
 
   return (
     <div>
@@ -370,7 +387,15 @@ function NewJobForm() {
           The job file that will be queued (the preset with your changes). Editing it here takes over from the form; the UI still sets{" "}
           <code>config.name</code> and <code>training_folder</code>.
         </p>
-        <textarea className="code" name="yaml" spellCheck={false} value={yaml} onChange={(e) => setYamlText(e.target.value)} />
+        <textarea
+          className="code"
+          name="yaml"
+          spellCheck={false}
+          value={yaml}
+          data-built={stale ? "stale" : "current"}
+          onChange={(e) => setYamlText(e.target.value)}
+        />
+        {buildError ? <div className="problems" role="alert">The form cannot be built: {buildError}</div> : null}
         {formLocked ? (
           <button type="button" onClick={() => setYamlText(null)}>
             Discard YAML edits
@@ -382,14 +407,14 @@ function NewJobForm() {
       {notice ? <div className="notice">{notice}</div> : null}
       <ErrorBox error={error} />
       <div className="row">
-        <button type="button" onClick={() => submit(false)} disabled={busy || !preset || missingReferences.length > 0} data-testid="check">
+        <button type="button" onClick={() => submit(false)} disabled={busy || stale || !preset || missingReferences.length > 0} data-testid="check">
           Check
         </button>
         <button
           type="button"
           className="primary"
           onClick={() => submit(true)}
-          disabled={busy || !preset || missingReferences.length > 0}
+          disabled={busy || stale || !preset || missingReferences.length > 0}
           data-testid="queue"
         >
           Queue job

@@ -2,7 +2,7 @@
 // content) and .txt captions, each at most MAX_UPLOAD_MB (captions 64 KiB). `kind=reference`
 // (query parameter or form field): reference images for edit LoRAs, saved to <dataset>/control/.
 import { parseKind, saveUploads } from "@/lib/server/datasets";
-import { HttpError, json, param, withApi } from "@/lib/server/http";
+import { HttpError, json, param, readLimited, withApi } from "@/lib/server/http";
 import { settings } from "@/lib/server/settings";
 
 export const dynamic = "force-dynamic";
@@ -15,14 +15,11 @@ export const POST = withApi(async (req, params) => {
   const name = param(params, "name");
   const queryKind = new URL(req.url).searchParams.get("kind");
   const limit = settings().maxUploadBytes;
-  const length = Number(req.headers.get("content-length") || "0");
-  // Checked before the body is read (it is parsed in memory).
-  if (length > limit * MAX_FULL_FILES + 1024 * 1024) {
-    throw new HttpError(413, `request too large (over ${Math.round((limit * MAX_FULL_FILES) / 1048576)} MiB): upload fewer files at a time`);
-  }
+  // Counted as it arrives (also without Content-Length): the multipart body is parsed in memory.
+  const bytes = await readLimited(req, limit * MAX_FULL_FILES + 1024 * 1024, "upload (upload fewer files at a time)");
   let form: FormData;
   try {
-    form = await req.formData();
+    form = await new Response(bytes as BodyInit, { headers: { "content-type": req.headers.get("content-type") ?? "" } }).formData();
   } catch {
     throw new HttpError(400, "expected multipart/form-data with `files`");
   }
