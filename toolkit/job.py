@@ -12,10 +12,14 @@ CONFIG_DIR = ROOT / "config"
 
 
 def load_job_config(config: str, name: str | None = None):
-    """Find, read, substitute and validate a job file (no torch import)."""
+    """Find, read, substitute and validate a job file (no torch import); log its ai-toolkit no-op keys once."""
+    from toolkit.aitk_keys import log_ignored
+
     path = find_config(config, CONFIG_DIR)
     raw = load_raw_config(path, name)
-    return parse_job_config(raw, str(path))
+    job_config = parse_job_config(raw, str(path))
+    log_ignored(job_config)
+    return job_config
 
 
 def process_classes(job_config) -> list[type]:
