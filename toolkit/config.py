@@ -34,7 +34,7 @@ from toolkit.errors import ConfigError, Problem
 
 __all__ = ["CONFIG_EXTENSIONS", "ConfigError", "find_config", "load_raw_config", "parse_job_config"]
 
-CONFIG_EXTENSIONS = (".yaml", ".yml", ".json")
+CONFIG_EXTENSIONS = (".yaml", ".yml", ".json", ".jsonc")  # .jsonc: ai-toolkit reads it as plain JSON
 
 # ------------------------------------------------------------------------- finding
 
@@ -78,7 +78,7 @@ _YamlLoader.add_implicit_resolver(
 
 
 def _parse_text(text: str, path: Path) -> Any:
-    if path.suffix.lower() == ".json":
+    if path.suffix.lower() in (".json", ".jsonc"):
         def no_duplicates(pairs):
             keys = [k for k, _ in pairs]
             dupes = sorted({k for k in keys if keys.count(k) > 1})

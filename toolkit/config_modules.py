@@ -182,6 +182,23 @@ def _none_if_empty(value: Any) -> Any:
     return None if value in ("", []) else value
 
 
+_INT = re.compile(r"^[-+]?[0-9]+$")
+_FLOAT = re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$")
+
+
+def _number_if_numeric(value: Any) -> Any:
+    """``"1e-4"`` -> 1e-4, ``"8"`` -> 8, in lists too; anything else unchanged."""
+    if isinstance(value, list):
+        return [_number_if_numeric(item) for item in value]
+    if isinstance(value, str):
+        text = value.strip()
+        if _INT.match(text):
+            return int(text)
+        if _FLOAT.match(text):
+            return float(text)
+    return value
+
+
 def _as_list(value: str | list[str] | None) -> list[str]:
     if value is None:
         return []
@@ -587,6 +604,14 @@ class TrainConfig(_Section):
         if value in _AITK_TIMESTEP_TYPES:
             raise ValueError(f"ai-toolkit's timestep_type {value!r} is not supported here: {_AITK_TIMESTEP_TYPES[value]}")
         return value
+
+    @field_validator("optimizer_params", "lr_scheduler_params", mode="before")
+    @classmethod
+    def _numbers_in_params(cls, value: Any) -> Any:
+        # Free-form keyword arguments get no field types: "1e-4" (a quoted number, or ${ENV} text) is a number.
+        if not isinstance(value, dict):
+            return value
+        return {key: _number_if_numeric(item) for key, item in value.items()}
 
     @field_validator("optimizer", mode="before")
     @classmethod
