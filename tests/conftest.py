@@ -11,6 +11,10 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY_ROOT = Path(os.environ.get("TINY_MODELS_DIR", ROOT / ".tiny_models"))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: trains whole jobs on the tiny models (minutes); -m 'not slow' skips")
+
+
 @pytest.fixture(scope="session")
 def tiny():
     """tiny(arch, layout) -> folder holding that tiny model in that layout."""
