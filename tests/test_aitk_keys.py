@@ -61,8 +61,9 @@ def section_class(section: str):
         return JobSection
     if section == "process":
         return TrainProcessConfig
-    from toolkit.config import _unwrap
     from typing import get_args
+
+    from toolkit.config import _unwrap
 
     def field_class(model, name):
         tp = _unwrap(model.model_fields[name].annotation)

@@ -24,7 +24,7 @@ from toolkit.config import _parse_text, _substitute, parse_job_config
 from toolkit.config_modules import JobConfig, TrainProcessConfig
 from toolkit.errors import ConfigError
 
-__all__ = ["PathRef", "ImportedJob", "import_aitk_job", "relocate"]
+__all__ = ["ImportedJob", "PathRef", "import_aitk_job", "job_paths", "relocate"]
 
 PathKind = Literal["dataset", "control", "mask", "reference_image", "validation_image"]
 _ENV = re.compile(r"\$\{[^}]*\}")
@@ -65,8 +65,9 @@ def _env_problems(value: Any, path: str) -> list[tuple[str, str]]:
     if isinstance(value, list):
         return [p for i, v in enumerate(value) for p in _env_problems(v, f"{path}[{i}]")]
     if isinstance(value, str) and _ENV.search(value):
-        return [(path, f"{_ENV.search(value).group(0)}: environment variables are not expanded in an imported "
-                       "job; write the value itself")]
+        message = f"{_ENV.search(value).group(0)}: environment variables are not expanded in an imported job; " \
+                  "write the value itself"
+        return [(path, message)]
     return []
 
 

@@ -34,6 +34,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from toolkit import aitk_keys
+from toolkit.aitk_compat import AITK_TIMESTEP_TYPES, QTYPE_HELP, aitk_qtype, number_if_numeric
 from toolkit.errors import ConfigError
 
 __all__ = [
@@ -182,23 +183,6 @@ def _none_if_empty(value: Any) -> Any:
     return None if value in ("", []) else value
 
 
-_INT = re.compile(r"^[-+]?[0-9]+$")
-_FLOAT = re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$")
-
-
-def _number_if_numeric(value: Any) -> Any:
-    """``"1e-4"`` -> 1e-4, ``"8"`` -> 8, in lists too; anything else unchanged."""
-    if isinstance(value, list):
-        return [_number_if_numeric(item) for item in value]
-    if isinstance(value, str):
-        text = value.strip()
-        if _INT.match(text):
-            return int(text)
-        if _FLOAT.match(text):
-            return float(text)
-    return value
-
-
 def _as_list(value: str | list[str] | None) -> list[str]:
     if value is None:
         return []
@@ -229,32 +213,6 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Size = Annotated[int, Field(ge=16)]
 
 # --------------------------------------------------------------------------- model
-
-_QTYPE_HELP = (
-    "optimum-quanto weight type: qfloat8, qint8, qint4, qint2. ai-toolkit's names are accepted: float8 -> qfloat8, "
-    "int8 / uint8 -> qint8, uint4 / int4 -> qint4, uint2 -> qint2."
-)
-# ai-toolkit qtype names -> the quanto type storing the same bits (torchao's float8 / int8 weight-only and
-# ai-toolkit's uintN weight-only quantizers keep per-channel or per-group scales, as quanto does).
-_AITK_QTYPES = {"float8": "qfloat8", "qfloat8_e4m3fn": "qfloat8", "int8": "qint8", "uint8": "qint8",
-                "uint4": "qint4", "int4": "qint4", "uint2": "qint2", "": "qfloat8"}
-
-
-def aitk_qtype(value: Any) -> Any:
-    """ai-toolkit's ``qtype`` spelling -> ours; a ValueError saying what to write for those quanto cannot store."""
-    if not isinstance(value, str):
-        return value
-    if "|" in value:
-        raise ValueError(f"{value!r} names an accuracy recovery adapter, which is not supported; write the qtype "
-                         f"alone ({aitk_qtype(value.split('|')[0])!r})")
-    if re.fullmatch(r"u?int[3567]", value):
-        raise ValueError(f"{value!r}: optimum-quanto stores 2-, 4- and 8-bit weights only; use qint4 (uint4) for "
-                         "about the same memory, or qint8 / qfloat8")
-    if value.startswith(("convrot", "nvfp4", "orbit")):
-        raise ValueError(f"{value!r} is one of ai-toolkit's own quantizers, not available here; use qfloat8, qint8 "
-                         "or qint4")
-    return _AITK_QTYPES.get(value, value)
-
 
 class ModelKwargs(_Section):
     """``model.model_kwargs``: ai-toolkit's per-architecture options. FLUX.2 takes ``match_target_res``."""
@@ -302,12 +260,12 @@ class ModelConfig(_Section):
         default="bf16", description="Weights dtype. In a training job, when absent, train.dtype (as ai-toolkit)."
     )
     quantize: bool = Field(default=False, description="Quantize the transformer with optimum-quanto.")
-    qtype: QType = Field(default="qfloat8", description=_QTYPE_HELP)
+    qtype: QType = Field(default="qfloat8", description=QTYPE_HELP)
     quantize_te: bool = Field(
         default=False, description="Quantize the text encoder with optimum-quanto. When absent, follows quantize "
         "(as ai-toolkit)."
     )
-    qtype_te: QType = Field(default="qfloat8", description=_QTYPE_HELP)
+    qtype_te: QType = Field(default="qfloat8", description=QTYPE_HELP)
     low_vram: bool = False
     layer_offloading: bool | Literal["auto"] = Field(
         default=False, validation_alias=AliasChoices("layer_offloading", "auto_memory")
@@ -544,18 +502,6 @@ class EMAConfig(_Section):
     _aitk_section: ClassVar[str | None] = "ema"
 
 
-_AITK_TIMESTEP_TYPES = {
-    "next_sample": "it trains on a simulated sampling step; use shift",
-    "one_step": "it trains at t = 1000 only; use linear, sigmoid, shift, weighted or lognorm_blend",
-    "two_step": "it trains at 2 fixed timesteps only; use linear, sigmoid, shift, weighted or lognorm_blend",
-    "four_step": "it trains at 4 fixed timesteps only; use linear, sigmoid, shift, weighted or lognorm_blend",
-    "eight_step": "it trains at 8 fixed timesteps only; use linear, sigmoid, shift, weighted or lognorm_blend",
-    "flux_shift": "use shift",
-    "lumina2_shift": "use shift",
-}
-"""ai-toolkit timestep types with no equivalent here -> what to write instead."""
-
-
 class TrainConfig(_Section):
     """``train:``: the optimisation loop."""
 
@@ -601,8 +547,8 @@ class TrainConfig(_Section):
     @field_validator("timestep_type", mode="before")
     @classmethod
     def _known_timestep_type(cls, value: Any) -> Any:
-        if value in _AITK_TIMESTEP_TYPES:
-            raise ValueError(f"ai-toolkit's timestep_type {value!r} is not supported here: {_AITK_TIMESTEP_TYPES[value]}")
+        if value in AITK_TIMESTEP_TYPES:
+            raise ValueError(f"ai-toolkit's timestep_type {value!r} is not supported here: {AITK_TIMESTEP_TYPES[value]}")
         return value
 
     @field_validator("optimizer_params", "lr_scheduler_params", mode="before")
@@ -611,7 +557,7 @@ class TrainConfig(_Section):
         # Free-form keyword arguments get no field types: "1e-4" (a quoted number, or ${ENV} text) is a number.
         if not isinstance(value, dict):
             return value
-        return {key: _number_if_numeric(item) for key, item in value.items()}
+        return {key: number_if_numeric(item) for key, item in value.items()}
 
     @field_validator("optimizer", mode="before")
     @classmethod
@@ -677,8 +623,9 @@ class NetworkConfig(_Section):
     def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
         problems = _both_given(data, "linear", "rank") + _both_given(data, "linear_alpha", "alpha")
         if data.get("transformer_only") is False:
-            problems.append((("transformer_only",), "false (ai-toolkit: also adapt the layers outside the transformer "
-                                                    "blocks) is not supported; LoRA trains the blocks. Remove it"))
+            message = ("false (ai-toolkit: also adapt the layers outside the transformer blocks) is not supported; "
+                       "LoRA trains the blocks. Remove it")
+            problems.append((("transformer_only",), message))
         return problems
 
 
@@ -829,7 +776,7 @@ class TrainProcessConfig(_Section):
         return []
 
     @model_validator(mode="after")
-    def _aitk_derived(self) -> "TrainProcessConfig":
+    def _aitk_derived(self) -> TrainProcessConfig:
         # ai-toolkit's trainer copies train.dtype into the model config before loading: the weights' dtype.
         if "dtype" not in self.model.model_fields_set:
             self.model.dtype = self.train.dtype

@@ -7,7 +7,7 @@ an error, not an empty LoRA.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -143,8 +143,9 @@ def build_scheduler(
         raise ConfigError([("train.lr_warmup_steps", message)])
     if name == "linear" or params:
         if warmup_steps:
-            raise ConfigError([("train.lr_warmup_steps", f"warm-up combines with lr_scheduler constant or cosine "
-                                "without lr_scheduler_params; remove it or set lr_scheduler_params yourself")])
+            message = ("warm-up combines with lr_scheduler constant or cosine without lr_scheduler_params; remove it "
+                       "or set lr_scheduler_params yourself")
+            raise ConfigError([("train.lr_warmup_steps", message)])
         return _torch_scheduler(name, optimizer, total_steps, params)
     if name == "constant":
         name = "constant_with_warmup" if warmup_steps else "constant"
