@@ -9,6 +9,10 @@ import pytest
 from toolkit.paths import ROOT, TINY_ROOT  # noqa: F401 - ROOT is imported by tests from here
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: trains whole jobs on the tiny models (minutes); -m 'not slow' skips")
+
+
 @pytest.fixture(scope="session")
 def tiny():
     """tiny(arch, layout) -> folder holding that tiny model in that layout."""

@@ -308,10 +308,10 @@ def test_alias_and_name_together_is_one_error():
 def test_known_unsupported_ai_toolkit_key_says_what_to_write():
     raw = train_raw()
     raw["config"]["process"][0]["train"] = {"linear_timesteps": True}
-    raw["config"]["process"][0]["save"] = {"save_format": "diffusers"}
+    raw["config"]["process"][0]["model"]["is_xl"] = True
     problems = problems_of(raw)
     assert "timestep_type" in problems["config.process[0].train.linear_timesteps"]
-    assert "format" in problems["config.process[0].save.save_format"]
+    assert "set arch" in problems["config.process[0].model.is_xl"]
 
 
 def test_empty_sections_take_defaults():
@@ -478,10 +478,14 @@ def test_unknown_process_type_lists_known_types():
     assert "'sd_trainer'" in message and "'to_folder'" in message and "did you mean 'sd_trainer'" in message
 
 
-def test_ai_toolkit_ui_process_type_gets_a_hint():
+@pytest.mark.parametrize("alias", ["diffusion_trainer", "ui_trainer"])
+def test_ai_toolkit_ui_process_types_are_sd_trainer(alias):
     raw = train_raw()
-    raw["config"]["process"][0]["type"] = "diffusion_trainer"
-    assert "type: sd_trainer" in problems_of(raw)["config.process[0].type"]
+    raw["config"]["process"][0]["type"] = alias
+    assert parse_job_config(raw, "job.yaml").config.process[0].type == "sd_trainer"
+    assert raw["config"]["process"][0]["type"] == alias  # the caller's mapping is not changed
+    raw["job"] = "generate"
+    assert "runs only type: to_folder" in problems_of(raw)["job"]
 
 
 def test_missing_process_type():

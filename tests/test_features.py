@@ -15,7 +15,6 @@ from toolkit.paths import ROOT
 EXAMPLES = {
     "adapter": {"adapter": {"type": "ip", "name_or_path": "h94/IP-Adapter"}},
     "network.type": {"network": {"type": "lokr"}},
-    "network.conv": {"network": {"conv": 4}},
     "train.train_text_encoder": {"train": {"train_text_encoder": True}},
     "datasets[i].control_path": {"datasets": [{"folder_path": "/data", "control_path": "/refs"}]},
     "sample.ctrl_img": {"sample": {"prompts": ["x"], "ctrl_img": "/ref.png"}},

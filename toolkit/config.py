@@ -36,7 +36,7 @@ from toolkit.errors import ConfigError, Problem
 __all__ = ["CONFIG_EXTENSIONS", "ConfigError", "find_config", "load_raw_config", "parse_job_config",
            "parse_text_checked"]
 
-CONFIG_EXTENSIONS = (".yaml", ".yml", ".json")
+CONFIG_EXTENSIONS = (".yaml", ".yml", ".json", ".jsonc")  # .jsonc: ai-toolkit reads it as plain JSON
 
 # ------------------------------------------------------------------------- finding
 
@@ -80,7 +80,7 @@ _YamlLoader.add_implicit_resolver(
 
 
 def _parse_text(text: str, path: Path) -> Any:
-    if path.suffix.lower() == ".json":
+    if path.suffix.lower() in (".json", ".jsonc"):
         def no_duplicates(pairs):
             keys = [k for k, _ in pairs]
             dupes = sorted({k for k in keys if keys.count(k) > 1})
@@ -324,9 +324,25 @@ def _describe(tp: Any, plural: bool = False) -> str:
     return "values" if plural else "a value"
 
 
+_OPPOSITES = (("skip", "force"), ("ignore", "only"), ("min", "max"), ("enable", "disable"), ("first", "last"),
+              ("start", "end"), ("positive", "negative"), ("pos", "neg"), ("high", "low"), ("include", "exclude"),
+              ("train", "freeze"), ("unload", "load"), ("true", "false"))
+
+
+def _opposite(given: str, choice: str) -> bool:
+    """``force_first_sample`` vs ``skip_first_sample``: words that differ only by an antonym mean the opposite,
+    so neither is offered as a did-you-mean for the other."""
+    a, b = given.lower().split("_"), choice.lower().split("_")
+    if len(a) != len(b):
+        return False
+    differ = [{x, y} for x, y in zip(a, b) if x != y]
+    return bool(differ) and all(any(pair == set(o) for o in _OPPOSITES) for pair in differ)
+
+
 def _did_you_mean(given: Any, choices: list[str]) -> str:
     if not isinstance(given, str):
         return ""
+    choices = [c for c in choices if not _opposite(given, c)]
     exact = [c for c in choices if c.lower() == given.lower()]
     close = exact or difflib.get_close_matches(given, choices, n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""

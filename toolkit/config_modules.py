@@ -16,6 +16,7 @@ cheap (a test checks ``sys.modules``).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
@@ -24,6 +25,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     TypeAdapter,
     ValidationError,
     field_validator,
@@ -31,6 +33,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from toolkit import aitk_keys
+from toolkit.aitk_compat import AITK_TIMESTEP_TYPES, QTYPE_HELP, aitk_qtype, number_if_numeric
 from toolkit.errors import ConfigError
 from toolkit.names import name_problem
 
@@ -114,7 +118,7 @@ ModelArch = Annotated[str, AfterValidator(_check_arch), _ArchJsonSchema()]
 ``flux2_klein_4b``, ``flux2_klein_9b``) and the archs extensions in ``extensions/`` declare."""
 
 Dtype = Literal["bf16", "fp16", "fp32", "float32", "bfloat16", "float16"]
-QType = Literal["qfloat8", "qint8", "qint4"]
+QType = Literal["qfloat8", "qint8", "qint4", "qint2"]
 
 _CANONICAL_DTYPES = {
     "bf16": "bfloat16",
@@ -155,6 +159,10 @@ class _Section(BaseModel):
     """ai-toolkit keys this toolkit does not take -> what to write instead."""
     _legacy_keys: ClassVar[tuple[str, ...]] = ()
     """Keys accepted as input for compatibility that are not fields (offered as did-you-mean)."""
+    _aitk_section: ClassVar[str | None] = None
+    """This section's name in toolkit/aitk_keys.yaml: its ai-toolkit no-op and refused keys."""
+    _ignored_keys: list[tuple[str, str]] = PrivateAttr(default_factory=list)
+    """(key, why) of the ai-toolkit keys accepted as no-ops (toolkit.aitk_keys.ignored_keys collects them)."""
 
     @classmethod
     def accepted_keys(cls) -> list[str]:
@@ -183,9 +191,13 @@ class _Section(BaseModel):
         for key in [k for k in data if k in cls._hints and k not in cls.model_fields]:
             data.pop(key)
             problems.append(((key,), cls._hints[key]))
+        ignored, refused = aitk_keys.apply(cls._aitk_section, data, set(cls.accepted_keys()))
+        problems += [((key,), message) for key, message in refused]
         problems += cls._check(data)
         if not problems:
-            return handler(data)
+            result = handler(data)
+            result._ignored_keys = ignored
+            return result
         errors: list[InitErrorDetails] = []
         try:
             handler(data)
@@ -225,6 +237,22 @@ def _as_list(value: str | list[str] | None) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+def _numbered_into_list(data: dict[str, Any], base: str, numbered: str) -> list[_LocProblem]:
+    """ai-toolkit's ``{base}_1``, ``{base}_2``... (e.g. ``ctrl_img_1``) -> ``data[base]`` as a list, in number
+    order; empty slots ("" or null, as its UI writes them) are skipped. Both forms at once is a problem."""
+    pattern = re.compile(rf"^{re.escape(numbered)}_([1-9][0-9]*)$")
+    found = sorted((int(m.group(1)), key) for key in data if isinstance(key, str) and (m := pattern.match(key)))
+    if not found:
+        return []
+    values = [data.pop(key) for _, key in found]
+    paths = [v for v in values if v not in (None, "")]
+    if data.get(base) not in (None, "", []):
+        return [((found[0][1],), f"give {base} or {numbered}_1..N, not both ({base} takes a list)")]
+    if paths:
+        data[base] = paths
+    return []
+
+
 # A path or a list of paths; "" or [] (ai-toolkit's UI) means none.
 Paths = Annotated[str | list[str] | None, AfterValidator(_none_if_empty)]
 
@@ -233,6 +261,23 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Size = Annotated[int, Field(ge=16)]
 
 # --------------------------------------------------------------------------- model
+
+class ModelKwargs(_Section):
+    """``model.model_kwargs``: ai-toolkit's per-architecture options. FLUX.2 takes ``match_target_res``."""
+
+    match_target_res: bool | None = Field(
+        default=None, description="FLUX.2 edit: resize reference images to the target's bucket (sets every "
+        "dataset's match_target_res that does not set its own)."
+    )
+
+    _hints: ClassVar[dict[str, str]] = {
+        **{key: "a Wan 2.2 option of ai-toolkit; FLUX has one transformer, remove it"
+           for key in ("train_high_noise", "train_low_noise")},
+        **{key: "a Flex.2 option of ai-toolkit; not used by FLUX.1 / FLUX.2, remove it"
+           for key in ("invert_inpaint_mask_chance", "inpaint_dropout", "control_dropout", "inpaint_random_chance",
+                       "do_random_inpainting", "random_blur_mask", "random_dialate_mask")},
+        "kv_cache": "an option of another model family in ai-toolkit; not used by FLUX, remove it",
+    }
 
 
 class ModelConfig(_Section):
@@ -256,14 +301,23 @@ class ModelConfig(_Section):
         "single file; None = the arch's official repo.",
     )
     vae_path: str | None = None
-    text_encoder_path: str | None = None
-    dtype: Dtype = "bf16"
+    text_encoder_path: str | None = Field(
+        default=None, validation_alias=AliasChoices("text_encoder_path", "te_name_or_path")
+    )
+    dtype: Dtype = Field(
+        default="bf16", description="Weights dtype. In a training job, when absent, train.dtype (as ai-toolkit)."
+    )
     quantize: bool = Field(default=False, description="Quantize the transformer with optimum-quanto.")
-    qtype: QType = "qfloat8"
-    quantize_te: bool = Field(default=False, description="Quantize the text encoder with optimum-quanto.")
-    qtype_te: QType = "qfloat8"
+    qtype: QType = Field(default="qfloat8", description=QTYPE_HELP)
+    quantize_te: bool = Field(
+        default=False, description="Quantize the text encoder with optimum-quanto. When absent, follows quantize "
+        "(as ai-toolkit)."
+    )
+    qtype_te: QType = Field(default="qfloat8", description=QTYPE_HELP)
     low_vram: bool = False
-    layer_offloading: bool | Literal["auto"] = False
+    layer_offloading: bool | Literal["auto"] = Field(
+        default=False, validation_alias=AliasChoices("layer_offloading", "auto_memory")
+    )
     layer_offloading_transformer_percent: Fraction = 1.0
     layer_offloading_text_encoder_percent: Fraction = 1.0
     vram_budget_gb: float | None = Field(default=None, gt=0)
@@ -275,19 +329,15 @@ class ModelConfig(_Section):
         "(ai-toolkit's FLUX.1-schnell recipe: ostris/FLUX.1-schnell-training-adapter).",
     )
     revision: str | None = None
+    model_kwargs: ModelKwargs = Field(default_factory=lambda: ModelKwargs())
 
     _legacy_keys: ClassVar[tuple[str, ...]] = ("is_flux", "is_flux2")
-    _hints: ClassVar[dict[str, str]] = {
-        **{
-            flag: "this toolkit trains FLUX.1 and FLUX.2 (and the architectures extensions add) only; remove it "
-            "and set arch (the README's architecture table lists them)"
-            for flag in ("is_v2", "is_v3", "is_xl", "is_ssd", "is_vega", "is_pixart", "is_pixart_sigma",
-                         "is_auraflow", "is_lumina2", "is_v_pred")
-        },
-        "te_name_or_path": "use text_encoder_path",
-        "auto_memory": "renamed to layer_offloading",
-        "inference_lora_path": "not supported while training; to generate with a LoRA use lora_path in a generate job",
-    }
+    _aitk_section: ClassVar[str | None] = "model"
+
+    @field_validator("qtype", "qtype_te", mode="before")
+    @classmethod
+    def _aitk_qtype(cls, value: Any) -> Any:
+        return aitk_qtype(value)
 
     @property
     def is_flux(self) -> bool:
@@ -302,6 +352,10 @@ class ModelConfig(_Section):
     @classmethod
     def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
         problems: list[_LocProblem] = []
+        problems += _both_given(data, "text_encoder_path", "te_name_or_path")
+        problems += _both_given(data, "layer_offloading", "auto_memory")
+        if "quantize" in data and "quantize_te" not in data:
+            data["quantize_te"] = data["quantize"]  # ai-toolkit: quantize_te defaults to quantize
         flags = {}
         for flag in cls._legacy_keys:
             if flag not in data:
@@ -340,7 +394,16 @@ class ModelConfig(_Section):
 
 
 class _ReferenceImages(_Section):
-    """A section with ``ctrl_img``: the reference image(s) an edit model edits from."""
+    """A section with ``ctrl_img``: the reference image(s) an edit model edits from.
+
+    ai-toolkit's ``ctrl_img_1``, ``ctrl_img_2``... are read as ``ctrl_img: [first, second, ...]``.
+    """
+
+    _legacy_keys: ClassVar[tuple[str, ...]] = ("ctrl_img_1", "ctrl_img_2", "ctrl_img_3")
+
+    @classmethod
+    def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
+        return _numbered_into_list(data, "ctrl_img", "ctrl_img")
 
     @property
     def ctrl_imgs(self) -> list[str]:
@@ -362,6 +425,8 @@ class SampleItem(_ReferenceImages):
         default=None, description="Reference image(s) for edit models: a path or a list of paths (FLUX.2)."
     )
     network_multiplier: float | None = None
+
+    _aitk_section: ClassVar[str | None] = "sample_item"
 
 
 class SampleConfig(_ReferenceImages):
@@ -393,18 +458,17 @@ class SampleConfig(_ReferenceImages):
         "paths; a sample's own ctrl_img replaces it."
     )
 
+    _aitk_section: ClassVar[str | None] = "sample"
     _hints: ClassVar[dict[str, str]] = {
-        "num_frames": "video sampling is not supported; remove it",
-        "fps": "video sampling is not supported; remove it",
-        "guidance_rescale": "not used by FLUX; remove it",
         "ext": "use format: jpg / png / webp",
     }
 
     @classmethod
     def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
+        problems = super()._check(data)
         if data.get("prompts") and data.get("samples"):
-            return [(("samples",), "give prompts or samples, not both")]
-        return []
+            problems.append((("samples",), "give prompts or samples, not both"))
+        return problems
 
     def sample_items(self) -> list[SampleItem]:
         """Every sample with its fields filled from this section (seed: its own, else ``seed`` + index when
@@ -459,6 +523,9 @@ class GenerateConfig(_ReferenceImages):
 
     @classmethod
     def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
+        numbered = super()._check(data)
+        if numbered:
+            return numbered
         if data.get("prompt_file") is False:
             data.pop("prompt_file")
         elif data.get("prompt_file") is True:
@@ -484,6 +551,8 @@ class EMAConfig(_Section):
     use_ema: bool = False
     ema_decay: float = Field(default=0.99, gt=0, lt=1)
 
+    _aitk_section: ClassVar[str | None] = "ema"
+
 
 class TrainConfig(_Section):
     """``train:``: the optimisation loop."""
@@ -504,11 +573,18 @@ class TrainConfig(_Section):
     lr: float = Field(default=1e-4, gt=0, allow_inf_nan=False)
     optimizer_params: dict[str, Any] = {}
     lr_scheduler: Literal["constant", "cosine", "linear"] = "constant"
+    lr_scheduler_params: dict[str, Any] = Field(
+        default={}, description="Scheduler options, as ai-toolkit: total_iters (default steps), eta_min (cosine), "
+        "start_factor / end_factor (linear)."
+    )
     lr_warmup_steps: int = Field(default=0, ge=0)
     max_grad_norm: float = Field(default=1.0, ge=0, description="0 disables clipping.")
     dtype: Dtype = "bf16"
     ema_config: EMAConfig = Field(default_factory=EMAConfig)
     skip_first_sample: bool = False
+    force_first_sample: bool = Field(
+        default=False, description="Sample before the first step also when resuming (skip_first_sample wins, as ai-toolkit)."
+    )
     disable_sampling: bool = False
     unload_text_encoder: bool = False
     cache_text_embeddings: bool = False
@@ -518,16 +594,22 @@ class TrainConfig(_Section):
     loss_type: Literal["mse", "mae"] = "mse"
     bypass_guidance_embedding: bool = False
 
-    _hints: ClassVar[dict[str, str]] = {
-        "linear_timesteps": "not supported; choose timestep_type (sigmoid, linear, shift, weighted, lognorm_blend)",
-        "linear_timesteps2": "not supported; choose timestep_type (sigmoid, linear, shift, weighted, lognorm_blend)",
-        "unet_lr": "use lr",
-        "text_encoder_lr": "use lr (the text encoder is not trained)",
-        "xformers": "the attention backend is chosen automatically; remove it",
-        "sdp": "the attention backend is chosen automatically; remove it",
-        "min_snr_gamma": "SNR weighting does not apply to flow matching; remove it",
-        "snr_gamma": "SNR weighting does not apply to flow matching; remove it",
-    }
+    _aitk_section: ClassVar[str | None] = "train"
+
+    @field_validator("timestep_type", mode="before")
+    @classmethod
+    def _known_timestep_type(cls, value: Any) -> Any:
+        if value in AITK_TIMESTEP_TYPES:
+            raise ValueError(f"ai-toolkit's timestep_type {value!r} is not supported here: {AITK_TIMESTEP_TYPES[value]}")
+        return value
+
+    @field_validator("optimizer_params", "lr_scheduler_params", mode="before")
+    @classmethod
+    def _numbers_in_params(cls, value: Any) -> Any:
+        # Free-form keyword arguments get no field types: "1e-4" (a quoted number, or ${ENV} text) is a number.
+        if not isinstance(value, dict):
+            return value
+        return {key: number_if_numeric(item) for key, item in value.items()}
 
     @field_validator("optimizer", mode="before")
     @classmethod
@@ -545,10 +627,19 @@ class TrainConfig(_Section):
 
 
 class NetworkKwargs(_Section):
+    """Module-name filters, in our diffusers names (``single_transformer_blocks.0``) or ai-toolkit's spellings
+    (``transformer.single_transformer_blocks.0``, BFL names such as ``single_blocks.0``): see toolkit/network.py."""
+
     only_if_contains: list[str] = Field(
         default=[], description="Only modules whose name contains one of these (empty = all)."
     )
     ignore_if_contains: list[str] = []
+
+    _aitk_section: ClassVar[str | None] = "network_kwargs"
+
+
+LOKR_FULL_RANK = 9_999_999_999
+"""ai-toolkit's rank for ``lokr_full_rank``: no LoKr factor is rank-decomposed."""
 
 
 class NetworkConfig(_Section):
@@ -557,10 +648,26 @@ class NetworkConfig(_Section):
     type: Literal["lora", "lokr"] = "lora"
     linear: int = Field(default=16, ge=1, validation_alias=AliasChoices("linear", "rank"))
     linear_alpha: float = Field(default=16, gt=0, validation_alias=AliasChoices("linear_alpha", "alpha"))
-    conv: int | None = Field(default=None, ge=1)
-    conv_alpha: float | None = Field(default=None, gt=0)
     network_kwargs: NetworkKwargs = Field(default_factory=NetworkKwargs)
-    lokr_factor: int = Field(default=-1, description="-1 picks the largest factor automatically.")
+    lokr_full_rank: bool = Field(
+        default=True, description="LoKr: full-rank Kronecker factors (linear / linear_alpha are then not used), "
+        "ai-toolkit's default. false: the larger factor is decomposed at rank linear, scaled by linear_alpha / linear."
+    )
+    lokr_factor: int = Field(default=-1, description="-1 picks the most square factorisation automatically.")
+    transformer_only: bool = Field(default=True, description="LoRA on the transformer blocks only (false is refused).")
+
+    _aitk_section: ClassVar[str | None] = "network"
+
+    @property
+    def adapter_rank(self) -> int:
+        """The rank PEFT gets: ``linear``, or for full-rank LoKr one large enough that no factor is decomposed
+        (as ai-toolkit, which sets it to 9999999999)."""
+        return LOKR_FULL_RANK if self.type == "lokr" and self.lokr_full_rank else self.linear
+
+    @property
+    def adapter_alpha(self) -> float:
+        """The alpha PEFT gets: ``linear_alpha``; full-rank LoKr uses alpha = rank (scale 1), as ai-toolkit."""
+        return float(LOKR_FULL_RANK) if self.type == "lokr" and self.lokr_full_rank else self.linear_alpha
 
     @field_validator("type", mode="before")
     @classmethod
@@ -571,7 +678,12 @@ class NetworkConfig(_Section):
 
     @classmethod
     def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
-        return _both_given(data, "linear", "rank") + _both_given(data, "linear_alpha", "alpha")
+        problems = _both_given(data, "linear", "rank") + _both_given(data, "linear_alpha", "alpha")
+        if data.get("transformer_only") is False:
+            message = ("false (ai-toolkit: also adapt the layers outside the transformer blocks) is not supported; "
+                       "LoRA trains the blocks. Remove it")
+            problems.append((("transformer_only",), message))
+        return problems
 
 
 class SaveConfig(_Section):
@@ -585,9 +697,7 @@ class SaveConfig(_Section):
     hf_private: bool = False
     format: Literal["comfy", "diffusers"] = "comfy"
 
-    _hints: ClassVar[dict[str, str]] = {
-        "save_format": "use format: comfy (default; ComfyUI and diffusers load it) or diffusers",
-    }
+    _aitk_section: ClassVar[str | None] = "save"
 
     @classmethod
     def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
@@ -610,7 +720,7 @@ class DatasetConfig(_Section):
     """
 
     folder_path: str
-    caption_ext: str = "txt"
+    caption_ext: str = Field(default="txt", validation_alias=AliasChoices("caption_ext", "caption_type"))
     default_caption: str | None = None
     caption_dropout_rate: Fraction = 0.05
     shuffle_tokens: bool = False
@@ -634,10 +744,14 @@ class DatasetConfig(_Section):
     )
     is_reg: bool = False
 
-    _hints: ClassVar[dict[str, str]] = {
-        "caption_type": "renamed to caption_ext",
-        **{f"control_path_{i}": "use control_path: [first, second, ...]" for i in range(1, 5)},
-    }
+    _aitk_section: ClassVar[str | None] = "dataset"
+    _legacy_keys: ClassVar[tuple[str, ...]] = ("control_path_1", "control_path_2", "control_path_3")
+
+    @classmethod
+    def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
+        return _both_given(data, "caption_ext", "caption_type") + _numbered_into_list(
+            data, "control_path", "control_path"
+        )
 
     @field_validator("caption_ext")
     @classmethod
@@ -658,6 +772,8 @@ class LoggingConfig(_Section):
     log_every: int = Field(default=1, ge=1)
     use_wandb: bool = False
     verbose: bool = False
+
+    _aitk_section: ClassVar[str | None] = "logging"
 
 
 # ------------------------------------------------------------------------ processes
@@ -698,16 +814,35 @@ class TrainProcessConfig(_Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     adapter: AdapterConfig | None = None
 
-    _hints: ClassVar[dict[str, str]] = {
-        "sqlite_db_path": "ai-toolkit UI bookkeeping; remove it",
-    }
+    _aitk_section: ClassVar[str | None] = "process"
+    _legacy_keys: ClassVar[tuple[str, ...]] = ("training_seed",)
 
     @classmethod
     def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
         for key in _EMPTY_IS_DEFAULT:
             if key in data and data[key] is None:
                 del data[key]
+        if "training_seed" in data:  # ai-toolkit's process-level seed is train.seed here
+            seed = data.pop("training_seed")
+            train = data.get("train")
+            if not isinstance(train, dict):
+                train = {}
+            if "seed" in train:
+                return [(("training_seed",), "another name for train.seed; give only one of them")]
+            data["train"] = {**train, "seed": seed}
         return _sampling_without_prompts(data)
+
+    @model_validator(mode="after")
+    def _aitk_derived(self) -> TrainProcessConfig:
+        # ai-toolkit's trainer copies train.dtype into the model config before loading: the weights' dtype.
+        if "dtype" not in self.model.model_fields_set:
+            self.model.dtype = self.train.dtype
+        match_target_res = self.model.model_kwargs.match_target_res
+        if match_target_res is not None:
+            for dataset in self.datasets:
+                if "match_target_res" not in dataset.model_fields_set:
+                    dataset.match_target_res = match_target_res
+        return self
 
 
 def _sampling_without_prompts(process: dict[str, Any]) -> list[_LocProblem]:
@@ -736,10 +871,22 @@ ProcessConfig = Annotated[Union[TrainProcessConfig, GenerateProcessConfig], Fiel
 PROCESS_TYPES: dict[str, type[_Section]] = {"sd_trainer": TrainProcessConfig, "to_folder": GenerateProcessConfig}
 JOB_PROCESS_TYPES: dict[str, str] = {"extension": "sd_trainer", "generate": "to_folder"}
 
-PROCESS_TYPE_HINTS: dict[str, str] = {
-    "diffusion_trainer": "ai-toolkit's UI writes diffusion_trainer; here it is type: sd_trainer",
-    "ui_trainer": "ai-toolkit's UI writes ui_trainer; here it is type: sd_trainer",
-}
+PROCESS_TYPE_ALIASES: dict[str, str] = {"diffusion_trainer": "sd_trainer", "ui_trainer": "sd_trainer"}
+"""ai-toolkit's web UI process types: the same trainer (read as type: sd_trainer)."""
+PROCESS_TYPE_HINTS: dict[str, str] = {}
+"""Unknown process types -> what to write instead (config.py adds them to the error)."""
+
+
+def _alias_process_types(section: Any) -> Any:
+    """``config:`` with ai-toolkit's process type aliases rewritten (copies; the input is not changed)."""
+    if not isinstance(section, dict) or not isinstance(section.get("process"), list):
+        return section
+    processes = [
+        {**p, "type": PROCESS_TYPE_ALIASES[p["type"]]}
+        if isinstance(p, dict) and isinstance(p.get("type"), str) and p["type"] in PROCESS_TYPE_ALIASES else p
+        for p in section["process"]
+    ]
+    return {**section, "process": processes}
 
 
 class JobSection(_Section):
@@ -767,6 +914,8 @@ class JobConfig(_Section):
     @classmethod
     def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
         job = data.get("job")
+        if "config" in data:
+            data["config"] = _alias_process_types(data["config"])
         section = data.get("config")
         if job not in JOB_PROCESS_TYPES or not isinstance(section, dict):
             return []

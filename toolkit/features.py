@@ -48,8 +48,6 @@ FEATURES: tuple[Feature, ...] = (
             "remove the adapter section; train a plain LoRA / LoKr"),
     Feature("network.type", "LoKr (`network.type: lokr`)", lambda c: ["network.type"] if c.network.type == "lokr" else [],
             lambda caps: caps.lokr, "use network.type: lora"),
-    Feature("network.conv", "conv LoRA (`network.conv`)", _flag(lambda c: c.network.conv, "network.conv"),
-            lambda caps: caps.conv_lora, "remove it (the FLUX transformers have no conv layers in their blocks)"),
     Feature("train.train_text_encoder", "text-encoder training",
             _flag(lambda c: c.train.train_text_encoder, "train.train_text_encoder"),
             lambda caps: caps.text_encoder_trainable, "set it to false"),

@@ -10,11 +10,15 @@ from toolkit.paths import CONFIG_DIR
 
 
 def load_job_config(config: str, name: str | None = None, expand_env: bool = True):
-    """Find, read, substitute and validate a job file (no torch import); ``expand_env=False``
-    refuses ``${...}`` instead of reading the environment (``run.py --no-env``, jobs from a UI)."""
+    """Find, read, substitute and validate a job file (no torch import); log its ai-toolkit no-op keys once.
+    ``expand_env=False`` refuses ``${...}`` instead of reading the environment (``run.py --no-env``, UI jobs)."""
+    from toolkit.aitk_keys import log_ignored
+
     path = find_config(config, CONFIG_DIR)
     raw = load_raw_config(path, name, expand_env=expand_env)
-    return parse_job_config(raw, str(path))
+    job_config = parse_job_config(raw, str(path))
+    log_ignored(job_config)
+    return job_config
 
 
 def process_classes(job_config) -> list[type]:
@@ -43,7 +47,10 @@ def get_job(config: str, name: str | None = None, expand_env: bool = True):
     problem of every process, before the first starts). ``expand_env=False``: ``${...}`` is refused (UI jobs)."""
     from toolkit.validate import plan_job
 
+    from toolkit.aitk_keys import log_ignored
+
     job_config, plans = plan_job(str(find_config(config, CONFIG_DIR)), name=name, expand_env=expand_env)
+    log_ignored(job_config)
     classes = process_classes(job_config)
     if job_config.job == "generate":
         from jobs.GenerateJob import GenerateJob

@@ -68,6 +68,7 @@ __all__ = [
     "peft_to_diffusers",
     "diffusers_to_peft",
     "to_peft",
+    "bfl_module_name",
 ]
 
 COMFY_PREFIX = "diffusion_model."
@@ -134,6 +135,15 @@ def _family(arch_family: str) -> _Family:
     except (UnknownArchError, KeyError):
         raise ValueError(f"unknown arch family '{arch_family}'; expected one of {', '.join(_FAMILIES)} or a "
                          "declared arch") from None
+
+
+def bfl_module_name(arch_family: str, module: str) -> str | None:
+    """The BFL module holding diffusers ``module`` (``transformer_blocks.0.attn.to_q`` -> ``double_blocks.0.img_attn.qkv``),
+    or None when it has none."""
+    try:
+        return _family(arch_family).to_bfl(module).module
+    except KeyError:
+        return None
 
 
 def fold_factors(alpha: float, rank: int) -> tuple[float, float]:

@@ -7,6 +7,8 @@ an error, not an empty LoRA.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from toolkit.errors import ToolkitError
@@ -18,9 +20,30 @@ class NetworkError(ToolkitError):
     pass
 
 
-def select_targets(candidates: list[str], only_if_contains: list[str], ignore_if_contains: list[str], key: str) -> list[str]:
-    """Filter module names; pure, so every architecture filters alike."""
-    unmatched = [s for s in only_if_contains if not any(s in name for name in candidates)]
+def module_spellings(name: str, bfl_name: str | None = None) -> list[str]:
+    """The names a `network_kwargs` filter may use for module `name` (ours: `single_transformer_blocks.0.attn.to_out`).
+
+    ai-toolkit matches its filters as substrings of the module's dotted name with a `transformer.` (PEFT) or
+    `lora_transformer.` prefix, or of its underscored form (`lora_transformer_single_transformer_blocks_0_...`);
+    its FLUX.2 model uses Black Forest Labs names (`single_blocks.0.linear2`), given here as `bfl_name`.
+    """
+    spellings = []
+    for base in [name] + ([bfl_name] if bfl_name else []):
+        spellings += [f"{prefix}{base}" for prefix in ("", "transformer.", "lora_transformer.", "diffusion_model.")]
+        spellings += [f"{prefix}{base.replace('.', '_')}" for prefix in ("lora_transformer_", "lora_unet_")]
+    return spellings
+
+
+def select_targets(candidates: list[str], only_if_contains: list[str], ignore_if_contains: list[str], key: str,
+                   bfl_name: Callable[[str], str | None] | None = None) -> list[str]:
+    """Filter module names by substring, in any spelling of :func:`module_spellings`; pure, so every
+    architecture filters alike. `bfl_name` maps a module to its BFL name (None: no BFL spelling)."""
+    spellings = {name: module_spellings(name, bfl_name(name) if bfl_name else None) for name in candidates}
+
+    def hit(needle: str, name: str) -> bool:
+        return any(needle in spelling for spelling in spellings[name])
+
+    unmatched = [s for s in only_if_contains if not any(hit(s, name) for name in candidates)]
     if unmatched:
         raise NetworkError(
             f"{key}.network_kwargs.only_if_contains: {unmatched} match no module the model offers for training "
@@ -28,8 +51,8 @@ def select_targets(candidates: list[str], only_if_contains: list[str], ignore_if
         )
     selected = [
         name for name in candidates
-        if (not only_if_contains or any(s in name for s in only_if_contains))
-        and not any(s in name for s in ignore_if_contains)
+        if (not only_if_contains or any(hit(s, name) for s in only_if_contains))
+        and not any(hit(s, name) for s in ignore_if_contains)
     ]
     if not selected:
         raise NetworkError(
@@ -43,8 +66,9 @@ def attach_lora(transformer: torch.nn.Module, targets: list[str], rank: int, alp
                 network_type: str = "lora", lokr_factor: int = -1) -> list[torch.nn.Parameter]:
     """Add a PEFT LoRA (or LoKr) adapter on exactly `targets`; returns the trainable parameters (fp32).
 
-    LoKr: `rank` is PEFT's `r` (the rank of decomposed Kronecker factors), `lokr_factor` its
-    `decompose_factor` (-1: the most square factorisation).
+    LoKr: `rank` is PEFT's `r` (the rank of decomposed Kronecker factors; a rank at least half the larger
+    factor's side keeps that factor full, which is how `network.lokr_full_rank` gets full-rank factors, as in
+    ai-toolkit), `lokr_factor` its `decompose_factor` (-1: the most square factorisation).
     """
     from peft import LoKrConfig, LoraConfig
 

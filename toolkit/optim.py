@@ -120,24 +120,63 @@ def build_optimizer(
 
 
 def build_scheduler(
-    name: str, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0
+    name: str, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0,
+    params: dict[str, Any] | None = None,
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """``constant`` / ``cosine`` / ``linear`` (:data:`LR_SCHEDULERS`) with ``warmup_steps`` of linear warm-up.
 
-    total_steps: optimizer steps in the whole run (``train.steps``). Cosine and linear decay to 0 at
-    ``total_steps``. diffusers' ``get_scheduler``; ``constant`` with warm-up is its ``constant_with_warmup``.
+    total_steps: optimizer steps in the whole run (``train.steps``). Cosine decays to 0 at ``total_steps``.
+    ``linear`` is ai-toolkit's: torch's ``LinearLR`` over ``total_steps`` (from lr/3 up to lr unless
+    ``params`` set ``start_factor`` / ``end_factor``; ``start_factor: 1, end_factor: 0`` decays to 0).
+    ``params`` (``train.lr_scheduler_params``) are, as in ai-toolkit, keyword arguments of the torch scheduler
+    (``ConstantLR``, ``CosineAnnealingLR``, ``LinearLR``), ``total_iters`` defaulting to ``total_steps`` (for
+    cosine it is ``T_max``). Without params and for warm-up: diffusers' ``get_scheduler`` (the same curves).
     """
     from diffusers.optimization import get_scheduler
 
+    params = dict(params or {})
     if name not in LR_SCHEDULERS:
         choices = ", ".join(LR_SCHEDULERS)
         raise ConfigError([("train.lr_scheduler", f"unknown lr_scheduler '{name}'; expected one of {choices}")])
     if warmup_steps > total_steps:
         message = f"{warmup_steps} warm-up steps exceed train.steps ({total_steps})"
         raise ConfigError([("train.lr_warmup_steps", message)])
+    if name == "linear" or params:
+        if warmup_steps:
+            message = ("warm-up combines with lr_scheduler constant or cosine without lr_scheduler_params; remove it "
+                       "or set lr_scheduler_params yourself")
+            raise ConfigError([("train.lr_warmup_steps", message)])
+        return _torch_scheduler(name, optimizer, total_steps, params)
     if name == "constant":
         name = "constant_with_warmup" if warmup_steps else "constant"
     return get_scheduler(name, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
+
+
+def _torch_scheduler(name: str, optimizer: torch.optim.Optimizer, total_steps: int, params: dict[str, Any]):
+    """ai-toolkit's ``get_lr_scheduler``: the torch scheduler of that name, ``total_iters`` = the run's steps."""
+    params.setdefault("total_iters", total_steps)
+    if name == "cosine":
+        params["T_max"] = params.pop("total_iters")
+        cls = torch.optim.lr_scheduler.CosineAnnealingLR
+    elif name == "constant":
+        params.setdefault("factor", 1.0)
+        cls = torch.optim.lr_scheduler.ConstantLR
+    else:
+        cls = torch.optim.lr_scheduler.LinearLR
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "optimizer", "last_epoch", "verbose"}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        return _raise_params(unknown, accepted, cls.__name__)
+    return cls(optimizer, **params)
+
+
+def _raise_params(unknown: list[str], accepted: set[str], what: str):
+    problems = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, sorted(accepted), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; {what} takes {', '.join(sorted(accepted))}"
+        problems.append((f"train.lr_scheduler_params.{key}", f"not an option of {what}{hint}"))
+    raise ConfigError(problems)
 
 
 def check_optimizer(name: str, optimizer_params: dict[str, Any] | None = None) -> None:

@@ -18,24 +18,29 @@ Timestep types (``train.timestep_type``), as densities over s:
   BFL's fit interpolates in the step count only up to 4300 tokens: at 50 steps mu rises to about 2.0 near
   4300 tokens (~1024x1024 px), falls to ~1.2 just above, and rises again along the 200-step line
   (``mu = 0.000169 * tokens + 0.457``, the classic 0.5 at 256 / 1.15 at 4096 line). We keep the pipeline's
-  function unchanged so training and sampling agree.
-* ``weighted``: ai-toolkit's bell-shaped weighting centred mid-schedule, ``w(s) = exp(-2 (s - 1/2)^2) -
-  exp(-1/2)`` (zero at both ends). ai-toolkit draws uniform timesteps and multiplies the loss by w; we draw s
-  with density proportional to w instead (importance sampling): the same expected gradient, less variance, and
-  no loss weighting to carry around.
-* ``lognorm_blend``: per sample, with probability 3/4 logit-normal (as ``sigmoid``), else uniform: mostly
-  mid-schedule while the uniform quarter keeps both ends trained. ai-toolkit's version normalises a log-normal
-  draw by the batch maximum, which makes it depend on the batch size (degenerate at batch size 1); the
-  per-sample mixture keeps its 75/25 blend without that.
+  function unchanged so training and sampling agree; ai-toolkit shifts FLUX.2 by that classic line
+  (:func:`flux1_mu`) at every size, so below ~4300 tokens our FLUX.2 ``shift`` trains at more noise.
+* ``weighted``: ai-toolkit's: timesteps drawn like ``linear`` and the loss weighted by a fixed curve measured
+  on Flex.1-alpha (figures in ``toolkit/aitk_timestep_weights.txt``, from ai-toolkit), which peaks at
+  t = 876 and is 0.44..1.52 (mean 1): 35% of the weight lies at s > 0.75. We draw t with probability
+  proportional to the curve instead of weighting the loss (importance sampling): the same expected gradient,
+  less variance, and no weight to carry around. (For ``content``/``style`` the curve's mean under the biased
+  draw, 1.11 / 0.74, is a constant loss scale ai-toolkit has and we do not; Adam-family optimizers ignore it.)
+* ``lognorm_blend``: ai-toolkit's list of 1000 timesteps, rebuilt every draw: 750 of ``1 - x / max(x)`` for
+  ``x ~ LogNormal(0, 0.333)`` (max over those 750) and 250 evenly spaced, mostly mid-to-high noise.
 
-``content_or_style`` (``train.content_or_style``) is applied by the sampler, not a loss weight, and as in
-ai-toolkit it replaces the timestep type: ``content`` draws ``s = 1 - u^3`` (biased to high noise, where
-composition and structure are decided), ``style`` draws ``s = u^3`` (low noise, where texture and detail are).
+ai-toolkit builds each type's timestep list sorted from high to low noise and picks a position in it;
+``content_or_style`` (``train.content_or_style``) changes only that position, so it composes with every
+type exactly as there: ``balanced`` picks uniformly, ``content`` picks ``u^3`` from the high-noise end (where
+composition and structure are decided), ``style`` ``u^3`` from the low-noise end (texture and detail). Here a
+type is its quantile function ``Q`` and the draw is ``s = Q(1 - position)``, continuous instead of 1000 steps.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from pathlib import Path
 
 import torch
 
@@ -46,6 +51,7 @@ __all__ = [
     "flux1_mu",
     "time_shift",
     "sample_timesteps",
+    "aitk_timestep_weights",
     "sample_noise",
     "add_noise",
     "loss_target",
@@ -54,9 +60,11 @@ __all__ = [
 NUM_TRAIN_TIMESTEPS = 1000
 TIMESTEP_TYPES = ("sigmoid", "linear", "shift", "weighted", "lognorm_blend")
 CONTENT_OR_STYLE = ("balanced", "content", "style")
-LOGNORM_BLEND_FRACTION = 0.75  # logit-normal share of lognorm_blend (ai-toolkit's alpha)
+LOGNORM_BLEND_FRACTION = 0.75  # log-normal share of ai-toolkit's lognorm_blend list (its alpha)
+_LOGNORM_SCALE = 0.333  # ai-toolkit's LogNormal(0, 0.333)
+_LIST_SIZE = 1000  # ai-toolkit's training timestep list
 _EDGE = 1e-5  # sampled s stays in [_EDGE, 1 - _EDGE], so t is strictly inside (0, 1000)
-_WEIGHTED_BINS = 1000
+WEIGHTS_PATH = Path(__file__).with_name("aitk_timestep_weights.txt")
 
 
 def flux2_mu(image_seq_len: int, num_steps: int = 50) -> float:
@@ -86,16 +94,49 @@ def _uniform(n: int, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=generator, device=generator.device)
 
 
-def _logit_normal(n: int, generator: torch.Generator) -> torch.Tensor:
-    return torch.sigmoid(torch.randn(n, generator=generator, device=generator.device))
+@functools.cache
+def aitk_timestep_weights() -> tuple[float, ...]:
+    """ai-toolkit's ``weighted`` curve: entry i weighs t = 1000 - i (toolkit/aitk_timestep_weights.txt)."""
+    lines = WEIGHTS_PATH.read_text(encoding="utf-8").splitlines()
+    return tuple(float(v) for line in lines if not line.startswith("#") for v in line.split())
 
 
-def _bell(n: int, generator: torch.Generator) -> torch.Tensor:
-    """Draws from w(s) = exp(-2 (s - 1/2)^2) - exp(-1/2): pick a bin by weight, then uniformly inside it."""
-    centres = (torch.arange(_WEIGHTED_BINS, dtype=torch.float64) + 0.5) / _WEIGHTED_BINS
-    weights = torch.exp(-2 * (centres - 0.5) ** 2) - math.exp(-0.5)
-    bins = torch.multinomial(weights.to(generator.device), n, replacement=True, generator=generator)
-    return (bins + _uniform(n, generator)) / _WEIGHTED_BINS
+def _position(content_or_style: str, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Where in ai-toolkit's high-to-low-noise timestep list a draw lands, as a fraction in [0, 1)."""
+    u = _uniform(n, generator)
+    if content_or_style == "content":
+        return u**3
+    if content_or_style == "style":
+        return 1 - u**3
+    return u
+
+
+def _position_probabilities(content_or_style: str, n: int) -> torch.Tensor:
+    """P(position falls in slot i of n) for :func:`_position`: (n,) float64."""
+    edges = torch.arange(n + 1, dtype=torch.float64) / n
+    if content_or_style == "content":  # P(u^3 < e) = e^(1/3)
+        cdf = edges ** (1 / 3)
+    elif content_or_style == "style":  # P(1 - u^3 < e) = 1 - (1 - e)^(1/3)
+        cdf = 1 - (1 - edges) ** (1 / 3)
+    else:
+        cdf = edges
+    return cdf[1:] - cdf[:-1]
+
+
+def _weighted(content_or_style: str, n: int, generator: torch.Generator) -> torch.Tensor:
+    """s with probability proportional to P(slot) * ai-toolkit's weight of that slot, uniform within it."""
+    weights = torch.tensor(aitk_timestep_weights(), dtype=torch.float64)
+    probs = _position_probabilities(content_or_style, len(weights)) * weights
+    slots = torch.multinomial(probs.to(generator.device), n, replacement=True, generator=generator)
+    return 1 - (slots + _uniform(n, generator)) / len(weights)
+
+
+def _lognorm_blend_list(generator: torch.Generator) -> torch.Tensor:
+    """ai-toolkit's lognorm_blend list of 1000 noise levels, high to low: 750 log-normal, 250 even."""
+    count = round(_LIST_SIZE * LOGNORM_BLEND_FRACTION)
+    x = torch.exp(_LOGNORM_SCALE * torch.randn(count, generator=generator, device=generator.device))
+    even = torch.linspace(1.0, 1 / _LIST_SIZE, _LIST_SIZE - count, device=generator.device)
+    return torch.sort(torch.cat([1 - x / x.max(), even]), descending=True).values
 
 
 def sample_timesteps(
@@ -113,7 +154,7 @@ def sample_timesteps(
 
     kind: one of :data:`TIMESTEP_TYPES` (module docstring). ``shift`` needs ``mu``, or ``image_seq_len``
         (latent tokens per image, ``(H/16) * (W/16)``) to compute FLUX.2's mu at ``num_steps`` steps.
-    content_or_style: ``balanced`` uses ``kind``; ``content`` / ``style`` replace it (module docstring).
+    content_or_style: ``balanced``, ``content`` or ``style``: where in the type's schedule (module docstring).
     Raises ValueError for an unknown kind or content_or_style, or ``shift`` without mu or image_seq_len.
     """
     if kind not in TIMESTEP_TYPES:
@@ -121,26 +162,24 @@ def sample_timesteps(
     if content_or_style not in CONTENT_OR_STYLE:
         choices = ", ".join(CONTENT_OR_STYLE)
         raise ValueError(f"unknown content_or_style '{content_or_style}'; expected one of {choices}")
-    if content_or_style == "content":
-        s = 1 - _uniform(batch_size, generator) ** 3
-    elif content_or_style == "style":
-        s = _uniform(batch_size, generator) ** 3
-    elif kind == "sigmoid":
-        s = _logit_normal(batch_size, generator)
-    elif kind == "linear":
-        s = _uniform(batch_size, generator)
-    elif kind == "shift":
-        if mu is None:
-            if image_seq_len is None:
-                raise ValueError("timestep type 'shift' needs mu or image_seq_len")
-            mu = flux2_mu(image_seq_len, num_steps)
-        s = time_shift(mu, _uniform(batch_size, generator).clamp(min=_EDGE))
-    elif kind == "weighted":
-        s = _bell(batch_size, generator)
-    else:  # lognorm_blend: draw both, then pick per sample, so the generator advances the same every call
-        logit_normal = _logit_normal(batch_size, generator)
-        uniform = _uniform(batch_size, generator)
-        s = torch.where(_uniform(batch_size, generator) < LOGNORM_BLEND_FRACTION, logit_normal, uniform)
+    if kind == "shift" and mu is None:
+        if image_seq_len is None:
+            raise ValueError("timestep type 'shift' needs mu or image_seq_len")
+        mu = flux2_mu(image_seq_len, num_steps)
+    if kind == "weighted":
+        s = _weighted(content_or_style, batch_size, generator)
+    elif kind == "lognorm_blend":
+        schedule = _lognorm_blend_list(generator)
+        slots = (_position(content_or_style, batch_size, generator) * _LIST_SIZE).long().clamp(max=_LIST_SIZE - 1)
+        s = schedule[slots]
+    else:
+        p = (1 - _position(content_or_style, batch_size, generator)).clamp(_EDGE, 1 - _EDGE)  # quantile level
+        if kind == "sigmoid":
+            s = torch.sigmoid(torch.special.ndtri(p))
+        elif kind == "shift":
+            s = time_shift(mu, p)
+        else:  # linear
+            s = p
     s = s.to(torch.float32).clamp(_EDGE, 1 - _EDGE)
     return (s * NUM_TRAIN_TIMESTEPS).to(device)
 

@@ -207,13 +207,16 @@ class BaseSDTrainProcess(BaseProcess):
             cache.fill(items)
 
     def _prepare_network(self) -> None:
+        from toolkit.lora_format import bfl_module_name
         from toolkit.network import attach_lora, select_targets
 
         net = self.config.network
         transformer = self.model.transformer
         targets = select_targets(self.model.lora_targets(), net.network_kwargs.only_if_contains,
-                                 net.network_kwargs.ignore_if_contains, f"{self.key}.network")
-        self.params = attach_lora(transformer, targets, net.linear, net.linear_alpha, net.type, net.lokr_factor)
+                                 net.network_kwargs.ignore_if_contains, f"{self.key}.network",
+                                 bfl_name=lambda module: bfl_module_name(self.model.arch, module))
+        self.params = attach_lora(transformer, targets, net.adapter_rank, net.adapter_alpha, net.type,
+                                  net.lokr_factor)
         if self.dist.shards_model:
             self.dist.shard_model(transformer, self.model.offload_blocks("transformer"), self.params)
         fsdp_checkpointing = self.dist.fsdp is not None and self.dist.fsdp.activation_checkpointing
@@ -221,7 +224,7 @@ class BaseSDTrainProcess(BaseProcess):
             transformer.enable_gradient_checkpointing()
         transformer.train()
         count = sum(p.numel() for p in self.params)
-        log.info("%s rank %d alpha %g on %d modules: %.2fM parameters", net.type, net.linear, net.linear_alpha,
+        log.info("%s rank %d alpha %g on %d modules: %.2fM parameters", net.type, net.adapter_rank, net.adapter_alpha,
                  len(targets), count / 1e6)
 
     def _prepare_optimizer(self) -> None:
@@ -230,7 +233,8 @@ class BaseSDTrainProcess(BaseProcess):
 
         train = self.config.train
         self.optimizer = build_optimizer(train.optimizer, self.params, train.lr, train.optimizer_params)
-        self.scheduler = build_scheduler(train.lr_scheduler, self.optimizer, train.steps, train.lr_warmup_steps)
+        self.scheduler = build_scheduler(train.lr_scheduler, self.optimizer, train.steps, train.lr_warmup_steps,
+                                         train.lr_scheduler_params)
         if train.ema_config.use_ema:
             self.ema = build_ema(self.params, train.ema_config.ema_decay)
         self.generator = torch.Generator("cpu").manual_seed(train.seed)
@@ -323,7 +327,9 @@ class BaseSDTrainProcess(BaseProcess):
                 self.save(final=True)  # killed between the last step save and the final file
             log.info("already trained to step %d of %d; nothing to do (raise train.steps to continue)", self.step, total)
             return
-        if self.step == 0 and not train.skip_first_sample and not train.disable_sampling:
+        # ai-toolkit's rule: skip_first_sample wins; force_first_sample also samples when resuming.
+        first = not train.skip_first_sample and (self.step == 0 or train.force_first_sample)
+        if first and not train.disable_sampling:
             self.sample()
         batches = self._batches()
         bar = tqdm(total=total, initial=self.step, desc=self.name, unit="step", dynamic_ncols=True,
@@ -482,7 +488,7 @@ class BaseSDTrainProcess(BaseProcess):
             from toolkit.lokr_format import lokr_peft_to_comfy, lokr_peft_to_diffusers
 
             convert = lokr_peft_to_diffusers if save.format == "diffusers" else lokr_peft_to_comfy
-            return convert(published, net.linear_alpha, net.linear, dtype=dtype), training_state
+            return convert(published, net.adapter_alpha, net.adapter_rank, dtype=dtype), training_state
         if save.format == "diffusers":
             tensors = peft_to_diffusers(published, net.linear_alpha, net.linear, dtype=dtype)
         else:
@@ -498,8 +504,8 @@ class BaseSDTrainProcess(BaseProcess):
             "base_model": cfg.model.name_or_path,
             "step": str(self.step),
             "lora_format": cfg.save.format,
-            "network_rank": str(cfg.network.linear),
-            "network_alpha": str(cfg.network.linear_alpha),
+            "network_rank": str(cfg.network.adapter_rank),
+            "network_alpha": str(cfg.network.adapter_alpha),
             "alpha_folded_into_weights": "true",  # both formats fold alpha/rank, so no .alpha keys are needed
             "trigger_word": cfg.trigger_word or "",
             "training_config": json.dumps(self.job.job_config.model_dump(mode="json")),

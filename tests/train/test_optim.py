@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import pytest
 import torch
@@ -88,9 +89,9 @@ def test_unknown_optimizer():
         build_optimizer("sgd", params(), 1e-4)
 
 
-def lrs(name, total=10, warmup=0, lr=1.0):
+def lrs(name, total=10, warmup=0, lr=1.0, scheduler_params=None):
     optimizer = torch.optim.SGD(params(), lr=lr)
-    scheduler = build_scheduler(name, optimizer, total, warmup)
+    scheduler = build_scheduler(name, optimizer, total, warmup, scheduler_params)
     values = []
     for _ in range(total):
         values.append(optimizer.param_groups[0]["lr"])
@@ -102,7 +103,13 @@ def lrs(name, total=10, warmup=0, lr=1.0):
 def test_schedules():
     assert lrs("constant") == [1.0] * 10
     assert lrs("constant", warmup=4) == pytest.approx([0, 0.25, 0.5, 0.75] + [1.0] * 6)
-    assert lrs("linear") == pytest.approx([1 - i / 10 for i in range(10)])
+    # ai-toolkit's linear is torch's LinearLR over the run: lr/3 up to lr unless lr_scheduler_params say otherwise
+    assert lrs("linear") == pytest.approx([1 / 3 + (2 / 3) * i / 10 for i in range(10)])
+    assert lrs("linear", scheduler_params={"start_factor": 1.0, "end_factor": 0.0}) == pytest.approx(
+        [1 - i / 10 for i in range(10)])
+    assert lrs("cosine", scheduler_params={"eta_min": 0.5}) == pytest.approx(
+        [0.5 + 0.25 * (1 + math.cos(math.pi * i / 10)) for i in range(10)])
+    assert lrs("constant", scheduler_params={"total_iters": 5}) == [1.0] * 10
     cosine = lrs("cosine", total=100, warmup=10)
     assert cosine[:11] == pytest.approx([i / 10 for i in range(11)])
     assert cosine[55] == pytest.approx(0.5) and cosine[-1] < 0.001
@@ -115,3 +122,7 @@ def test_schedule_errors():
         build_scheduler("cosine", optimizer, 10, 20)
     with pytest.raises(ConfigError, match="train.lr_scheduler"):
         build_scheduler("exponential", optimizer, 10, 0)
+    with pytest.raises(ConfigError, match="train.lr_scheduler_params.eta_mn: .*did you mean 'eta_min'"):
+        build_scheduler("cosine", optimizer, 10, 0, {"eta_mn": 0.1})
+    with pytest.raises(ConfigError, match="train.lr_warmup_steps"):
+        build_scheduler("linear", optimizer, 10, 2)

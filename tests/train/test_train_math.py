@@ -11,6 +11,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 from toolkit.train_math import (
     TIMESTEP_TYPES,
     add_noise,
+    aitk_timestep_weights,
     flux1_mu,
     flux2_mu,
     loss_target,
@@ -80,37 +81,76 @@ def test_flux2_mu_is_the_pipeline_function():
     assert flux2_mu(1024) == compute_empirical_mu(1024, 50)
 
 
-def test_weighted_follows_the_bell():
-    t = draw("weighted")
-    assert t.mean().item() == pytest.approx(500, abs=5)
+# ai-toolkit's figures for timestep_type: weighted (toolkit/aitk_timestep_weights.txt, taken over from
+# ai-toolkit's default_weighing_scheme.py): uniform timesteps, loss weight w(t). The effective weight over t
+# is what our importance sampler must reproduce.
+def aitk_weighted_share(low_t: float, high_t: float, content_or_style: str = "balanced") -> float:
+    weights = aitk_timestep_weights()
+    t = [1000 - i for i in range(1000)]
+    if content_or_style == "balanced":
+        p = [1.0] * 1000
+    else:  # ai-toolkit's position = u^3 (content) or 1 - u^3 (style), in its high-to-low list
+        cdf = lambda e: e ** (1 / 3) if content_or_style == "content" else 1 - (1 - e) ** (1 / 3)
+        p = [cdf((i + 1) / 1000) - cdf(i / 1000) for i in range(1000)]
+    mass = [pi * wi for pi, wi in zip(p, weights)]
+    return sum(m for m, ti in zip(mass, t) if low_t < ti <= high_t) / sum(mass)
 
-    def mass(a, b):  # integral of exp(-2 (s - 1/2)^2) - exp(-1/2) over [a, b]
-        erf = lambda s: math.sqrt(math.pi / 8) * math.erf(math.sqrt(2) * (s - 0.5))  # noqa: E731
-        return erf(b) - erf(a) - (b - a) * math.exp(-0.5)
 
-    total = mass(0, 1)
+def test_aitk_weights_are_the_figures():
+    weights = aitk_timestep_weights()
+    assert len(weights) == 1000 and sum(weights) / 1000 == pytest.approx(1.0, abs=1e-4)
+    assert 1000 - weights.index(max(weights)) == 876  # the peak, at high noise
+    assert aitk_weighted_share(750, 1000) == pytest.approx(0.3519, abs=1e-3)
+
+
+@pytest.mark.parametrize("content_or_style", ["balanced", "content", "style"])
+def test_weighted_matches_aitk_effective_weight(content_or_style):
+    t = draw("weighted", content_or_style=content_or_style)
     for low in range(0, 1000, 100):
-        expected = mass(low / 1000, (low + 100) / 1000) / total
-        assert fraction(t, low, low + 100) == pytest.approx(expected, abs=0.006)
-    assert fraction(t, 0, 50) < 0.01 and fraction(t, 450, 550) > 0.14
+        expected = aitk_weighted_share(low, low + 100, content_or_style)
+        assert fraction(t, low, low + 100) == pytest.approx(expected, abs=0.008), low
+    if content_or_style == "balanced":
+        assert fraction(t, 750, 1000) == pytest.approx(0.352, abs=0.008)  # the bell of old had 14.5% there
+        counts = torch.histc(t, bins=20, min=0, max=1000)
+        assert 800 <= 50 * int(counts.argmax()) <= 900  # peak bin holds t ~ 876
 
 
-def test_lognorm_blend_is_three_quarters_logit_normal_one_quarter_uniform():
-    t = draw("lognorm_blend")
-    assert t.mean().item() == pytest.approx(500, abs=5)
-    normal_cdf = lambda x: 0.5 * (1 + math.erf(x / math.sqrt(2)))  # noqa: E731
-    tail = 0.75 * normal_cdf(math.log(0.05 / 0.95)) + 0.25 * 0.05  # P(s < 0.05)
-    assert fraction(t, 0, 50) == pytest.approx(tail, abs=0.003)
-    assert fraction(draw("sigmoid"), 0, 50) < 0.004  # the uniform quarter is what fills the ends
+def aitk_lognorm_blend(positions: torch.Tensor) -> torch.Tensor:
+    """ai-toolkit's lognorm_blend, written from its description: a fresh list per step of 750 values
+    (1 - x / max x) * 1000 with x ~ LogNormal(0, 0.333) and 250 evenly spaced from 1000 to 1, sorted from
+    high to low; a position picks one."""
+    x = torch.distributions.LogNormal(0.0, 0.333).sample((750,))
+    schedule = torch.sort(torch.cat([(1 - x / x.max()) * 1000, torch.linspace(1000, 1, 250)]), descending=True).values
+    return schedule[(positions * 1000).long().clamp(max=999)]
 
 
-@pytest.mark.parametrize("bias, mean", [("content", 750), ("style", 250)])
-def test_content_or_style_biases_the_noise_level(bias, mean):
-    t = draw("sigmoid", content_or_style=bias)
-    assert t.mean().item() == pytest.approx(mean, abs=5)  # E[1 - u^3] = 3/4, E[u^3] = 1/4
-    # P(s >= 0.9): content P(u^3 <= 0.1) = 0.1^(1/3); style P(u^3 >= 0.9) = 1 - 0.9^(1/3)
-    expected = 0.1 ** (1 / 3) if bias == "content" else 1 - 0.9 ** (1 / 3)
-    assert fraction(t, 900, 1000) == pytest.approx(expected, abs=0.01)
+@pytest.mark.parametrize("content_or_style", ["balanced", "content", "style"])
+def test_lognorm_blend_matches_aitk(content_or_style):
+    torch.manual_seed(0)
+    u = torch.rand(N)
+    positions = {"balanced": u, "content": u**3, "style": 1 - u**3}[content_or_style]
+    # ai-toolkit draws one list per training step: a list per 8 draws, in the reference and here
+    reference = torch.cat([aitk_lognorm_blend(chunk) for chunk in positions[:4000].split(8)])
+    t = torch.cat([sample_timesteps("lognorm_blend", 8, torch.Generator().manual_seed(i),
+                                    content_or_style=content_or_style) for i in range(500)])
+    for q in (0.1, 0.25, 0.5, 0.75, 0.9):
+        assert torch.quantile(t, q).item() == pytest.approx(torch.quantile(reference, q).item(), abs=20), q
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "linear"])
+@pytest.mark.parametrize("bias", ["content", "style"])
+def test_content_or_style_composes_with_the_type_as_aitk(kind, bias):
+    # ai-toolkit: the type's sorted list, position u^3 from the high-noise end (content) or from the low end.
+    # Median position 1/8 -> the type's 7/8 quantile (content) or 1/8 quantile (style).
+    level = 7 / 8 if bias == "content" else 1 / 8
+    expected = 1 / (1 + math.exp(-math.sqrt(2) * torch.erfinv(torch.tensor(2 * level - 1)).item())) \
+        if kind == "sigmoid" else level
+    t = draw(kind, content_or_style=bias)
+    assert torch.median(t).item() / 1000 == pytest.approx(expected, abs=0.01)
+    # P(s >= 0.9) for linear: content P(u^3 <= 0.1) = 0.1^(1/3); style P(u^3 >= 0.9) = 1 - 0.9^(1/3)
+    if kind == "linear":
+        share = 0.1 ** (1 / 3) if bias == "content" else 1 - 0.9 ** (1 / 3)
+        assert fraction(t, 900, 1000) == pytest.approx(share, abs=0.01)
 
 
 def test_unknown_kinds_are_errors():

@@ -15,13 +15,13 @@ import torch
 
 log = logging.getLogger(__name__)
 
-QTYPES = ("qfloat8", "qint8", "qint4")
+QTYPES = ("qfloat8", "qint8", "qint4", "qint2")
 
 
 def _qtype(name: str):
     from optimum import quanto
 
-    return {"qfloat8": quanto.qfloat8, "qint8": quanto.qint8, "qint4": quanto.qint4}[name]
+    return {"qfloat8": quanto.qfloat8, "qint8": quanto.qint8, "qint4": quanto.qint4, "qint2": quanto.qint2}[name]
 
 
 def quantize_blocks(blocks: list[torch.nn.Module], qtype: str) -> None:
@@ -93,7 +93,8 @@ def quantized_nbytes(module: torch.nn.Module, qtype: str | None) -> int:
 
     Works on meta modules (no data needed), so a plan can be sized before any weight exists:
     8-bit weights take one byte per element plus a per-row scale; qint4 half a byte per element plus a
-    scale and a shift per group of 128 inputs, both in the weights' dtype. PEFT's `lora_*` are left out.
+    scale and a shift per group of 128 inputs, both in the weights' dtype (qint2: a quarter byte, same
+    groups). PEFT's `lora_*` are left out.
     """
     linear_weights = {id(m.weight) for m in module.modules() if isinstance(m, torch.nn.Linear)}
     total = 0
@@ -104,8 +105,9 @@ def quantized_nbytes(module: torch.nn.Module, qtype: str | None) -> int:
             total += tensor.numel() * tensor.element_size()
             continue
         rows, cols = tensor.shape
-        if qtype == "qint4":
-            total += rows * cols // 2 + rows * -(-cols // QINT4_GROUP_SIZE) * 2 * tensor.element_size()
+        if qtype in ("qint4", "qint2"):
+            bits = 4 if qtype == "qint4" else 2
+            total += rows * cols * bits // 8 + rows * -(-cols // QINT4_GROUP_SIZE) * 2 * tensor.element_size()
         else:
             total += rows * cols + rows * tensor.element_size()
     return total
