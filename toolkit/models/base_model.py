@@ -144,6 +144,11 @@ class BaseModel:
         self.shard_transformer = False
         # Prompt text -> embeddings, filled before the text encoder leaves the device.
         self.prompt_cache: dict[str, PromptEmbeds] = {}
+        self.compiled = None  # toolkit.models.compile.CompiledBlocks once `model.compile` compiled the blocks
+        if getattr(model_config, "fp8_compute", False):
+            from toolkit.models.fp8 import check_fp8_device
+
+            check_fp8_device(self.device)  # before any weight loads
 
     # --- identity, derived from the config (never stored separately) ---
     @property
@@ -319,6 +324,10 @@ class BaseModel:
                      "cached in ~/.cache/torch_extensions)")
         if cfg.quantize:
             quantize_transformer(self.transformer, cfg.qtype)
+        if cfg.fp8_compute:
+            from toolkit.models.fp8 import convert_to_fp8
+
+            convert_to_fp8(self.offload_blocks("transformer"))
         if cfg.quantize_te:
             for name in self.text_encoder_names():
                 quantize_text_encoder(getattr(self.pipeline, name), cfg.qtype_te)
@@ -349,6 +358,23 @@ class BaseModel:
                 self.block_streamers[name] = stream_blocks(module, self.offload_blocks(name), count, self.device)
             else:
                 module.to(self.device)
+        if self.model_config.compile:
+            self.compile_transformer()
+
+    def compile_transformer(self, backend: str = "inductor") -> None:
+        """Regional torch.compile of the transformer's blocks (`model.compile`; toolkit/models/compile.py).
+        Lazy: the first forward compiles, whatever is attached to the blocks by then (LoRA, hooks)."""
+        import dataclasses
+
+        from toolkit.models.compile import CompileOptions, compile_blocks
+
+        options = dataclasses.replace(CompileOptions.from_model_config(self.model_config), backend=backend)
+        self.compiled = compile_blocks(self.offload_blocks("transformer"), options)
+
+    def report_compile(self) -> None:
+        """Log what torch.compile compiled since the last call (once, then only recompilations); cheap."""
+        if self.compiled is not None:
+            self.compiled.report()
 
     def offload_blocks(self, component: str) -> list[torch.nn.Module]:
         """The blocks of a pipeline component that layer offloading may stream, in execution order ([]: none)."""
