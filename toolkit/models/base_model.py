@@ -319,12 +319,15 @@ class BaseModel:
         """Quantize what the config asks for; called by load_model before the move to the device."""
         from toolkit.models.quantize import quantize_text_encoder, quantize_transformer
 
+        from toolkit.models.quanto_kernels import ensure_kernels
+
         cfg = self.model_config
-        if (cfg.quantize or cfg.quantize_te) and self.device.type == "cuda":
-            # optimum-quanto builds its CUDA extension (torch.utils.cpp_extension.load) the first time a
-            # quantized weight reaches the GPU: a silent pause otherwise.
-            log.info("optimum-quanto compiles its CUDA kernels on first use on this machine (can take minutes; "
-                     "cached in ~/.cache/torch_extensions)")
+        qtypes = {**({"model.qtype": cfg.qtype} if cfg.quantize else {}),
+                  **({"model.qtype_te": cfg.qtype_te} if cfg.quantize_te else {})}
+        if qtypes:
+            # optimum-quanto compiles kernels the first time an op needs them: a visible step here instead
+            # of a silent pause (or a compiler error) in the middle of loading.
+            ensure_kernels(qtypes, next(self.transformer.parameters()).device, self.device)
         if cfg.quantize:
             quantize_transformer(self.transformer, cfg.qtype)
         if cfg.fp8_compute:
