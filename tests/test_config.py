@@ -661,3 +661,19 @@ def test_resolved_config_dump_validates_back(tmp_path):
     again = parse_job_config(yaml.safe_load(dumped), "resolved.yaml")
     assert again == config
     assert "is_flux" not in dumped
+
+
+def test_compile_keys_keep_ai_toolkit_meanings_and_refuse_what_cannot_work():
+    from pydantic import ValidationError
+
+    from toolkit.config_modules import ModelConfig
+
+    config = ModelConfig(name_or_path="x", arch="flux2", compile=True, block_compile=True,
+                         compile_mode="max-autotune-no-cudagraphs", compile_dynamic=True, cache_size_limit=16)
+    assert config.compile and config.compile_dynamic is True and config.compile_fullgraph is False
+    assert ModelConfig(name_or_path="x", arch="flux2").compile_dynamic is None  # automatic dynamic shapes
+    for bad, message in (({"block_compile": True}, "does nothing without compile: true"),
+                         ({"compile": True, "compile_mode": "reduce-overhead"}, "captures CUDA graphs"),
+                         ({"compile": True, "compile_mode": "max-autotune"}, "max-autotune-no-cudagraphs")):
+        with pytest.raises(ValidationError, match=message):
+            ModelConfig(name_or_path="x", arch="flux2", **bad)

@@ -175,9 +175,10 @@ def build(args, device: torch.device, dtype: torch.dtype):
         if id(module) not in in_blocks:
             _materialise(module, device, dtype)
     streamer = BlockStreamer(transformer, blocks, device) if count else None
-    if qtype and device.type == "cuda":
-        log.info("quantizing on %s: optimum-quanto compiles its CUDA kernels on first use on this machine "
-                 "(can take minutes; cached in ~/.cache/torch_extensions)", device)
+    if qtype:
+        from toolkit.models.quanto_kernels import ensure_kernels
+
+        ensure_kernels({"--qtype": qtype}, device, device)  # the blocks are quantized on the device
     for index, block in enumerate(tqdm(blocks, desc="building blocks", unit="block", disable=not qtype)):
         for sub in block.modules():
             _materialise(sub, device, dtype)

@@ -330,6 +330,22 @@ class ModelConfig(_Section):
     )
     revision: str | None = None
     model_kwargs: ModelKwargs = Field(default_factory=lambda: ModelKwargs())
+    # Speed (toolkit/models/compile.py, toolkit/models/fp8.py). ai-toolkit's compile keys keep their meaning,
+    # except that compile: true always compiles block by block here (its block_compile: true).
+    compile: bool = Field(default=False, description="torch.compile each transformer block (regional: one graph "
+                          "per block kind, reused by every block of that kind). The first step compiles (minutes).")
+    block_compile: bool = Field(default=False, description="ai-toolkit's per-block compile switch; compile: true "
+                                "always compiles per block here, so this only needs compile: true beside it.")
+    compile_mode: Literal["default", "max-autotune-no-cudagraphs", "reduce-overhead", "max-autotune"] = "default"
+    compile_dynamic: bool | None = Field(
+        default=None, description="None = PyTorch's automatic dynamic shapes (static first, one recompile with "
+        "symbolic sizes at the first new bucket); true = symbolic from the start; false = a graph per shape.")
+    compile_fullgraph: bool = False
+    cache_size_limit: int | None = Field(default=None, ge=1, description="torch._dynamo's graphs per block kind.")
+    fp8_compute: bool = Field(
+        default=False, description="Run the transformer blocks' frozen linear layers as fp8 matmuls with dynamic "
+        "scaling (torchao float8 training; LoRA stays in bf16/fp32). NVIDIA GPUs of compute capability 8.9+ "
+        "(Ada, Hopper, Blackwell). Weight storage is qtype's business: not with quantize: true.")
 
     _legacy_keys: ClassVar[tuple[str, ...]] = ("is_flux", "is_flux2")
     _aitk_section: ClassVar[str | None] = "model"
@@ -387,6 +403,22 @@ class ModelConfig(_Section):
         if data.get("arch") is None and not problems:
             choices = ", ".join(repr(a) for a in _arch_ids())
             problems.append((("arch",), f"is required: one of {choices}"))
+        return problems + cls._speed_problems(data)
+
+    @staticmethod
+    def _speed_problems(data: dict[str, Any]) -> list[_LocProblem]:
+        problems: list[_LocProblem] = []
+        if data.get("block_compile") is True and data.get("compile") is not True:
+            problems.append((("block_compile",), "does nothing without compile: true (in ai-toolkit too); set "
+                             "compile: true (blocks are always compiled one by one here) or remove block_compile"))
+        if data.get("compile_mode") in ("reduce-overhead", "max-autotune"):
+            problems.append((("compile_mode",), f"{data['compile_mode']} captures CUDA graphs, which replay fixed "
+                             "memory addresses that layer offloading and training re-allocate; use "
+                             "max-autotune-no-cudagraphs (or default)"))
+        if data.get("fp8_compute") is True and data.get("quantize") is True:
+            problems.append((("fp8_compute",), "fp8 compute needs the transformer's bf16 weights, and quantize: true "
+                             "stores them quantized (qtype); set quantize: false to compute in fp8, or remove "
+                             "fp8_compute"))
         return problems
 
 
@@ -513,7 +545,7 @@ class GenerateConfig(_ReferenceImages):
 
     _hints: ClassVar[dict[str, str]] = {
         "size_list": "not supported; set width/height, or --w/--h flags in a prompt",
-        "compile": "not supported; remove it",
+        "compile": "set compile: true in the model: section (it compiles the transformer's blocks)",
     }
 
     @property

@@ -113,10 +113,26 @@ def build_optimizer(
         lr = 1.0
     if key == "adafactor" and kwargs.get("relative_step"):
         lr = None  # Adafactor's relative step computes the rate and refuses an explicit one
+    if key == "adamw" and not {"fused", "foreach"} & optimizer_params.keys():
+        params = list(params)
+        if _can_fuse(params):
+            # One kernel for the whole update instead of a handful per parameter group (foreach).
+            kwargs["fused"] = True
+            log.info("adamw: fused CUDA kernel")
     try:
         return cls(params, lr=lr, **kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError([(_PARAMS_KEY, f"optimizer {key} rejected {optimizer_params}: {exc}")]) from exc
+
+
+_FUSED_DEVICE_TYPES = ("cuda",)
+
+
+def _can_fuse(params: list) -> bool:
+    """torch's fused AdamW: every parameter a floating-point tensor on a CUDA device."""
+    tensors = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
+    return bool(tensors) and all(
+        t.device.type in _FUSED_DEVICE_TYPES and t.is_floating_point() for t in tensors)
 
 
 def build_scheduler(

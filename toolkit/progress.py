@@ -1,6 +1,7 @@
 """The job folder's progress log: what the Gradio and Next.js UIs read.
 
-`progress.jsonl` holds one JSON object per line, appended and flushed as events happen:
+`progress.jsonl` holds one JSON object per line, appended and flushed as events happen (fsynced
+at saves and at the end):
 
     {"time": 1732800000.1, "event": "start",  "state": "running", "step": 0, "total_steps": 500, "name": "..."}
     {"time": ..., "event": "step",   "state": "running", "step": 12, "total_steps": 500, "loss": 0.41, "lr": 1e-4, "s_per_it": 1.9}
@@ -24,35 +25,68 @@ log = logging.getLogger(__name__)
 
 
 class ProgressLog:
+    """Appends to `progress.jsonl` and `loss_log.csv`, each opened once and kept open.
+
+    Every record is flushed at once (a UI polling the folder sees it), but fsync (a disk round trip,
+    slow on the network filesystems of rented GPU machines) runs only at saves and at the end: after a
+    crash the log is durable up to the last checkpoint, which is where a resume starts anyway.
+    """
+
+    DURABLE_EVENTS = ("save", "end")
+
     def __init__(self, folder: Path, enabled: bool = True):
         self.folder = Path(folder)
         self.path = self.folder / "progress.jsonl"
         self.loss_path = self.folder / "loss_log.csv"
         self.enabled = enabled
+        self._files: dict[Path, object] = {}
+
+    def _file(self, path: Path):
+        f = self._files.get(path)
+        if f is None or f.closed:
+            f = self._files[path] = open(path, "a", encoding="utf-8")  # noqa: SIM115 (kept open on purpose)
+        return f
 
     def event(self, event: str, state: str = "running", **fields) -> None:
         if not self.enabled:
             return
         record = {"time": round(time.time(), 3), "event": event, "state": state, **fields}
         try:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            f = self._file(self.path)
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            if event in self.DURABLE_EVENTS:
+                self.sync()
         except OSError as exc:  # a full disk: the run's own error says so; a lost progress line must not mask it
             log.warning("could not append to %s: %s", self.path, exc)
+        if event == "end":
+            self.close()
 
     def loss(self, step: int, loss: float, lr: float) -> None:
         if not self.enabled:
             return
-        new = not self.loss_path.exists()
-        with open(self.loss_path, "a", encoding="utf-8") as f:
-            if new:
-                f.write("step,loss,lr\n")
-            f.write(f"{step},{loss:.6g},{lr:.6g}\n")
+        new = not self.loss_path.exists() or self.loss_path.stat().st_size == 0
+        f = self._file(self.loss_path)
+        if new:
+            f.write("step,loss,lr\n")
+        f.write(f"{step},{loss:.6g},{lr:.6g}\n")
+        f.flush()
+
+    def sync(self) -> None:
+        """fsync both files (at saves and at the end)."""
+        for f in self._files.values():
+            if not f.closed:
+                f.flush()
+                os.fsync(f.fileno())
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
 
     def truncate_after(self, step: int) -> None:
         """On resume, drop loss rows past the checkpoint so the curve has no duplicates."""
+        self.close()
         if not self.loss_path.exists():
             return
         lines = self.loss_path.read_text().splitlines()

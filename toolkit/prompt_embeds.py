@@ -15,10 +15,13 @@ class PromptEmbeds:
     tensors: dict[str, torch.Tensor]
 
     def to(self, device=None, dtype=None) -> "PromptEmbeds":
+        from toolkit.util.transfer import to_device
+
         out = {}
         for k, v in self.tensors.items():
-            floating = v.is_floating_point()
-            out[k] = v.to(device=device, dtype=dtype if floating else None)
+            cast = dtype if v.is_floating_point() else None
+            # Cached embeddings live on the CPU: a pinned, non-blocking copy to a GPU (toolkit/util/transfer.py).
+            out[k] = v.to(dtype=cast) if device is None else to_device(v, device, cast)
         return PromptEmbeds(out)
 
     def __getitem__(self, key: str) -> torch.Tensor:

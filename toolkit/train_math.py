@@ -44,6 +44,8 @@ from pathlib import Path
 
 import torch
 
+from toolkit.util.transfer import to_device
+
 __all__ = [
     "NUM_TRAIN_TIMESTEPS",
     "TIMESTEP_TYPES",
@@ -181,7 +183,7 @@ def sample_timesteps(
         else:  # linear
             s = p
     s = s.to(torch.float32).clamp(_EDGE, 1 - _EDGE)
-    return (s * NUM_TRAIN_TIMESTEPS).to(device)
+    return to_device(s * NUM_TRAIN_TIMESTEPS, device)
 
 
 def sample_noise(
@@ -194,7 +196,7 @@ def sample_noise(
     if noise_offset:
         per_channel = torch.randn(shape[:2], generator=generator, device=generator.device)
         noise = noise + noise_offset * per_channel.reshape(*shape[:2], *([1] * (len(shape) - 2)))
-    return noise.to(device=device, dtype=dtype)
+    return to_device(noise, device, dtype)  # drawn on the CPU generator: pinned, non-blocking copy to a GPU
 
 
 def add_noise(latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,7 @@ from jobs.process.BaseProcess import BaseProcess
 from toolkit import checkpoint as ckpt
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.progress import ProgressLog, plot_loss
+from toolkit.util.transfer import to_device
 
 if TYPE_CHECKING:
     from toolkit.data.items import TrainItem
@@ -168,6 +169,7 @@ class BaseSDTrainProcess(BaseProcess):
         from toolkit.data.dataset import caption_variants, make_dataloader
         from toolkit.data.latent_cache import LatentCache, TextEmbeddingCache
         from toolkit.data.references import load_reference
+        from toolkit.util.transfer import pins_memory
 
         cfg, model = self.config, self.model
         references = list(dict.fromkeys(ref for item in self.items for ref in item.references))
@@ -196,7 +198,7 @@ class BaseSDTrainProcess(BaseProcess):
         # Every process walks the same global batches (batch_size x processes) and keeps its shard.
         global_batch = cfg.train.batch_size * self.dist.world
         self.loader = make_dataloader(self.items, global_batch, cfg.train.seed, latent_cache=self.latent_cache,
-                                      reference_cache=self.reference_cache)
+                                      reference_cache=self.reference_cache, pin_memory=pins_memory(self.device))
 
     def _fill_cache(self, cache, items) -> None:
         # The main process encodes first so the others read its disk cache instead of racing it.
@@ -334,21 +336,27 @@ class BaseSDTrainProcess(BaseProcess):
         batches = self._batches()
         bar = tqdm(total=total, initial=self.step, desc=self.name, unit="step", dynamic_ncols=True,
                    disable=not self.dist.is_main)
+        self._pending_losses = []
+        logged_at, logged_step = time.perf_counter(), self.step
         while self.step < total:
             if self.dist.any(self.stop_requested):
                 self.stop_requested = True
                 break
-            started = time.perf_counter()
-            loss = self.train_step(batches)
+            # The step's loss stays on the device: the host waits for the GPU only when a loss is read.
+            self._pending_losses.append((self.step + 1, self.train_step(batches)))
             self.step += 1
-            lr = self.scheduler.get_last_lr()[0]
+            self.model.report_compile()
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
-            if self.step % self.config.logging.log_every == 0 or self.step == total:
+            save_now = self.step < total and self.step % self.config.save.save_every == 0
+            if self.step % self.config.logging.log_every == 0 or self.step == total or save_now:
+                loss, lr = self.read_losses(), self.scheduler.get_last_lr()[0]
+                now = time.perf_counter()
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
                 self.progress.loss(self.step, loss, lr)
                 self.progress.event("step", step=self.step, total_steps=total, loss=round(loss, 6), lr=lr,
-                                    s_per_it=round(time.perf_counter() - started, 4))
-            if self.step < total and self.step % self.config.save.save_every == 0:
+                                    s_per_it=round((now - logged_at) / max(self.step - logged_step, 1), 4))
+                logged_at, logged_step = now, self.step
+            if save_now:
                 self.save()
             if (self.step < total and not train.disable_sampling and self.step >= sample.sample_start_step
                     and self.step % sample.sample_every == 0):
@@ -380,8 +388,9 @@ class BaseSDTrainProcess(BaseProcess):
             if not yielded:
                 raise TrainingError("the datasets gave no batch (batch_size larger than every bucket?)")
 
-    def train_step(self, batches) -> float:
-        """One optimizer step over `gradient_accumulation_steps` batches; returns the mean loss."""
+    def train_step(self, batches) -> torch.Tensor:
+        """One optimizer step over `gradient_accumulation_steps` batches; returns this process's share of the
+        mean loss as a 0-d device tensor (no host synchronisation: `read_losses` reads it)."""
         train = self.config.train
         accumulation = train.gradient_accumulation_steps
         losses = []
@@ -389,15 +398,9 @@ class BaseSDTrainProcess(BaseProcess):
             shard, lo, hi, size = next(batches)
             # The shard's mean loss weighted by its share: summed over processes, the global batch mean.
             loss = self.compute_loss(shard, lo, hi, size) * ((hi - lo) / size)
-            global_loss = self.dist.sum_scalar(loss.item())
-            if not math.isfinite(global_loss):
-                raise TrainingError(
-                    f"loss is {global_loss} at step {self.step + 1}; stopping before it overwrites a checkpoint "
-                    f"(last good save: step {max(self.last_saved_step, 0)}). Lower train.lr or check the data"
-                )
             # Even an empty shard (weight 0) runs backward: a sharded (FSDP) model needs every process in it.
             (loss / accumulation).backward()
-            losses.append(global_loss)
+            losses.append(loss.detach())
         self.dist.sum_gradients(self.params)
         if train.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.params, train.max_grad_norm)
@@ -406,7 +409,23 @@ class BaseSDTrainProcess(BaseProcess):
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
             self.ema.step(self.params)
-        return sum(losses) / len(losses)
+        return torch.stack(losses).mean()
+
+    def read_losses(self) -> float:
+        """The global loss of the last step, read from the device with one synchronisation for every step since
+        the last read (called at each logging interval and before each save). A non-finite loss in any of
+        those steps stops the run here, before a save could write what it did to the weights."""
+        pending, self._pending_losses = self._pending_losses, []
+        values = torch.stack([loss for _, loss in pending]).double().cpu().tolist()
+        last = None
+        for (step, _), value in zip(pending, values):
+            last = self.dist.sum_scalar(value)
+            if not math.isfinite(last):
+                raise TrainingError(
+                    f"loss is {last} at step {step}; stopping before it overwrites a checkpoint "
+                    f"(last good save: step {max(self.last_saved_step, 0)}). Lower train.lr or check the data"
+                )
+        return last
 
     def compute_loss(self, batch, lo: int, hi: int, size: int) -> torch.Tensor:
         """Mean loss of `batch`, this process's items [lo, hi) of a global batch of `size`.
@@ -419,7 +438,7 @@ class BaseSDTrainProcess(BaseProcess):
     # ================================================================== conditioning
     def batch_latents(self, batch) -> torch.Tensor:
         if batch.latents is not None:
-            return batch.latents.to(self.device)
+            return to_device(batch.latents, self.device)
         with torch.no_grad():
             return self.model.encode_images(batch.images)
 
@@ -427,7 +446,7 @@ class BaseSDTrainProcess(BaseProcess):
         """The batch's cached reference latents on the device: one (B, C, h_i, w_i) per reference, or None."""
         if batch.references is None:
             return None
-        return [ref.to(self.device) for ref in batch.references]
+        return [to_device(ref, self.device) for ref in batch.references]
 
     def batch_prompt_embeds(self, captions: list[str]):
         if self.text_cache is not None:
@@ -512,6 +531,8 @@ class BaseSDTrainProcess(BaseProcess):
         }
 
     def save(self, final: bool = False) -> None:
+        if getattr(self, "_pending_losses", None):
+            self.read_losses()  # never save weights a non-finite loss has touched
         self.last_saved_step = self.step
         if not self.dist.is_main:
             return

@@ -126,3 +126,16 @@ def test_schedule_errors():
         build_scheduler("cosine", optimizer, 10, 0, {"eta_mn": 0.1})
     with pytest.raises(ConfigError, match="train.lr_warmup_steps"):
         build_scheduler("linear", optimizer, 10, 2)
+
+
+def test_adamw_is_fused_when_every_parameter_is_on_a_fusable_device(monkeypatch):
+    from toolkit import optim
+
+    params = [torch.nn.Parameter(torch.randn(4, 4)), torch.nn.Parameter(torch.randn(4))]
+    assert not build_optimizer("adamw", params, 1e-3).defaults.get("fused")  # CPU: not fused
+    # torch also has a fused CPU kernel: pretend the CPU is the CUDA device to see the choice being made
+    monkeypatch.setattr(optim, "_FUSED_DEVICE_TYPES", ("cpu",))
+    assert build_optimizer("adamw", params, 1e-3).defaults["fused"] is True
+    assert build_optimizer("adamw", [{"params": params}], 1e-3).defaults["fused"] is True
+    assert not build_optimizer("adamw", params, 1e-3, {"foreach": True}).defaults.get("fused")  # the user's choice
+    assert not optim._can_fuse([torch.nn.Parameter(torch.randn(2), requires_grad=False).long()])

@@ -109,6 +109,11 @@ class BaseModel:
         # the trainer drops (unload_text_encoder) must free its memory with it.
         self.block_streamers: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._lora_scale = 1.0  # the LoRA scale the pipeline's adapter is set to
+        self.compiled = None  # toolkit.models.compile.CompiledBlocks once `model.compile` compiled the blocks
+        if getattr(model_config, "fp8_compute", False):
+            from toolkit.models.fp8 import check_fp8_device
+
+            check_fp8_device(self.device)  # before any weight loads
 
     # --- identity, derived from the config (never stored separately) ---
     @property
@@ -287,14 +292,21 @@ class BaseModel:
         """Quantize what the config asks for; called by load_model before the move to the device."""
         from toolkit.models.quantize import quantize_text_encoder, quantize_transformer
 
+        from toolkit.models.quanto_kernels import ensure_kernels
+
         cfg = self.model_config
-        if (cfg.quantize or cfg.quantize_te) and self.device.type == "cuda":
-            # optimum-quanto builds its CUDA extension (torch.utils.cpp_extension.load) the first time a
-            # quantized weight reaches the GPU: a silent pause otherwise.
-            log.info("optimum-quanto compiles its CUDA kernels on first use on this machine (can take minutes; "
-                     "cached in ~/.cache/torch_extensions)")
+        qtypes = {**({"model.qtype": cfg.qtype} if cfg.quantize else {}),
+                  **({"model.qtype_te": cfg.qtype_te} if cfg.quantize_te else {})}
+        if qtypes:
+            # optimum-quanto compiles kernels the first time an op needs them: a visible step here instead
+            # of a silent pause (or a compiler error) in the middle of loading.
+            ensure_kernels(qtypes, next(self.transformer.parameters()).device, self.device)
         if cfg.quantize:
             quantize_transformer(self.transformer, cfg.qtype, self.spec.transformer_blocks)
+        if cfg.fp8_compute:
+            from toolkit.models.fp8 import convert_to_fp8
+
+            convert_to_fp8(self.offload_blocks("transformer"))
         if cfg.quantize_te:
             for name, paths in self.spec.text_encoder_layers:
                 quantize_text_encoder(getattr(self.pipeline, name), cfg.qtype_te, paths)
@@ -322,6 +334,26 @@ class BaseModel:
                 self.block_streamers[name] = stream_blocks(module, self.offload_blocks(name), count, self.device)
             else:
                 module.to(self.device)
+        from toolkit.models.attention import set_attention_backend
+
+        set_attention_backend(self.transformer, self.device)
+        if self.model_config.compile:
+            self.compile_transformer()
+
+    def compile_transformer(self, backend: str = "inductor") -> None:
+        """Regional torch.compile of the transformer's blocks (`model.compile`; toolkit/models/compile.py).
+        Lazy: the first forward compiles, whatever is attached to the blocks by then (LoRA, hooks)."""
+        import dataclasses
+
+        from toolkit.models.compile import CompileOptions, compile_blocks
+
+        options = dataclasses.replace(CompileOptions.from_model_config(self.model_config), backend=backend)
+        self.compiled = compile_blocks(self.offload_blocks("transformer"), options)
+
+    def report_compile(self) -> None:
+        """Log what torch.compile compiled since the last call (once, then only recompilations); cheap."""
+        if self.compiled is not None:
+            self.compiled.report()
 
     def offload_blocks(self, component: str) -> list[torch.nn.Module]:
         """The blocks of a pipeline component that layer offloading may stream, in execution order ([]: none)."""
