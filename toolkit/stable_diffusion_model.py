@@ -165,6 +165,10 @@ class StableDiffusion(BaseModel):
     def text_encoder_names(self) -> list[str]:
         return ["text_encoder", "text_encoder_2"]
 
+    def guidance_embedder(self):
+        """dev's guidance embedder (schnell has none)."""
+        return None if self.is_schnell else self.transformer.time_text_embed.guidance_embedder
+
     def pipeline_call_kwargs(self, request) -> dict:
         embeds = self.prompt_embeds(request.prompt)
         if request.neg:

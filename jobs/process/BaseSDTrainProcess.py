@@ -50,7 +50,8 @@ class BaseSDTrainProcess(BaseProcess):
         self.step = 0
         self.params: list[torch.nn.Parameter] = []
         self.ema = None
-        self.loader_state = None
+        self.loader_state = self.reg_loader_state = None
+        self.item_multiplier = None
         self.last_saved_step = -1
         self.sample_requests = []
         self.dist = None
@@ -108,6 +109,9 @@ class BaseSDTrainProcess(BaseProcess):
             problems += self._fsdp_problems()
         if not cfg.train.train_unet:
             problems.append(f"{self.key}.train.train_unet: false would train nothing; set it to true")
+        from toolkit.train.checks import training_problems
+
+        problems += training_problems(cfg, self.key)
         try:
             check_optimizer(cfg.train.optimizer)
         except ToolkitError as exc:
@@ -195,8 +199,10 @@ class BaseSDTrainProcess(BaseProcess):
         from toolkit.data.dataset import caption_variants, make_dataloader
         from toolkit.data.latent_cache import LatentCache, TextEmbeddingCache
         from toolkit.data.references import load_reference
+        from toolkit.train.preservation import Preservation
 
         cfg, model = self.config, self.model
+        self.preservation = Preservation(cfg.train)
         self.latent_cache = self.reference_cache = None
         references = list(dict.fromkeys(ref for item in self.items for ref in item.references))
         vae_id = model.vae_id() if references or any(item.latents_cached for item in self.items) else None
@@ -208,9 +214,10 @@ class BaseSDTrainProcess(BaseProcess):
                                                show_progress=self.dist.is_main, desc="Caching reference latents")
             self._fill_cache(self.reference_cache, references)
         self.text_cache = None
-        if cfg.train.cache_text_embeddings or cfg.train.unload_text_encoder:
+        if cfg.caches_text_embeddings or cfg.train.unload_text_encoder:
             self.text_cache = TextEmbeddingCache(model.encode_prompt)
-            self.text_cache.fill(caption_variants(self.items))
+            self.text_cache.fill(caption_variants(self.items) + self.preservation.cache_texts(self.items)
+                                 + self.extra_captions())
             texts = [t for request in self.sample_requests for t in model.sampling_texts(request)]
             model.cache_prompts(texts)
             self.text_cache.release_encoder()
@@ -224,8 +231,20 @@ class BaseSDTrainProcess(BaseProcess):
             model.vae.to("cpu")
         # Every process walks the same global batches (batch_size x processes) and keeps its shard.
         global_batch = cfg.train.batch_size * self.dist.world
-        self.loader = make_dataloader(self.items, global_batch, cfg.train.seed, latent_cache=self.latent_cache,
-                                      reference_cache=self.reference_cache)
+        first = cfg.datasets[0]  # ai-toolkit: the first dataset's worker settings load every dataset
+
+        def loader(items):
+            return make_dataloader(items, global_batch, cfg.train.seed, latent_cache=self.latent_cache,
+                                   reference_cache=self.reference_cache, num_workers=first.num_workers,
+                                   prefetch_factor=first.prefetch_factor) if items else None
+
+        # Regularisation images come from a loader of their own, on alternate steps (toolkit/train/batches.py).
+        self.loader = loader([item for item in self.items if not item.is_reg])
+        self.reg_loader = loader([item for item in self.items if item.is_reg])
+
+    def extra_captions(self) -> list[str]:
+        """Texts besides the dataset captions whose embeddings the text cache must hold."""
+        return []
 
     def _fill_cache(self, cache, items) -> None:
         # The main process encodes first so the others read its disk cache instead of racing it.
@@ -243,6 +262,10 @@ class BaseSDTrainProcess(BaseProcess):
         targets = select_targets(self.model.lora_targets(), net.network_kwargs.only_if_contains,
                                  net.network_kwargs.ignore_if_contains, f"{self.key}.network")
         self.params = attach_lora(transformer, targets, net.linear, net.linear_alpha, net.type, net.lokr_factor)
+        if any(item.network_weight != 1 for item in self.items):
+            from toolkit.network import ItemMultiplier
+
+            self.item_multiplier = ItemMultiplier(transformer)
         if self.dist.shards_model:
             self.dist.shard_model(transformer, self.model.offload_blocks("transformer"), self.params)
         fsdp_checkpointing = self.dist.fsdp is not None and self.dist.fsdp.activation_checkpointing
@@ -280,6 +303,7 @@ class BaseSDTrainProcess(BaseProcess):
             self.ema.load_state_dict(state["ema"])
         self.step = self.last_saved_step = state["step"]
         self.loader_state = self._resume_position(state)
+        self.reg_loader_state = self._resume_position({**state, "loader": state.get("reg_loader")})
         self.progress.truncate_after(self.step)
         log.info("resumed from step %d (%s)", self.step, ckpt.step_file(self.folder, self.name, self.step))
 
@@ -372,25 +396,27 @@ class BaseSDTrainProcess(BaseProcess):
         if not train.disable_sampling:
             self.sample()
 
-    def _batches(self):
-        """Endless (shard, lo, hi, size): this process's slice [lo, hi) of each global batch of `size`.
+    def _batches(self) -> dict:
+        """Endless batch streams (toolkit/train/batches.py) of the training and regularisation datasets, each
+        resuming right after the last batch the checkpoint had consumed."""
+        from toolkit.train.batches import BatchStream
 
-        The first batch resumes right after the last one the checkpoint had consumed.
-        """
-        sampler = self.loader.batch_sampler
-        if self.loader_state is not None:
-            sampler.load_state_dict(self.loader_state)
-        while True:
-            yielded = False
-            for batch in self.loader:
-                yielded = True
-                self.loader_state = batch.resume_state()
-                size = len(batch.indices)
-                lo, hi = self.dist.shard(size)
-                # An empty shard (a short last batch) still gets one item: its shape sizes the random draws.
-                yield _slice_batch(batch, lo, hi) if hi > lo else _slice_batch(batch, 0, 1), lo, hi, size
-            if not yielded:
-                raise TrainingError("the datasets gave no batch (batch_size larger than every bucket?)")
+        streams = {"train": BatchStream(self.loader, self.dist, self.loader_state)}
+        if self.reg_loader is not None:
+            streams["reg"] = BatchStream(self.reg_loader, self.dist, self.reg_loader_state, "is_reg datasets")
+        return streams
+
+    def _next_batch(self, batches: dict):
+        from toolkit.train.batches import is_reg_step
+
+        step, train, sample = self.step + 1, self.config.train, self.config.sample
+        samples_after = (not train.disable_sampling and step >= sample.sample_start_step
+                         and step % sample.sample_every == 0)
+        reg = "reg" in batches and is_reg_step(step, step % self.config.save.save_every == 0 or samples_after)
+        batch = next(batches["reg" if reg else "train"])
+        self.loader_state = batches["train"].state
+        self.reg_loader_state = batches["reg"].state if "reg" in batches else None
+        return batch
 
     def train_step(self, batches) -> float:
         """One optimizer step over `gradient_accumulation_steps` batches; returns the mean loss."""
@@ -398,7 +424,7 @@ class BaseSDTrainProcess(BaseProcess):
         accumulation = train.gradient_accumulation_steps
         losses = []
         for _ in range(accumulation):
-            shard, lo, hi, size = next(batches)
+            shard, lo, hi, size = self._next_batch(batches)
             # The shard's mean loss weighted by its share: summed over processes, the global batch mean.
             loss = self.compute_loss(shard, lo, hi, size) * ((hi - lo) / size)
             global_loss = self.dist.sum_scalar(loss.item())
@@ -410,6 +436,8 @@ class BaseSDTrainProcess(BaseProcess):
             # Even an empty shard (weight 0) runs backward: a sharded (FSDP) model needs every process in it.
             (loss / accumulation).backward()
             losses.append(global_loss)
+        if self.item_multiplier is not None:
+            self.item_multiplier.clear()
         self.dist.sum_gradients(self.params)
         if train.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.params, train.max_grad_norm)
@@ -534,7 +562,7 @@ class BaseSDTrainProcess(BaseProcess):
             "step": self.step, "lora": peft_state, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
             "python_random": random.getstate(), "ema": self.ema.state_dict() if self.ema is not None else None,
-            "loader": self.loader_state, "global_batch": self.config.train.batch_size * self.dist.world,
+            "loader": self.loader_state, "reg_loader": self.reg_loader_state, "global_batch": self.config.train.batch_size * self.dist.world,
         }
         # LoRA first, state last: a step counts as saved (for resume) only once both exist.
         ckpt.save_safetensors(step_path, tensors, meta)
@@ -552,17 +580,4 @@ class BaseSDTrainProcess(BaseProcess):
 
     def cleanup(self) -> None:
         self.model = None
-
-
-def _slice_batch(batch, lo: int, hi: int):
-    """Items [lo, hi) of a collated TrainBatch."""
-    import dataclasses
-
-    def cut(tensor):
-        return None if tensor is None else tensor[lo:hi]
-
-    references = None if batch.references is None else [cut(ref) for ref in batch.references]
-    return dataclasses.replace(batch, indices=batch.indices[lo:hi], captions=batch.captions[lo:hi],
-                               latents=cut(batch.latents), images=cut(batch.images), is_reg=batch.is_reg[lo:hi],
-                               references=references)
 
