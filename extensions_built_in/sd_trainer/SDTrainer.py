@@ -58,6 +58,27 @@ class SDTrainer(BaseSDTrainProcess):
             loss = loss * torch.where(batch.is_reg, train.reg_weight, 1.0).float().mean().to(loss.device)
         return loss * 0 if empty else loss
 
+    def _prepare_data(self) -> None:
+        validation = self.config.train.validation_config
+        self.validation = None
+        if validation is not None:  # encoded first, while the VAE is still on the device
+            from toolkit.train.validation import ValidationLoss
+
+            self.validation = ValidationLoss(validation, self.config.trigger_word)
+            self.validation.prepare(self.model, self.model_cls.capabilities.bucket_divisibility)
+        super()._prepare_data()
+
+    def extra_captions(self) -> list[str]:
+        return self.validation.prompts if self.validation is not None else []
+
+    def after_step(self, first_step: int) -> None:
+        if self.validation is None or not self.validation.due(self.step, first_step):
+            return
+        model = self.model
+        loss = self.validation(self.predict, self.batch_prompt_embeds, model.get_loss_target, self.device,
+                               model.transformer.dtype)
+        self.reporter.validation(self.step, loss)
+
     def predict(self, noisy, timesteps, embeds, references=None) -> torch.Tensor:
         """The transformer's training prediction (autocast; the guidance embedding bypassed when asked)."""
         with self.autocast(), self._guidance_bypass():

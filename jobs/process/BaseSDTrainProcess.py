@@ -340,6 +340,8 @@ class BaseSDTrainProcess(BaseProcess):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if getattr(self, "reporter", None) is not None:
+                self.reporter.finish()
         if self.stop_requested:
             self._stop_and_save()
             raise KeyboardInterrupt("stopped by signal")
@@ -365,6 +367,11 @@ class BaseSDTrainProcess(BaseProcess):
                 self.save(final=True)  # killed between the last step save and the final file
             log.info("already trained to step %d of %d; nothing to do (raise train.steps to continue)", self.step, total)
             return
+        from toolkit.train.reporter import Reporter
+
+        self.reporter = Reporter(self.config, self.progress, self.name, self.job.job_config.model_dump(mode="json"),
+                                 self.device)
+        timed, first_step = self.reporter.timer.section, self.step + 1
         if self.step == 0 and not train.skip_first_sample and not train.disable_sampling:
             self.sample()
         batches = self._batches()
@@ -380,43 +387,36 @@ class BaseSDTrainProcess(BaseProcess):
             lr = self.scheduler.get_last_lr()[0]
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
-            if self.step % self.config.logging.log_every == 0 or self.step == total:
-                self.progress.loss(self.step, loss, lr)
-                self.progress.event("step", step=self.step, total_steps=total, loss=round(loss, 6), lr=lr,
-                                    s_per_it=round(time.perf_counter() - started, 4))
+            with timed("validation"):
+                self.after_step(first_step)
+            self.reporter.step(self.step, total, loss, lr, time.perf_counter() - started)
             if self.step < total and self.step % self.config.save.save_every == 0:
-                self.save()
+                with timed("saving"):
+                    self.save()
             if (self.step < total and not train.disable_sampling and self.step >= sample.sample_start_step
                     and self.step % sample.sample_every == 0):
-                self.sample()
+                with timed("sampling"):
+                    self.sample()
         bar.close()
         if self.stop_requested:
             return
         self.save(final=True)
         if not train.disable_sampling:
             self.sample()
+        if self.config.save.push_to_hub and self.dist.is_main:
+            from toolkit.integrations.hub_push import push_to_hub
 
-    def _batches(self) -> dict:
-        """Endless batch streams (toolkit/train/batches.py) of the training and regularisation datasets, each
-        resuming right after the last batch the checkpoint had consumed."""
-        from toolkit.train.batches import BatchStream
+            push_to_hub(self.folder, self.name, self.config.save, self.config)
 
-        streams = {"train": BatchStream(self.loader, self.dist, self.loader_state)}
-        if self.reg_loader is not None:
-            streams["reg"] = BatchStream(self.reg_loader, self.dist, self.reg_loader_state, "is_reg datasets")
-        return streams
+    def after_step(self, first_step: int) -> None:
+        """Called after each optimizer step (``first_step``: this run's first); the recipe adds validation."""
 
-    def _next_batch(self, batches: dict):
-        from toolkit.train.batches import is_reg_step
+    def _batches(self):
+        """The batch streams (toolkit/train/batches.py), resuming after the last batches the checkpoint consumed."""
+        from toolkit.train.batches import TrainingBatches
 
-        step, train, sample = self.step + 1, self.config.train, self.config.sample
-        samples_after = (not train.disable_sampling and step >= sample.sample_start_step
-                         and step % sample.sample_every == 0)
-        reg = "reg" in batches and is_reg_step(step, step % self.config.save.save_every == 0 or samples_after)
-        batch = next(batches["reg" if reg else "train"])
-        self.loader_state = batches["train"].state
-        self.reg_loader_state = batches["reg"].state if "reg" in batches else None
-        return batch
+        return TrainingBatches(self.config, self.dist, self.loader, self.reg_loader, self.loader_state,
+                               self.reg_loader_state)
 
     def train_step(self, batches) -> float:
         """One optimizer step over `gradient_accumulation_steps` batches; returns the mean loss."""
@@ -424,9 +424,13 @@ class BaseSDTrainProcess(BaseProcess):
         accumulation = train.gradient_accumulation_steps
         losses = []
         for _ in range(accumulation):
-            shard, lo, hi, size = self._next_batch(batches)
+            timed = self.reporter.timer.section
+            with timed("data"):
+                shard, lo, hi, size = batches.next(self.step + 1)
+                self.loader_state, self.reg_loader_state = batches.states
             # The shard's mean loss weighted by its share: summed over processes, the global batch mean.
-            loss = self.compute_loss(shard, lo, hi, size) * ((hi - lo) / size)
+            with timed("forward"):
+                loss = self.compute_loss(shard, lo, hi, size) * ((hi - lo) / size)
             global_loss = self.dist.sum_scalar(loss.item())
             if not math.isfinite(global_loss):
                 raise TrainingError(
@@ -434,18 +438,20 @@ class BaseSDTrainProcess(BaseProcess):
                     f"(last good save: step {max(self.last_saved_step, 0)}). Lower train.lr or check the data"
                 )
             # Even an empty shard (weight 0) runs backward: a sharded (FSDP) model needs every process in it.
-            (loss / accumulation).backward()
+            with timed("backward"):
+                (loss / accumulation).backward()
             losses.append(global_loss)
         if self.item_multiplier is not None:
             self.item_multiplier.clear()
-        self.dist.sum_gradients(self.params)
-        if train.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, train.max_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.ema is not None:
-            self.ema.step(self.params)
+        with timed("optimizer"):
+            self.dist.sum_gradients(self.params)
+            if train.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.params, train.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.ema is not None:
+                self.ema.step(self.params)
         return sum(losses) / len(losses)
 
     def compute_loss(self, batch, lo: int, hi: int, size: int) -> torch.Tensor:
@@ -511,6 +517,8 @@ class BaseSDTrainProcess(BaseProcess):
             self.model.vae.to("cpu")
         self.model.transformer.train()
         self.progress.event("sample", step=self.step, paths=paths)
+        if getattr(self, "reporter", None) is not None:
+            self.reporter.samples(self.step, paths, [request.prompt for request in self.sample_requests])
         self.dist.barrier()
 
     def lora_file_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -51,3 +51,26 @@ def is_reg_step(step: int, saves_or_samples_after: bool) -> bool:
     or samples (ai-toolkit keeps those on the training data).
     """
     return step % 2 == 1 and not saves_or_samples_after
+
+
+class TrainingBatches:
+    """The batch streams of a run: the training datasets and, when some have ``is_reg: true``, the regularisation
+    ones, which serve the steps :func:`is_reg_step` picks. ``states``: where each resumes (for the checkpoint)."""
+
+    def __init__(self, process_config, dist, loader, reg_loader=None, state=None, reg_state=None):
+        self.cfg = process_config
+        self.train = BatchStream(loader, dist, state)
+        self.reg = BatchStream(reg_loader, dist, reg_state, "is_reg datasets") if reg_loader is not None else None
+
+    def next(self, step: int):
+        """The next (shard, lo, hi, size) for training step ``step`` (1-based)."""
+        train, sample = self.cfg.train, self.cfg.sample
+        samples_after = (not train.disable_sampling and step >= sample.sample_start_step
+                         and step % sample.sample_every == 0)
+        saves_after = step % self.cfg.save.save_every == 0
+        reg = self.reg is not None and is_reg_step(step, saves_after or samples_after)
+        return next(self.reg if reg else self.train)
+
+    @property
+    def states(self) -> tuple[dict | None, dict | None]:
+        return self.train.state, None if self.reg is None else self.reg.state
