@@ -12,12 +12,15 @@ The LoRA runs at each item's `network_weight` (toolkit.network.ItemMultiplier).
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import torch
 
 from jobs.process.BaseSDTrainProcess import BaseSDTrainProcess
 from toolkit.train.losses import batch_loss, elementwise_loss
 from toolkit.train_math import add_noise, sample_noise, sample_timesteps
+
+log = logging.getLogger(__name__)
 
 
 class SDTrainer(BaseSDTrainProcess):
@@ -67,6 +70,9 @@ class SDTrainer(BaseSDTrainProcess):
             self.validation = ValidationLoss(validation, self.config.trigger_word)
             self.validation.prepare(self.model, self.model_cls.capabilities.bucket_divisibility)
         super()._prepare_data()
+        if self.config.train.bypass_guidance_embedding and self.model.guidance_embedder() is None:
+            log.info("train.bypass_guidance_embedding: %s has no guidance embedding; there is nothing to bypass",
+                     self.model.arch)
 
     def extra_captions(self) -> list[str]:
         return self.validation.prompts if self.validation is not None else []

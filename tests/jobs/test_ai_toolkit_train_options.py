@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from extensions_built_in.sd_trainer import SDTrainer as sdtrainer_module
 from extensions_built_in.sd_trainer.SDTrainer import SDTrainer
 from tests.jobs.train_helpers import copy_dataset, train_process, write_job
 from toolkit.job import get_job
@@ -38,8 +39,13 @@ def options_run(tmp_path_factory):
                                   loss_multiplier=2.0, num_workers=2, trigger_word="sks")
     process["datasets"].append({"folder_path": str(copy_dataset(tmp / "reg", 2)), "is_reg": True,
                                 "resolution": [64], "caption_dropout_rate": 0.0, "cache_latents": True})
-    seen = {"steps": [], "preservation": []}
+    seen = {"steps": [], "preservation": [], "noise": []}
     original_compute, original_loss = SDTrainer.compute_loss, Preservation.loss
+    original_noise = sdtrainer_module.sample_noise
+
+    def sample_noise(shape, generator, **kwargs):
+        seen["noise"].append(kwargs["noise_offset"])
+        return original_noise(shape, generator, **kwargs)
 
     def compute_loss(self, batch, lo, hi, size):
         seen["steps"].append({"is_reg": batch.is_reg.tolist(), "captions": list(batch.captions),
@@ -52,12 +58,14 @@ def options_run(tmp_path_factory):
         return value
 
     SDTrainer.compute_loss, Preservation.loss = compute_loss, preservation_loss
+    sdtrainer_module.sample_noise = sample_noise
     try:
         job = get_job(str(write_job(tmp, process)))
         trainer = job.processes[0]
         trainer.run()
     finally:
         SDTrainer.compute_loss, Preservation.loss = original_compute, original_loss
+        sdtrainer_module.sample_noise = original_noise
     return trainer, seen, tmp / "output" / "tiny_lora"
 
 
@@ -100,3 +108,9 @@ def test_bypass_guidance_changes_the_training_prediction(options_run):
         finally:
             trainer.config.train.bypass_guidance_embedding = True
     assert not torch.allclose(bypassed, plain)
+
+
+def test_noise_offset_reaches_the_training_noise(options_run):
+    """train.noise_offset is passed to every noise draw (its maths: tests/train/test_train_math.py)."""
+    _, seen, _ = options_run
+    assert seen["noise"] == [0.1] * 4
