@@ -570,7 +570,8 @@ class BaseSDTrainProcess(BaseProcess):
             "step": self.step, "lora": peft_state, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
             "python_random": random.getstate(), "ema": self.ema.state_dict() if self.ema is not None else None,
-            "loader": self.loader_state, "reg_loader": self.reg_loader_state, "global_batch": self.config.train.batch_size * self.dist.world,
+            "loader": self.loader_state, "reg_loader": self.reg_loader_state,
+            "global_batch": self.config.train.batch_size * self.dist.world,
         }
         # LoRA first, state last: a step counts as saved (for resume) only once both exist.
         ckpt.save_safetensors(step_path, tensors, meta)
