@@ -19,11 +19,6 @@ EXAMPLES = {
     "datasets[i].control_path": {"datasets": [{"folder_path": "/data", "control_path": "/refs"}]},
     "sample.ctrl_img": {"sample": {"prompts": ["x"], "ctrl_img": "/ref.png"}},
     "model.assistant_lora_path": {"model": {"assistant_lora_path": "ostris/FLUX.1-schnell-training-adapter"}},
-    "datasets[i].is_reg": {"datasets": [{"folder_path": "/data", "is_reg": True}]},
-    "train.bypass_guidance_embedding": {"train": {"bypass_guidance_embedding": True}},
-    "save.push_to_hub": {"save": {"push_to_hub": True, "hf_repo_id": "me/lora"}},
-    "logging.use_wandb": {"logging": {"use_wandb": True}},
-    "performance_log_every": {"performance_log_every": 10},
 }
 
 

@@ -49,6 +49,8 @@ __all__ = [
     "SampleConfig",
     "GenerateConfig",
     "EMAConfig",
+    "ValidationItem",
+    "ValidationConfig",
     "TrainConfig",
     "NetworkKwargs",
     "NetworkConfig",
@@ -586,6 +588,25 @@ class EMAConfig(_Section):
     _aitk_section: ClassVar[str | None] = "ema"
 
 
+class ValidationItem(_Section):
+    """One held-out image of ``train.validation_config`` and its caption."""
+
+    image_path: str = Field(description="The held-out image (not a training image).")
+    prompt: str = Field(default="", description="Its caption; [trigger] is replaced as in training captions.")
+
+
+class ValidationConfig(_Section):
+    """``train.validation_config``: a validation loss on held-out images, at fixed noise and sigmas, so its curve
+    moves only with the LoRA (ai-toolkit's keys)."""
+
+    validation_items: list[ValidationItem] = Field(min_length=1)
+    resolution: Size = Field(default=512, description="Bucket resolution of the held-out images.")
+    validate_every_n_steps: int = Field(default=10, ge=1)
+    validation_sigmas: list[Fraction] = Field(
+        default=[1.0, 0.75, 0.5, 0.25], min_length=1, description="Noise levels s the loss is averaged over."
+    )
+
+
 class TrainConfig(_Section):
     """``train:``: the optimisation loop."""
 
@@ -622,9 +643,38 @@ class TrainConfig(_Section):
     cache_text_embeddings: bool = False
     seed: int = 42
     content_or_style: Literal["balanced", "content", "style"] = "balanced"
-    noise_offset: float = Field(default=0.0, ge=0)
-    loss_type: Literal["mse", "mae"] = "mse"
-    bypass_guidance_embedding: bool = False
+    noise_offset: float = Field(
+        default=0.0, ge=0, description="Adds noise_offset * N(0, 1) per sample and latent channel, constant over "
+        "the image, to the training noise (learns overall brightness shifts)."
+    )
+    loss_type: Literal["mse", "mae", "pseudo_huber", "wavelet"] = Field(
+        default="mse", description="Per-element loss against the flow-matching target: mse, mae, pseudo_huber "
+        "(sqrt(d^2 + 0.01^2) - 0.01) or wavelet (mse of one-level Haar subbands of the predicted x0; ai-toolkit's)."
+    )
+    bypass_guidance_embedding: bool = Field(
+        default=False, description="Train without the guidance embedding (its output is left out of the time "
+        "conditioning of training predictions; sampling keeps it). Nothing to bypass on models without one (klein)."
+    )
+    reg_weight: float = Field(
+        default=1.0, ge=0, description="Loss multiplier of batches from regularisation datasets (datasets[].is_reg)."
+    )
+    diff_output_preservation: bool = Field(
+        default=False, description="DOP: the LoRA's prediction on the caption with the trigger word replaced by "
+        "diff_output_preservation_class is pulled towards the base model's (LoRA off) prediction on it."
+    )
+    diff_output_preservation_multiplier: float = Field(default=1.0, ge=0, description="Weight of the DOP loss.")
+    diff_output_preservation_class: str = Field(
+        default="", description="The class word that replaces the trigger word in DOP captions (e.g. 'woman')."
+    )
+    blank_prompt_preservation: bool = Field(
+        default=False, description="Like DOP, on the empty prompt: the LoRA's prediction with an empty caption is "
+        "pulled towards the base model's."
+    )
+    blank_prompt_preservation_multiplier: float = Field(default=1.0, ge=0, description="Weight of that loss.")
+    validation_config: ValidationConfig | None = Field(
+        default=None, description="Held-out images whose loss at fixed noise and sigmas is logged as a validation "
+        "curve (progress.jsonl, loss_log.csv, loss.png)."
+    )
 
     _aitk_section: ClassVar[str | None] = "train"
 
@@ -655,6 +705,19 @@ class TrainConfig(_Section):
         if isinstance(warmup, int) and isinstance(steps, int) and not isinstance(warmup, bool) and warmup > steps:
             problems.append((("lr_warmup_steps",), f"{warmup} warm-up steps exceed train.steps ({steps}); the "
                                                    "learning rate would never reach train.lr. Lower it"))
+        if data.get("loss_type") == "stepped":
+            data.pop("loss_type")
+            message = ("ai-toolkit's 'stepped' loss steps its own training scheduler's sigma table 50 entries ahead, "
+                       "which this trainer does not have; use mse (or mae, pseudo_huber, wavelet)")
+            problems.append((("loss_type",), message))
+        if data.get("diff_output_preservation") is True and data.get("blank_prompt_preservation") is True:
+            message = ("diff_output_preservation and blank_prompt_preservation each add a preservation loss; turn "
+                       "one of them off")
+            problems.append((("blank_prompt_preservation",), message))
+        if data.get("diff_output_preservation") is True and not data.get("diff_output_preservation_class"):
+            message = ("diff_output_preservation needs the class word that replaces the trigger word (e.g. "
+                       "diff_output_preservation_class: woman)")
+            problems.append((("diff_output_preservation_class",), message))
         return problems
 
 
@@ -724,9 +787,12 @@ class SaveConfig(_Section):
     dtype: Dtype = "float16"
     save_every: int = Field(default=250, ge=1)
     max_step_saves_to_keep: int = Field(default=4, ge=0)
-    push_to_hub: bool = False
-    hf_repo_id: str | None = None
-    hf_private: bool = False
+    push_to_hub: bool = Field(
+        default=False, description="At the end of training, upload the job folder's LoRA files, config and samples "
+        "to the Hugging Face hub repo hf_repo_id (needs HF_TOKEN or a huggingface-cli login)."
+    )
+    hf_repo_id: str | None = Field(default=None, description="your-username/your-model")
+    hf_private: bool = Field(default=False, description="Create the hub repo private.")
     format: Literal["comfy", "diffusers"] = "comfy"
 
     _aitk_section: ClassVar[str | None] = "save"
@@ -774,7 +840,35 @@ class DatasetConfig(_Section):
         description="Resize reference images to the target's bucket instead of the size the diffusers FLUX.2 "
         "pipelines give them at inference (their own size, capped at 1024x1024 pixels, sides multiples of 16).",
     )
-    is_reg: bool = False
+    is_reg: bool = Field(
+        default=False, description="Regularisation images: drawn on every other step (not on steps that save or "
+        "sample), without the trigger word, their loss weighted by train.reg_weight."
+    )
+    trigger_word: str | None = Field(
+        default=None, description="This dataset's trigger word (replaces the process trigger_word for its captions)."
+    )
+    mask_path: str | None = Field(
+        default=None, description="Folder of loss masks named like the images (any image extension): white trains "
+        "fully, black not at all; the loss is weighted per latent pixel."
+    )
+    alpha_mask: bool = Field(default=False, description="Use each image's alpha channel as its loss mask.")
+    invert_mask: bool = Field(default=False, description="Invert the masks (black trains, white not).")
+    mask_min_value: Fraction = Field(
+        default=0.0, description="Masks are mapped from [0, 1] to [mask_min_value, 1]: the least weight a pixel gets."
+    )
+    network_weight: float = Field(
+        default=1.0, description="LoRA multiplier for this dataset's items while training (1 = full strength)."
+    )
+    loss_multiplier: float = Field(default=1.0, ge=0, description="Multiplies the loss of this dataset's items.")
+    cache_text_embeddings: bool = Field(
+        default=False, description="Cache caption embeddings (as train.cache_text_embeddings); as in ai-toolkit, "
+        "all datasets or none."
+    )
+    num_workers: int = Field(
+        default=0, ge=0, description="DataLoader worker processes loading images (the first dataset's value "
+        "counts, as in ai-toolkit; ai-toolkit defaults to 2, here 0 = load in the training process)."
+    )
+    prefetch_factor: int = Field(default=2, ge=1, description="Batches each worker loads ahead (num_workers > 0).")
 
     _aitk_section: ClassVar[str | None] = "dataset"
     _legacy_keys: ClassVar[tuple[str, ...]] = ("control_path_1", "control_path_2", "control_path_3")
@@ -802,7 +896,12 @@ class DatasetConfig(_Section):
 
 class LoggingConfig(_Section):
     log_every: int = Field(default=1, ge=1)
-    use_wandb: bool = False
+    use_wandb: bool = Field(
+        default=False, description="Log losses, learning rate, timings and samples to Weights & Biases (the wandb "
+        "client; WANDB_MODE=offline writes the run locally)."
+    )
+    project_name: str = Field(default="ai-toolkit", description="wandb project.")
+    run_name: str | None = Field(default=None, description="wandb run name; None = the job name.")
     verbose: bool = False
 
     _aitk_section: ClassVar[str | None] = "logging"
@@ -836,7 +935,10 @@ class TrainProcessConfig(_Section):
     training_folder: str = "output"
     device: str = "cuda:0"
     trigger_word: str | None = None
-    performance_log_every: int = Field(default=0, ge=0, description="0 = off.")
+    performance_log_every: int = Field(
+        default=0, ge=0, description="Every N steps, log where the time went since the last report (data, forward, "
+        "backward, optimizer, sampling, saving) and write it to progress.jsonl; 0 = off."
+    )
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     save: SaveConfig = Field(default_factory=SaveConfig)
     datasets: list[DatasetConfig] = Field(min_length=1)
@@ -862,7 +964,14 @@ class TrainProcessConfig(_Section):
             if "seed" in train:
                 return [(("training_seed",), "another name for train.seed; give only one of them")]
             data["train"] = {**train, "seed": seed}
-        return _sampling_without_prompts(data)
+        datasets = data.get("datasets") if isinstance(data.get("datasets"), list) else []
+        caching = [isinstance(d, dict) and d.get("cache_text_embeddings") is True for d in datasets]
+        problems = _sampling_without_prompts(data)
+        if any(caching) and not all(caching):
+            problems.append((("datasets", caching.index(False), "cache_text_embeddings"), "text embeddings are "
+                             "cached for all datasets or none (as in ai-toolkit); set cache_text_embeddings: true on "
+                             "every dataset, or train.cache_text_embeddings: true"))
+        return problems
 
     @model_validator(mode="after")
     def _aitk_derived(self) -> TrainProcessConfig:
@@ -875,6 +984,11 @@ class TrainProcessConfig(_Section):
                 if "match_target_res" not in dataset.model_fields_set:
                     dataset.match_target_res = match_target_res
         return self
+
+    @property
+    def caches_text_embeddings(self) -> bool:
+        """``train.cache_text_embeddings``, or ai-toolkit's per-dataset spelling of it."""
+        return self.train.cache_text_embeddings or any(d.cache_text_embeddings for d in self.datasets)
 
 
 def _sampling_without_prompts(process: dict[str, Any]) -> list[_LocProblem]:

@@ -58,15 +58,6 @@ FEATURES: tuple[Feature, ...] = (
     Feature("model.assistant_lora_path", "assistant (training adapter) LoRA",
             _flag(lambda c: c.model.assistant_lora_path, "model.assistant_lora_path"), _never,
             "remove it, or train on FLUX.1-dev instead of schnell"),
-    Feature("datasets[i].is_reg", "regularisation datasets (`is_reg`)", _per_dataset("is_reg"), _never, "remove it"),
-    Feature("train.bypass_guidance_embedding", "bypassing the guidance embedding",
-            _flag(lambda c: c.train.bypass_guidance_embedding, "train.bypass_guidance_embedding"), _never, "remove it"),
-    Feature("save.push_to_hub", "pushing to the hub", _flag(lambda c: c.save.push_to_hub, "save.push_to_hub"),
-            _never, "remove it and upload the LoRA yourself"),
-    Feature("logging.use_wandb", "Weights & Biases logging", _flag(lambda c: c.logging.use_wandb, "logging.use_wandb"),
-            _never, "remove it (progress.jsonl and loss_log.csv hold the curves)"),
-    Feature("performance_log_every", "performance log", _flag(lambda c: c.performance_log_every, "performance_log_every"),
-            _never, "remove it (progress.jsonl has s_per_it)"),
 )
 
 

@@ -102,3 +102,46 @@ def load_lora_state_dict(transformer: torch.nn.Module, state: dict[str, torch.Te
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
         raise NetworkError(f"the LoRA to resume has keys this model lacks: {unexpected[:5]}")
+
+
+class ItemMultiplier:
+    """Per-item LoRA strength while training (ai-toolkit's ``datasets[].network_weight``).
+
+    Scales each batch item's adapter output (LoRA: the ``lora_B`` output; LoKr: its delta activations) by that
+    item's weight. The weights stay set from the forward through the backward (with gradient checkpointing the
+    backward re-runs the forward, which must see the same weights) until :meth:`clear`. Every adapter input in
+    the FLUX transformers is batch-first, which :meth:`_scale` checks.
+    """
+
+    def __init__(self, transformer: torch.nn.Module):
+        self.weights: torch.Tensor | None = None
+        self.handles = []
+        for module in transformer.modules():
+            lora_b = getattr(module, "lora_B", None)
+            if isinstance(lora_b, torch.nn.ModuleDict) and ADAPTER in lora_b:
+                self.handles.append(lora_b[ADAPTER].register_forward_hook(lambda m, args, out: self._scale(out)))
+            elif hasattr(module, "_get_delta_activations") and ADAPTER in getattr(module, "_available_adapters", ()):
+                self._wrap_delta(module)
+
+    def _wrap_delta(self, module) -> None:
+        original = module._get_delta_activations
+
+        def scaled(adapter_name, x, *args, **kwargs):
+            return self._scale(original(adapter_name, x, *args, **kwargs))
+
+        module._get_delta_activations = scaled  # the instance's own method: PEFT calls it from forward
+
+    def _scale(self, out: torch.Tensor) -> torch.Tensor:
+        if self.weights is None:
+            return out
+        if out.shape[0] != self.weights.shape[0]:
+            raise RuntimeError(f"network_weight: an adapter saw a batch of {out.shape[0]}, the data one of "
+                               f"{self.weights.shape[0]}")
+        return out * self.weights.to(out.device, out.dtype).view(-1, *([1] * (out.ndim - 1)))
+
+    def set(self, weights: torch.Tensor | None) -> None:
+        """(B,) weights of the coming forward; None (or all ones) = full strength, no cost."""
+        self.weights = None if weights is None or bool((weights == 1).all()) else weights.detach().float()
+
+    def clear(self) -> None:
+        self.weights = None

@@ -7,10 +7,13 @@ at saves and at the end):
     {"time": ..., "event": "step",   "state": "running", "step": 12, "total_steps": 500, "loss": 0.41, "lr": 1e-4, "s_per_it": 1.9}
     {"time": ..., "event": "sample", "state": "running", "step": 250, "paths": ["samples/000000250_0.jpg"]}
     {"time": ..., "event": "save",   "state": "running", "step": 250, "path": "my_lora_000000250.safetensors"}
+    {"time": ..., "event": "validation", "state": "running", "step": 20, "loss": 0.38}       (train.validation_config)
+    {"time": ..., "event": "performance", "state": "running", "step": 50, "steps": 50, "wall_s": 95.1,
+     "s_per_step": 1.9, "seconds": {"data": 0.4, "forward": 30.2, ...}, "share": {...}}    (performance_log_every)
     {"time": ..., "event": "end",    "state": "finished" | "stopped" | "error", "step": 500, "error": "..."}
 
-Paths are relative to the job folder. `loss_log.csv` (step,loss,lr) is the loss curve;
-`loss.png` is drawn from it at each save.
+Paths are relative to the job folder. `loss_log.csv` (step,loss,lr) is the loss curve,
+`validation_log.csv` (step,val_loss) the validation curve; `loss.png` draws both at each save.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class ProgressLog:
         self.folder = Path(folder)
         self.path = self.folder / "progress.jsonl"
         self.loss_path = self.folder / "loss_log.csv"
+        self.validation_path = self.folder / "validation_log.csv"
         self.enabled = enabled
         self._files: dict[Path, object] = {}
 
@@ -84,14 +88,25 @@ class ProgressLog:
             f.close()
         self._files.clear()
 
-    def truncate_after(self, step: int) -> None:
-        """On resume, drop loss rows past the checkpoint so the curve has no duplicates."""
-        self.close()
-        if not self.loss_path.exists():
+    def validation(self, step: int, loss: float) -> None:
+        if not self.enabled:
             return
-        lines = self.loss_path.read_text().splitlines()
-        kept = [lines[0]] + [line for line in lines[1:] if int(line.split(",")[0]) <= step]
-        self.loss_path.write_text("\n".join(kept) + "\n")
+        new = not self.validation_path.exists() or self.validation_path.stat().st_size == 0
+        f = self._file(self.validation_path)
+        if new:
+            f.write("step,val_loss\n")
+        f.write(f"{step},{loss:.6g}\n")
+        f.flush()
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, drop loss rows past the checkpoint so the curves have no duplicates."""
+        self.close()
+        for path in (self.loss_path, self.validation_path):
+            if not path.exists():
+                continue
+            lines = path.read_text().splitlines()
+            kept = [lines[0]] + [line for line in lines[1:] if int(line.split(",")[0]) <= step]
+            path.write_text("\n".join(kept) + "\n")
 
 
 def read_events(folder: Path) -> list[dict]:
@@ -127,7 +142,9 @@ def plot_loss(folder: Path) -> Path | None:
     w, h, pad = 640, 360, 40
     image = Image.new("RGB", (w, h), "white")
     draw = ImageDraw.Draw(image)
-    lo, hi = min(losses), max(losses)
+    validation = _read_curve(Path(folder) / "validation_log.csv")
+    values = losses + [v for _, v in validation]
+    lo, hi = min(values), max(values)
     span = (hi - lo) or 1.0
     first, last = steps[0], steps[-1]
 
@@ -139,7 +156,15 @@ def plot_loss(folder: Path) -> Path | None:
     draw.rectangle([pad, pad, w - pad, h - pad], outline="#888")
     draw.line([xy(s, v) for s, v in zip(steps, losses)], fill="#9ecae1", width=1)
     draw.line([xy(s, v) for s, v in zip(steps, smooth)], fill="#08519c", width=2)
-    draw.text((pad, 10), f"loss (step {first}-{last}); min {lo:.4g} max {hi:.4g}", fill="black")
+    title = f"loss (step {first}-{last}); min {lo:.4g} max {hi:.4g}"
+    if validation:
+        points = [xy(s, v) for s, v in validation]
+        if len(points) > 1:
+            draw.line(points, fill="#d95f02", width=2)
+        for x, y in points:
+            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill="#d95f02")
+        title += f"; validation (orange) last {validation[-1][1]:.4g}"
+    draw.text((pad, 10), title, fill="black")
     out = Path(folder) / "loss.png"
     tmp = out.with_suffix(".png.tmp")
     try:
@@ -150,3 +175,11 @@ def plot_loss(folder: Path) -> Path | None:
         log.warning("could not draw %s: %s", out, exc)
         return None
     return out
+
+
+def _read_curve(path: Path) -> list[tuple[int, float]]:
+    """(step, value) rows of a two-column curve csv with a header ([] when absent)."""
+    if not path.exists():
+        return []
+    rows = [line.split(",") for line in path.read_text().splitlines()[1:] if line]
+    return [(int(r[0]), float(r[1])) for r in rows]

@@ -159,6 +159,10 @@ class StableDiffusion(BaseModel):
 
         return calculate_shift(latents.shape[-2] * latents.shape[-1] // 4)
 
+    def guidance_embedder(self):
+        """dev's guidance embedder (schnell has none)."""
+        return None if self.is_schnell else self.transformer.time_text_embed.guidance_embedder
+
     def pipeline_call_kwargs(self, request) -> dict:
         embeds = self.prompt_embeds(request.prompt)
         if request.neg:

@@ -40,6 +40,7 @@ from toolkit.errors import ConfigError, Problem, ToolkitError
 from toolkit.features import check_features, too_many_references
 from toolkit.paths import CONFIG_DIR
 from toolkit.prompt import PromptError, apply_trigger, parse_prompt
+from toolkit.train.checks import training_problems
 
 __all__ = ["Problem", "TrainPlan", "GeneratePlan", "validate_job", "check_job", "plan_job", "plan_train",
            "plan_generate", "distributed_from_env"]
@@ -308,6 +309,7 @@ def plan_train(cfg, key: str, *, data: bool = True, machine: bool = True, world:
         problems += fsdp_problems(cfg.model, f"{key}.model", world)
     if not cfg.train.train_unet:
         problems.append((f"{key}.train.train_unet", "false would train nothing; set it to true"))
+    problems += [_split(p) for p in training_problems(cfg, key)]
     pending_paths = frozenset(Path(p).expanduser().resolve() for p in pending)
     found, plan.sample_specs = _sample_prompts(cfg, key, pending_paths)
     problems += found

@@ -78,6 +78,11 @@ class BaseSDTrainProcess(BaseProcess):
         # Where training stands
         self.step = 0
         self.loader_state: dict | None = None
+        self.reg_loader: torch.utils.data.DataLoader | None = None  # is_reg datasets, alternate steps
+        self.reg_loader_state: dict | None = None
+        self.item_multiplier = None  # toolkit.network.ItemMultiplier when a dataset sets network_weight
+        self.preservation = None  # toolkit.train.preservation.Preservation (DOP, blank prompt preservation)
+        self.reporter = None  # toolkit.train.reporter.Reporter: step log, validation, timing, wandb
         self.last_saved_step = -1
         self.stop_requested = False
         self.folder_lock = None
@@ -169,9 +174,11 @@ class BaseSDTrainProcess(BaseProcess):
         from toolkit.data.dataset import caption_variants, make_dataloader
         from toolkit.data.latent_cache import LatentCache, TextEmbeddingCache
         from toolkit.data.references import load_reference
+        from toolkit.train.preservation import Preservation
         from toolkit.util.transfer import pins_memory
 
         cfg, model = self.config, self.model
+        self.preservation = Preservation(cfg.train)
         references = list(dict.fromkeys(ref for item in self.items for ref in item.references))
         vae_id = model.vae_id() if references or any(item.latents_cached for item in self.items) else None
         if any(item.latents_cached for item in self.items):
@@ -181,9 +188,10 @@ class BaseSDTrainProcess(BaseProcess):
             self.reference_cache = LatentCache(model.encode_images, vae_id=vae_id, load_image=load_reference,
                                                show_progress=self.dist.is_main, desc="Caching reference latents")
             self._fill_cache(self.reference_cache, references)
-        if cfg.train.cache_text_embeddings or cfg.train.unload_text_encoder:
+        if cfg.caches_text_embeddings or cfg.train.unload_text_encoder:
             self.text_cache = TextEmbeddingCache(model.encode_prompt)
-            self.text_cache.fill(caption_variants(self.items))
+            self.text_cache.fill(caption_variants(self.items) + self.preservation.cache_texts(self.items)
+                                 + self.extra_captions())
             texts = [t for request in self.sample_requests for t in model.sampling_texts(request)]
             model.cache_prompts(texts)
             self.text_cache.release_encoder()
@@ -197,8 +205,21 @@ class BaseSDTrainProcess(BaseProcess):
             model.vae.to("cpu")
         # Every process walks the same global batches (batch_size x processes) and keeps its shard.
         global_batch = cfg.train.batch_size * self.dist.world
-        self.loader = make_dataloader(self.items, global_batch, cfg.train.seed, latent_cache=self.latent_cache,
-                                      reference_cache=self.reference_cache, pin_memory=pins_memory(self.device))
+        first = cfg.datasets[0]  # ai-toolkit: the first dataset's worker settings load every dataset
+
+        def loader(items):
+            return make_dataloader(items, global_batch, cfg.train.seed, latent_cache=self.latent_cache,
+                                   reference_cache=self.reference_cache, num_workers=first.num_workers,
+                                   prefetch_factor=first.prefetch_factor,
+                                   pin_memory=pins_memory(self.device)) if items else None
+
+        # Regularisation images come from a loader of their own, on alternate steps (toolkit/train/batches.py).
+        self.loader = loader([item for item in self.items if not item.is_reg])
+        self.reg_loader = loader([item for item in self.items if item.is_reg])
+
+    def extra_captions(self) -> list[str]:
+        """Texts besides the dataset captions whose embeddings the text cache must hold."""
+        return []
 
     def _fill_cache(self, cache, items) -> None:
         # The main process encodes first so the others read its disk cache instead of racing it.
@@ -219,6 +240,10 @@ class BaseSDTrainProcess(BaseProcess):
                                  bfl_name=lambda module: bfl_module_name(self.model.arch, module))
         self.params = attach_lora(transformer, targets, net.adapter_rank, net.adapter_alpha, net.type,
                                   net.lokr_factor)
+        if any(item.network_weight != 1 for item in self.items):
+            from toolkit.network import ItemMultiplier
+
+            self.item_multiplier = ItemMultiplier(transformer)
         if self.dist.shards_model:
             self.dist.shard_model(transformer, self.model.offload_blocks("transformer"), self.params)
         fsdp_checkpointing = self.dist.fsdp is not None and self.dist.fsdp.activation_checkpointing
@@ -257,6 +282,7 @@ class BaseSDTrainProcess(BaseProcess):
             self.ema.load_state_dict(state["ema"])
         self.step = self.last_saved_step = state["step"]
         self.loader_state = self._resume_position(state)
+        self.reg_loader_state = self._resume_position({**state, "loader": state.get("reg_loader")})
         self.progress.truncate_after(self.step)
         log.info("resumed from step %d (%s)", self.step, ckpt.step_file(self.folder, self.name, self.step))
 
@@ -299,6 +325,8 @@ class BaseSDTrainProcess(BaseProcess):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if getattr(self, "reporter", None) is not None:
+                self.reporter.finish()
         if self.stop_requested:
             self._stop_and_save()
             raise KeyboardInterrupt("stopped by signal")
@@ -329,6 +357,11 @@ class BaseSDTrainProcess(BaseProcess):
                 self.save(final=True)  # killed between the last step save and the final file
             log.info("already trained to step %d of %d; nothing to do (raise train.steps to continue)", self.step, total)
             return
+        from toolkit.train.reporter import Reporter
+
+        self.reporter = Reporter(self.config, self.progress, self.name, self.job.job_config.model_dump(mode="json"),
+                                 self.device)
+        timed, first_step = self.reporter.timer.section, self.step + 1
         # ai-toolkit's rule: skip_first_sample wins; force_first_sample also samples when resuming.
         first = not train.skip_first_sample and (self.step == 0 or train.force_first_sample)
         if first and not train.disable_sampling:
@@ -347,46 +380,43 @@ class BaseSDTrainProcess(BaseProcess):
             self.step += 1
             self.model.report_compile()
             bar.update(1)
+            with timed("validation"):
+                self.after_step(first_step)
             save_now = self.step < total and self.step % self.config.save.save_every == 0
             if self.step % self.config.logging.log_every == 0 or self.step == total or save_now:
                 loss, lr = self.read_losses(), self.scheduler.get_last_lr()[0]
                 now = time.perf_counter()
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
-                self.progress.loss(self.step, loss, lr)
-                self.progress.event("step", step=self.step, total_steps=total, loss=round(loss, 6), lr=lr,
-                                    s_per_it=round((now - logged_at) / max(self.step - logged_step, 1), 4))
+                self.reporter.step(self.step, total, loss, lr, (now - logged_at) / max(self.step - logged_step, 1))
                 logged_at, logged_step = now, self.step
+            self.reporter.performance(self.step)
             if save_now:
-                self.save()
+                with timed("saving"):
+                    self.save()
             if (self.step < total and not train.disable_sampling and self.step >= sample.sample_start_step
                     and self.step % sample.sample_every == 0):
-                self.sample()
+                with timed("sampling"):
+                    self.sample()
         bar.close()
         if self.stop_requested:
             return
         self.save(final=True)
         if not train.disable_sampling:
             self.sample()
+        if self.config.save.push_to_hub and self.dist.is_main:
+            from toolkit.integrations.hub_push import push_to_hub
+
+            push_to_hub(self.folder, self.name, self.config.save, self.config)
+
+    def after_step(self, first_step: int) -> None:
+        """Called after each optimizer step (``first_step``: this run's first); the recipe adds validation."""
 
     def _batches(self):
-        """Endless (shard, lo, hi, size): this process's slice [lo, hi) of each global batch of `size`.
+        """The batch streams (toolkit/train/batches.py), resuming after the last batches the checkpoint consumed."""
+        from toolkit.train.batches import TrainingBatches
 
-        The first batch resumes right after the last one the checkpoint had consumed.
-        """
-        sampler = self.loader.batch_sampler
-        if self.loader_state is not None:
-            sampler.load_state_dict(self.loader_state)
-        while True:
-            yielded = False
-            for batch in self.loader:
-                yielded = True
-                self.loader_state = batch.resume_state()
-                size = len(batch.indices)
-                lo, hi = self.dist.shard(size)
-                # An empty shard (a short last batch) still gets one item: its shape sizes the random draws.
-                yield _slice_batch(batch, lo, hi) if hi > lo else _slice_batch(batch, 0, 1), lo, hi, size
-            if not yielded:
-                raise TrainingError("the datasets gave no batch (batch_size larger than every bucket?)")
+        return TrainingBatches(self.config, self.dist, self.loader, self.reg_loader, self.loader_state,
+                               self.reg_loader_state)
 
     def train_step(self, batches) -> torch.Tensor:
         """One optimizer step over `gradient_accumulation_steps` batches; returns this process's share of the
@@ -394,21 +424,29 @@ class BaseSDTrainProcess(BaseProcess):
         train = self.config.train
         accumulation = train.gradient_accumulation_steps
         losses = []
+        timed = self.reporter.timer.section
         for _ in range(accumulation):
-            shard, lo, hi, size = next(batches)
+            with timed("data"):
+                shard, lo, hi, size = batches.next(self.step + 1)
+                self.loader_state, self.reg_loader_state = batches.states
             # The shard's mean loss weighted by its share: summed over processes, the global batch mean.
-            loss = self.compute_loss(shard, lo, hi, size) * ((hi - lo) / size)
+            with timed("forward"):
+                loss = self.compute_loss(shard, lo, hi, size) * ((hi - lo) / size)
             # Even an empty shard (weight 0) runs backward: a sharded (FSDP) model needs every process in it.
-            (loss / accumulation).backward()
+            with timed("backward"):
+                (loss / accumulation).backward()
             losses.append(loss.detach())
-        self.dist.sum_gradients(self.params)
-        if train.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, train.max_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.ema is not None:
-            self.ema.step(self.params)
+        if self.item_multiplier is not None:
+            self.item_multiplier.clear()
+        with timed("optimizer"):
+            self.dist.sum_gradients(self.params)
+            if train.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.params, train.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.ema is not None:
+                self.ema.step(self.params)
         return torch.stack(losses).mean()
 
     def read_losses(self) -> float:
@@ -490,6 +528,8 @@ class BaseSDTrainProcess(BaseProcess):
             self.model.vae.to("cpu")
         self.model.transformer.train()
         self.progress.event("sample", step=self.step, paths=paths)
+        if getattr(self, "reporter", None) is not None:
+            self.reporter.samples(self.step, paths, [request.prompt for request in self.sample_requests])
         self.dist.barrier()
 
     def lora_file_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -542,7 +582,8 @@ class BaseSDTrainProcess(BaseProcess):
             "step": self.step, "lora": peft_state, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
             "python_random": random.getstate(), "ema": self.ema.state_dict() if self.ema is not None else None,
-            "loader": self.loader_state, "global_batch": self.config.train.batch_size * self.dist.world,
+            "loader": self.loader_state, "reg_loader": self.reg_loader_state,
+            "global_batch": self.config.train.batch_size * self.dist.world,
         }
         paths = ckpt.save_step(self.folder, self.name, self.step, tensors, meta, state, final)
         ckpt.prune(self.folder, self.name, max(self.config.save.max_step_saves_to_keep, 1))
@@ -554,17 +595,4 @@ class BaseSDTrainProcess(BaseProcess):
     def cleanup(self) -> None:
         self.model = None
         self.cleanup_lock()
-
-
-def _slice_batch(batch, lo: int, hi: int):
-    """Items [lo, hi) of a collated TrainBatch."""
-    import dataclasses
-
-    def cut(tensor):
-        return None if tensor is None else tensor[lo:hi]
-
-    references = None if batch.references is None else [cut(ref) for ref in batch.references]
-    return dataclasses.replace(batch, indices=batch.indices[lo:hi], captions=batch.captions[lo:hi],
-                               latents=cut(batch.latents), images=cut(batch.images), is_reg=batch.is_reg[lo:hi],
-                               references=references)
 

@@ -126,17 +126,16 @@ def test_bad_edit_configs_fail_before_the_model_loads(tmp_path, caplog, change, 
 
 
 def test_slice_batch_shards_the_references():
-    from jobs.process.BaseSDTrainProcess import _slice_batch
     from toolkit.data.dataset import TrainBatch
 
     batch = TrainBatch(indices=[0, 1, 2], captions=["a", "b", "c"], latents=torch.randn(3, 4, 2, 2), images=None,
                        is_reg=torch.zeros(3, dtype=torch.bool), epoch=0, batch=0,
                        references=[torch.randn(3, 4, 3, 3), torch.randn(3, 4, 2, 5)])
-    shard = _slice_batch(batch, 1, 3)
+    shard = batch.slice(1, 3)
     assert shard.indices == [1, 2] and shard.latents.shape[0] == 2
     assert [tuple(r.shape) for r in shard.references] == [(2, 4, 3, 3), (2, 4, 2, 5)]
     assert torch.equal(shard.references[1], batch.references[1][1:3])
-    assert _slice_batch(dataclass_replace(batch, references=None), 0, 1).references is None
+    assert dataclass_replace(batch, references=None).slice(0, 1).references is None
 
 
 def dataclass_replace(obj, **changes):

@@ -183,7 +183,6 @@ def test_ctrl_c_saves_before_exit(tmp_path):
     ({"train": {"train_text_encoder": True}}, r"train.train_text_encoder: text-encoder training is not supported for flux2"),
     ({"sample": {"prompts": ["a cat --wdth 3"]}}, r"sample.prompts\[0\].*did you mean --w"),
     ({"device": "cuda:0"}, r"CUDA is not available"),
-    ({"save": {"push_to_hub": True, "hf_repo_id": "me/x"}}, r"save.push_to_hub: pushing to the hub is not supported"),
     ({"train": {"min_snr_gamma": 5}}, r"train.min_snr_gamma: ai-toolkit option not supported here: SNR weighting"),
 ])
 def test_bad_input_fails_before_the_model_loads(tmp_path, caplog, change, message):

@@ -113,6 +113,8 @@ class TrainBatch:
     is_reg: (B,) bool. epoch, batch: this batch's position in the sampler's order.
     references: the reference images' cached latents, one (B, C, h_i, w_i) tensor per
     reference in ``control_path`` order; None when the items have none.
+    masks: (B, 1, H, W) float32 loss masks at pixel resolution (ones for items without one); None when no
+    item has one. network_weights, loss_multipliers: (B,) float32 per item. triggers: each item's trigger word.
     """
 
     indices: list[int]
@@ -123,6 +125,23 @@ class TrainBatch:
     epoch: int
     batch: int
     references: list[torch.Tensor] | None = None
+    masks: torch.Tensor | None = None
+    network_weights: torch.Tensor | None = None
+    loss_multipliers: torch.Tensor | None = None
+    triggers: list[str | None] | None = None
+
+    def slice(self, lo: int, hi: int) -> TrainBatch:
+        """Items [lo, hi) of this batch."""
+        def cut(value):
+            return None if value is None else value[lo:hi]
+
+        references = None if self.references is None else [cut(ref) for ref in self.references]
+        return dataclasses.replace(
+            self, indices=self.indices[lo:hi], captions=self.captions[lo:hi], latents=cut(self.latents),
+            images=cut(self.images), is_reg=self.is_reg[lo:hi], references=references, masks=cut(self.masks),
+            network_weights=cut(self.network_weights), loss_multipliers=cut(self.loss_multipliers),
+            triggers=cut(self.triggers),
+        )
 
     def resume_state(self) -> dict:
         """``BucketBatchSampler.load_state_dict`` input that resumes right after this batch."""
@@ -136,6 +155,7 @@ class TrainBatch:
             images=None if self.images is None else self.images.pin_memory(),
             is_reg=self.is_reg.pin_memory(),
             references=None if self.references is None else [r.pin_memory() for r in self.references],
+            masks=None if self.masks is None else self.masks.pin_memory(),
         )
 
 
@@ -164,7 +184,13 @@ class TrainDataset(torch.utils.data.Dataset):
         sample = {
             "index": index, "epoch": epoch, "batch": batch, "is_reg": item.is_reg,
             "caption": item.draw_caption(caption_rng(self.seed, epoch, index)),
+            "network_weight": item.network_weight, "loss_multiplier": item.loss_multiplier,
+            "trigger": item.trigger_word,
         }
+        if item.mask is not None:
+            from toolkit.data.masks import load_mask
+
+            sample["mask"] = load_mask(item)
         if self.latent_cache is not None and item.latents_cached:
             sample["latents"] = self.latent_cache.get(item)
         else:
@@ -188,6 +214,10 @@ def collate_batch(samples: list[dict]) -> TrainBatch:
         raise ValueError("a batch mixes items with different reference counts; batch with BucketBatchSampler "
                          "(item.batch_group)")
     references = [torch.stack([s["references"][i] for s in samples]) for i in range(counts.pop())]
+    masks = None
+    if any("mask" in s for s in samples):
+        size = next(s["mask"] for s in samples if "mask" in s).shape
+        masks = torch.stack([s["mask"] if "mask" in s else torch.ones(size) for s in samples])
     return TrainBatch(
         indices=[s["index"] for s in samples],
         captions=[s["caption"] for s in samples],
@@ -197,6 +227,10 @@ def collate_batch(samples: list[dict]) -> TrainBatch:
         epoch=samples[0]["epoch"],
         batch=samples[0]["batch"],
         references=references or None,
+        masks=masks,
+        network_weights=torch.tensor([s.get("network_weight", 1.0) for s in samples], dtype=torch.float32),
+        loss_multipliers=torch.tensor([s.get("loss_multiplier", 1.0) for s in samples], dtype=torch.float32),
+        triggers=[s.get("trigger") for s in samples],
     )
 
 
@@ -209,10 +243,13 @@ def make_dataloader(
     drop_last: bool = False,
     pin_memory: bool = False,
     reference_cache: LatentCache | None = None,
+    prefetch_factor: int = 2,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader of :class:`TrainBatch`; its ``batch_sampler`` is the :class:`BucketBatchSampler`.
 
     ``reference_cache``: the filled cache of the items' reference latents (items with references need it).
+    ``num_workers``: worker processes loading samples (0 = this process); each draws exactly the samples the
+    main process would (captions are seeded per item and epoch), so the batches do not depend on it.
 
     One pass over the loader is one epoch; iterate it again for the next. To resume,
     ``loader.batch_sampler.load_state_dict(saved_batch.resume_state())`` before iterating.
@@ -226,4 +263,5 @@ def make_dataloader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
+        prefetch_factor=prefetch_factor if num_workers > 0 else None,
     )

@@ -20,6 +20,7 @@ from toolkit.data.buckets import make_bucket
 from toolkit.data.captions import CaptionOptions, caption_variants as _caption_variants, clean_caption, process_caption
 from toolkit.data.errors import DatasetError
 from toolkit.data.images import IMAGE_EXTENSIONS, LATENT_CACHE_DIRNAME, ImageItem, oriented_size
+from toolkit.data.masks import MaskSource, pair_masks
 from toolkit.data.references import ReferenceItem, pair_references, reference_items
 
 if TYPE_CHECKING:
@@ -51,6 +52,14 @@ class TrainItem:
     cache_latents: bool = False
     cache_latents_to_disk: bool = False
     references: tuple[ReferenceItem, ...] = ()
+    mask: MaskSource | None = None
+    network_weight: float = 1.0
+    loss_multiplier: float = 1.0
+
+    @property
+    def trigger_word(self) -> str | None:
+        """The trigger word its captions get (its dataset's, else the process's)."""
+        return self.captions.trigger_word
 
     @property
     def latents_cached(self) -> bool:
@@ -75,7 +84,7 @@ class TrainItem:
 
 def _caption_options(config: DatasetConfig, trigger_word: str | None) -> CaptionOptions:
     return CaptionOptions(
-        trigger_word=trigger_word,
+        trigger_word=config.trigger_word if config.trigger_word is not None else trigger_word,
         add_trigger=not config.is_reg,
         dropout_rate=config.caption_dropout_rate,
         shuffle_tokens=config.shuffle_tokens,
@@ -164,6 +173,7 @@ def scan_folder(config: DatasetConfig, key: str) -> list[ImageItem]:
 def _expand(
     images: list[ImageItem], config: DatasetConfig, index: int, key: str, trigger_word: str | None, divisibility: int,
     references: dict[Path, tuple[ImageItem, ...]] | None = None, reference_max_pixels: int = 0,
+    masks: dict[Path, MaskSource] | None = None,
 ) -> list[TrainItem]:
     """Images x resolutions x flips, each repeated ``num_repeats`` times.
 
@@ -195,7 +205,8 @@ def _expand(
                     image=image, bucket=bucket, resolution=resolution, captions=options, dataset_index=index,
                     dataset_key=key, flip_x=flip_x, flip_y=flip_y, is_reg=config.is_reg,
                     cache_latents=config.cache_latents, cache_latents_to_disk=config.cache_latents_to_disk,
-                    references=refs,
+                    references=refs, mask=(masks or {}).get(image.path), network_weight=config.network_weight,
+                    loss_multiplier=config.loss_multiplier,
                 )
                 items += [item] * config.num_repeats
     return items
@@ -225,7 +236,9 @@ def build_items(
         try:
             images = scan_folder(config, f"{key}.folder_path")
             images, references = pair_references(images, config, key)
-            items += _expand(images, config, index, key, trigger_word, divisibility, references, reference_max_pixels)
+            masks = pair_masks(images, config, key)
+            items += _expand(images, config, index, key, trigger_word, divisibility, references, reference_max_pixels,
+                             masks)
         except DatasetError as exc:
             problems.append(str(exc))
     if problems:

@@ -183,6 +183,11 @@ class BaseModel:
         """Pipeline attribute names of the text encoders."""
         return list(self.spec.text_encoder_names)
 
+    def guidance_embedder(self) -> torch.nn.Module | None:
+        """The transformer module that embeds the guidance value, whose output is added to the timestep
+        embedding (``train.bypass_guidance_embedding`` zeroes it); None when the model has none."""
+        return None
+
     def pipeline_call_kwargs(self, request: ImageRequest) -> dict:
         """Pipeline keyword arguments for `request`: embeddings (from `prompt_embeds`) and guidance."""
         raise NotImplementedError

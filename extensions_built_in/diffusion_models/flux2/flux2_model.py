@@ -199,6 +199,10 @@ class Flux2Model(BaseModel):
         )[0]
         return pred[:, : h * w].permute(0, 2, 1).reshape(b, c, h, w)
 
+    def guidance_embedder(self):
+        """dev's guidance embedder; klein (not guidance-distilled) has none."""
+        return self.transformer.time_guidance_embed.guidance_embedder
+
     def shift_mu(self, latents: torch.Tensor) -> float:
         """Flux2Pipeline's empirical mu for this many image tokens (at its default 50 steps)."""
         from diffusers.pipelines.flux2.pipeline_flux2 import compute_empirical_mu
