@@ -13,8 +13,6 @@ from toolkit.config import load_raw_config, parse_job_config
 from toolkit.progress import read_events
 from toolkit.paths import ROOT
 
-pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
-
 EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))
 REQUIRED = {
     "train_lora_flux2_24gb.yaml", "train_lora_flux2_klein_4b_24gb.yaml", "train_lora_flux2_klein_9b_24gb.yaml",
@@ -52,6 +50,7 @@ def test_24gb_examples_use_memory_settings():
         assert model["quantize"] is True and model["quantize_te"] is True, name
 
 
+@pytest.mark.slow
 def test_demo_config_trains_on_cpu(tmp_path):
     """README's first command: the bundled demo, unchanged except for its output folder."""
     raw = yaml.safe_load((ROOT / "config/examples/train_lora_flux2_tiny_demo.yaml").read_text())

@@ -126,3 +126,10 @@ def test_accelerate_fsdp_settings_are_checked(monkeypatch):
     assert any("fsdp_version is 1" in message for _, message in problems), problems
     monkeypatch.setenv("FSDP_VERSION", "2")
     assert validate_job(job(trainer())) == []
+
+
+def test_an_invalid_choice_does_not_hide_the_later_stages():
+    problems = dict(validate_job(job(trainer(type="ui_trainer", network={"type": "lorra"},
+                                             datasets=[{"folder_path": "/nope"}]))))
+    assert {"config.process[0].type", "config.process[0].network.type",
+            "config.process[0].datasets[0].folder_path"} <= set(problems)

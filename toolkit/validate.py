@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,8 @@ def _validate(source, name, data, machine, world, shards_model, pending=(),
         label = _source_label(source) or "<job>"
         problems, job_config, checked = _schema(raw, label)
         if job_config is None and problems:
-            type_problems = {p for p in problems if p[0].endswith("].type") and p[0].startswith("config.process[")}
+            # The unknown process types were already replaced for this check; their problems stay reported.
+            type_problems = {p for p in problems if re.fullmatch(r"config\.process\[\d+\]\.type", p[0])}
             job_config = _without_bad_keys(checked, [p for p in problems if p not in type_problems], label)
     if job_config is None:
         return problems, None, []
