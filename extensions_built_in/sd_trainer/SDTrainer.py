@@ -56,7 +56,7 @@ class SDTrainer(BaseSDTrainProcess):
             texts = self.preservation.texts(batch.captions, batch.triggers or [None] * len(batch.captions))
             loss = loss + self.preservation.loss(self.predict, model.transformer, self.batch_prompt_embeds(texts),
                                                  noisy, timesteps, references)
-        if bool(batch.is_reg.any()):
+        if self.reg_loader is not None:  # a host-side fact: no device read inside the step
             # ai-toolkit: the whole loss times the batch mean of (reg_weight for reg items, 1 otherwise)
             loss = loss * torch.where(batch.is_reg, train.reg_weight, 1.0).float().mean().to(loss.device)
         return loss * 0 if empty else loss
