@@ -246,3 +246,18 @@ def test_json_job_files_run_like_yaml(tmp_path, suffix):
     from_json = parse_job_config(load_raw_config(json_path), str(json_path))
     from_yaml = parse_job_config(load_raw_config(yaml_path), str(yaml_path))
     assert from_json.model_dump() == from_yaml.model_dump()
+
+
+@pytest.mark.parametrize("train_dtype, expected", [("fp32", "float32"), ("bf16", "bfloat16")])
+def test_train_dtype_is_the_dtype_the_weights_load_in(tiny, train_dtype, expected):
+    """As the trainer builds its model (BaseSDTrainProcess: model_cls(cfg.model, device)), without model.dtype."""
+    import torch
+
+    from toolkit.util.get_model import get_model_class
+
+    tiny("flux2_klein_4b")
+    process = process_of(model={"name_or_path": "tiny:flux2_klein_4b", "arch": "flux2_klein_4b"},
+                         train={"dtype": train_dtype})
+    model = get_model_class(process.model)(process.model, device="cpu")
+    model.load_model()
+    assert model.transformer.dtype == getattr(torch, expected)

@@ -10,7 +10,7 @@ edit runs and ``network.type: lokr`` for LoKr), and its ``config/examples/train_
 Each job validates untouched, imports through toolkit.aitk_import, and trains (``slow``) with only what
 cannot run here changed: the model path (a tiny model), the folders (copies of the demo data), the device
 (cpu), the CUDA-only optimizer (adamw8bit -> adamw) and the run length (steps, save and sample interval,
-sample size and sampling steps).
+number of samples, their size and sampling steps).
 """
 
 from __future__ import annotations
@@ -209,8 +209,13 @@ def cpu_job(job: dict, tmp_path: Path) -> dict:
         process["train"]["optimizer"] = "adamw"
     process["train"]["steps"] = 2
     process["save"]["save_every"] = 2
-    # 10 prompts x 30 steps at 1024 px take many CPU minutes even on a tiny model: samples are run length too
+    # 10 prompts x 30 steps at 1024 px through quantized (quanto, emulated on the CPU) tiny models take CPU
+    # hours: how many samples, their size and steps are run length too
     process["sample"].update(sample_every=2, width=64, height=64, sample_steps=2)
+    if process["sample"].get("samples"):
+        process["sample"]["samples"] = process["sample"]["samples"][:2]
+    else:
+        process["sample"]["prompts"] = process["sample"]["prompts"][:2]
     for i, dataset in enumerate(process["datasets"]):
         dataset["folder_path"] = str(copy_dataset(tmp_path / f"data{i}", count=2))
         for key in [k for k in dataset if k.startswith("control_path") and dataset[k]]:
