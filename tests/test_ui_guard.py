@@ -167,11 +167,13 @@ def test_cli_prints_json_problems_for_the_next_js_server(tmp_path):
         return out.returncode, json.loads(out.stdout)
 
     assert check(good) == (0, {"ok": True, "problems": []})
-    out = subprocess.run([sys.executable, "-m", "toolkit.ui_guard", "check", str(good), "--root", str(data),
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(yaml.safe_dump(set_in(train_job(data), ("datasets", 0, "caption_extt"), "txt")))
+    out = subprocess.run([sys.executable, "-m", "toolkit.ui_guard", "check", str(typo), "--root", str(data),
                           "--base", str(data), "--validate"], capture_output=True, text=True, env=env, cwd=tmp_path)
-    validated = json.loads(out.stdout)  # mask_path is ai-toolkit's, not in our schema: the schema says so
+    validated = json.loads(out.stdout)  # --validate adds the schema: a typo'd key is named
     assert out.returncode == 1 and [p["path"] for p in validated["problems"]] == [
-        "config.process[0].datasets[0].mask_path"]
+        "config.process[0].datasets[0].caption_extt"]
     code, result = check(bad)
     assert code == 1 and result["ok"] is False
     assert [p["path"] for p in result["problems"]] == ["config.process[0].datasets[0].folder_path"]

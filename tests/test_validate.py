@@ -35,12 +35,12 @@ def test_a_valid_job_has_no_problem_and_plans_each_process():
 
 
 def test_one_pass_from_the_process_type_through_schema_to_capabilities_and_data():
-    raw = job(trainer(type="diffusion_trainer", model={"arch": "flux", "quantise": True}, network={"type": "lokr"},
+    raw = job(trainer(type="sd_trainr", model={"arch": "flux", "quantise": True}, network={"type": "lokr"},
                       train={"steps": 0}, sample={"prompts": ["a --wdth 3"]},
                       datasets=[{"folder_path": "/path/to/images/folder"}]),
               trainer(train={"train_unet": False}))
     problems = dict(validate_job(raw))
-    assert "diffusion_trainer" in problems["config.process[0].type"]  # reported, and it stops nothing
+    assert "sd_trainr" in problems["config.process[0].type"]  # a typo: reported, and it stops nothing
     assert "did you mean 'quantize'" in problems["config.process[0].model.quantise"]
     assert "must be >= 1" in problems["config.process[0].train.steps"]
     assert "not supported for flux" in problems["config.process[0].network.type"]
@@ -128,8 +128,15 @@ def test_accelerate_fsdp_settings_are_checked(monkeypatch):
     assert validate_job(job(trainer())) == []
 
 
+def test_ai_toolkit_process_types_are_the_trainer():
+    """ai-toolkit's UI writes diffusion_trainer / ui_trainer: the same trainer here, no problem reported."""
+    for kind in ("diffusion_trainer", "ui_trainer"):
+        problems = dict(validate_job(job(trainer(type=kind)), data=False, machine=False))
+        assert "config.process[0].type" not in problems, problems
+
+
 def test_an_invalid_choice_does_not_hide_the_later_stages():
-    problems = dict(validate_job(job(trainer(type="ui_trainer", network={"type": "lorra"},
+    problems = dict(validate_job(job(trainer(type="sd_trainr", network={"type": "lorra"},
                                              datasets=[{"folder_path": "/nope"}]))))
     assert {"config.process[0].type", "config.process[0].network.type",
             "config.process[0].datasets[0].folder_path"} <= set(problems)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.models.test_offload import gradients, lora_model, transformer_inputs
+from tests.models.test_offload import BLOCKS, gradients, lora_model, transformer_inputs
 from toolkit.models.compile import CompileOptions, compile_blocks
 from toolkit.models.quantize import transformer_blocks
 
@@ -22,9 +22,10 @@ def pipelines(tiny):
     """arch -> the pipeline holding the tiny transformer: FLUX.2-dev and klein 4B."""
     import diffusers
 
-    from toolkit.bench import ARCHS, _pipeline
+    from toolkit.bench import _pipeline, bench_archs
 
-    return {arch: _pipeline(arch, getattr(diffusers, ARCHS[arch].transformer).from_pretrained(
+    archs = bench_archs()
+    return {arch: _pipeline(arch, getattr(diffusers, archs[arch].transformer_class).from_pretrained(
         tiny(arch) / "transformer")) for arch in ("flux2", "flux2_klein_4b")}
 
 
@@ -51,7 +52,7 @@ def test_compiled_step_equals_eager(pipelines, arch, checkpointing, streamed):
     kwargs, _ = transformer_inputs(eager)
     expected = gradients(eager, kwargs)
     model = lora_model(pipelines, arch, checkpointing=checkpointing, streamed=streamed)
-    compiled = compile_blocks(transformer_blocks(model.transformer), EAGER_BACKEND)
+    compiled = compile_blocks(transformer_blocks(model.transformer, BLOCKS), EAGER_BACKEND)
     for _ in range(2):  # the second step runs the cached graphs (and streaming re-loads the blocks)
         for p in model.params:
             p.grad = None
@@ -69,7 +70,7 @@ def test_buckets_compile_a_bounded_number_of_graphs(pipelines, caplog):
     import logging
 
     model = lora_model(pipelines, "flux2")
-    compiled = compile_blocks(transformer_blocks(model.transformer), EAGER_BACKEND)
+    compiled = compile_blocks(transformer_blocks(model.transformer, BLOCKS), EAGER_BACKEND)
     counts = []
     with caplog.at_level(logging.INFO, logger="toolkit.models.compile"):
         for side in (4, 6, 8):
@@ -82,7 +83,7 @@ def test_buckets_compile_a_bounded_number_of_graphs(pipelines, caplog):
     assert sum("compiled in" in m for m in messages) == 1
     assert sum("recompiled for a new input shape (6 graph(s)" in m for m in messages) == 1
     compiled.undo()
-    assert all("forward" not in vars(b) for b in transformer_blocks(model.transformer))
+    assert all("forward" not in vars(b) for b in transformer_blocks(model.transformer, BLOCKS))
 
 
 def test_quantized_blocks_compile(pipelines):
@@ -90,7 +91,7 @@ def test_quantized_blocks_compile(pipelines):
     kwargs, _ = transformer_inputs(eager)
     expected = gradients(eager, kwargs)
     model = lora_model(pipelines, "flux2_klein_4b", qtype="qint8", checkpointing=True, streamed=1)
-    compile_blocks(transformer_blocks(model.transformer), EAGER_BACKEND)
+    compile_blocks(transformer_blocks(model.transformer, BLOCKS), EAGER_BACKEND)
     assert_same_gradients(expected, gradients(model, kwargs))
 
 

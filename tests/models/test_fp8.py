@@ -66,7 +66,7 @@ def test_fp8_loss_curve_follows_bf16(tiny):
     pytest.importorskip("torchao.float8")
     import diffusers
 
-    from tests.models.test_offload import lora_model, transformer_inputs
+    from tests.models.test_offload import BLOCKS, lora_model, transformer_inputs
     from toolkit.bench import _pipeline
     from toolkit.models.quantize import transformer_blocks
 
@@ -75,7 +75,7 @@ def test_fp8_loss_curve_follows_bf16(tiny):
     def curve(use_fp8):
         pipeline = copy.deepcopy(base)
         if use_fp8:
-            assert fp8.convert_to_fp8(transformer_blocks(pipeline.transformer)) > 0
+            assert fp8.convert_to_fp8(transformer_blocks(pipeline.transformer, BLOCKS)) > 0
         model = lora_model({"flux2": pipeline}, "flux2")
         if use_fp8:
             assert all(p.dtype == torch.float32 for p in model.params)  # LoRA stays in its own dtype
