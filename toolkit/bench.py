@@ -18,6 +18,11 @@ pre-packed inputs, MSE, backward and AdamW: their ratio is the overhead the tool
 default with `--tiny`, or with `--overhead`; from the fastest step of each, the least disturbed by other
 work on the machine, and from the medians).
 
+`--compile` compiles the blocks as `model.compile: true` does (the first step compiles: `startup_s` is setup
+plus that first step, `compile_s` the compiling part); `--fp8` converts the blocks' linears as
+`model.fp8_compute: true` does (on a CUDA device it needs compute capability 8.9+; on the CPU torchao's
+reference kernels run, which says nothing about speed).
+
 FLOPs per step: `torch.utils.flop_counter.FlopCounterMode` over one forward and backward of the same
 transformer with the same LoRA in bf16 on the meta device, with gradient checkpointing off, so
 re-computation is not counted (the MFU convention; with checkpointing on the hardware does ~1/2 more
