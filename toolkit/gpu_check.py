@@ -93,7 +93,7 @@ def run_one(run: Run, dry_run: bool, timeout: float) -> dict:
     log.info("run %s: %s", run.name, " ".join(command[1:]))
     started = time.perf_counter()
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s", "wall_s": round(time.perf_counter() - started, 1)}
     wall = round(time.perf_counter() - started, 1)
