@@ -39,3 +39,23 @@ def test_dry_run_writes_a_json_per_run_and_the_table(tmp_path, tiny, capsys):
     table = (tmp_path / "summary.md").read_text()
     assert "DRY RUN" in table and table.strip() in out
     assert "| flux2_bf16_compile |" in table and "| flux2_qint4_24g |" in table
+
+
+def test_without_a_cuda_toolkit_the_quantized_runs_fail_with_the_reason_and_the_rest_run(tmp_path, monkeypatch):
+    from toolkit.models import quanto_kernels
+
+    def no_nvcc(qtypes, quantize_device, device):
+        raise quanto_kernels.QuantoKernelError(f"{', '.join(qtypes)}: no CUDA toolkit (nvcc)")
+
+    ran = []
+    monkeypatch.setattr(quanto_kernels, "ensure_kernels", no_nvcc)
+    monkeypatch.setattr(gpu_check, "run_one", lambda run, dry_run, timeout: ran.append(run.name) or {
+        "s_per_step": 1.0, "startup_s": 9.0, "compile_s": None, "peak_gpu_gb": 60.0, "predicted_peak_gb": 61.0,
+        "peak_host_gb": 5.0, "tflops": 300.0, "mfu": 0.3})
+    code = gpu_check.main(["--out", str(tmp_path), "--only", "flux2_bf16,flux2_qint4_uncapped"])
+    assert code == 1 and ran == ["flux2_bf16"]
+    failed = json.loads((tmp_path / "flux2_qint4_uncapped.json").read_text())
+    assert failed["error"] == "flux2_qint4_uncapped --qtype: no CUDA toolkit (nvcc)"
+    table = (tmp_path / "summary.md").read_text()
+    assert "| flux2_qint4_uncapped | FAILED: flux2_qint4_uncapped --qtype: no CUDA toolkit (nvcc) |" in table
+    assert "| flux2_bf16 | 1.000 | 9.0 (-) | 60.0 / 61.0 | 5.0 | 300.0 | 30.0% |" in table

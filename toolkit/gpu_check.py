@@ -41,7 +41,7 @@ class Run:
         if dry_run:
             argv = _tiny(argv) + ["--tiny", "--device", "cpu", "--resolution", "64", "--steps", "1", "--warmup", "0"]
         else:
-            argv += ["--steps", "4", "--warmup", "2"]
+            argv += ["--steps", "3", "--warmup", "1"]  # the warm-up step compiles (with --compile)
         return argv
 
 
@@ -105,6 +105,24 @@ def run_one(run: Run, dry_run: bool, timeout: float) -> dict:
     return result
 
 
+def _build_quanto_kernels(runs: list[Run]) -> str | None:
+    """Build optimum-quanto's kernels once, visibly, before the quantized runs; the error if it cannot."""
+    import torch
+
+    from toolkit.models.quanto_kernels import QuantoKernelError, ensure_kernels
+
+    device = torch.device("cuda", 0)
+    qtypes = {f"{r.name} --qtype": r.args[r.args.index("--qtype") + 1] for r in runs if "--qtype" in r.args}
+    started = time.perf_counter()
+    try:
+        ensure_kernels(qtypes, device, device)  # the benchmark quantizes on the device
+    except QuantoKernelError as exc:
+        log.error("%s", exc)
+        return str(exc)
+    log.info("optimum-quanto kernels ready after %.0f s (not counted in any run)", time.perf_counter() - started)
+    return None
+
+
 def _cell(value, fmt="{}"):
     return "-" if value is None else fmt.format(value)
 
@@ -144,18 +162,15 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     timeout = args.timeout or (600.0 if args.dry_run else 240.0)
-    if not args.dry_run:
-        import torch
-
-        from toolkit.models.quanto_kernels import ensure_kernels
-
-        device = torch.device("cuda", 0)
-        qtypes = {f"{r.name} --qtype": r.args[r.args.index("--qtype") + 1] for r in runs if "--qtype" in r.args}
-        ensure_kernels(qtypes, device, device)  # the benchmark quantizes on the device
+    kernel_error = None if args.dry_run else _build_quanto_kernels(runs)
     started = time.perf_counter()
     results = {}
     for run in runs:
-        results[run.name] = result = run_one(run, args.dry_run, timeout)
+        if kernel_error and "--qtype" in run.args:
+            result = {"error": kernel_error}
+        else:
+            result = run_one(run, args.dry_run, timeout)
+        results[run.name] = result
         (out / f"{run.name}.json").write_text(json.dumps(result, indent=1))
         state = "ok" if "s_per_step" in result else result.get("skipped") or result.get("error")
         log.info("run %s: %s (%.0f s since the start)", run.name, state, time.perf_counter() - started)
