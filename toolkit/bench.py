@@ -18,6 +18,11 @@ pre-packed inputs, MSE, backward and AdamW: their ratio is the overhead the tool
 default with `--tiny`, or with `--overhead`; from the fastest step of each, the least disturbed by other
 work on the machine, and from the medians).
 
+`--compile` compiles the blocks as `model.compile: true` does (the first step compiles: `startup_s` is setup
+plus that first step, `compile_s` the compiling part); `--fp8` converts the blocks' linears as
+`model.fp8_compute: true` does (on a CUDA device it needs compute capability 8.9+; on the CPU torchao's
+reference kernels run, which says nothing about speed).
+
 FLOPs per step: `torch.utils.flop_counter.FlopCounterMode` over one forward and backward of the same
 transformer with the same LoRA in bf16 on the meta device, with gradient checkpointing off, so
 re-computation is not counted (the MFU convention; with checkpointing on the hardware does ~1/2 more
@@ -184,12 +189,18 @@ def build(args, device: torch.device, dtype: torch.dtype):
             _materialise(sub, device, dtype)
         if qtype:
             quantize_blocks([block], qtype)
+        if args.fp8:
+            from toolkit.models.fp8 import convert_to_fp8
+
+            convert_to_fp8([block])
         if streamer is not None and index >= len(blocks) - count:
             streamer.offload(index)
     params = attach_lora(transformer, model.lora_targets(), args.rank, args.rank)
     if args.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
     transformer.train()
+    if args.compile:
+        model.compile_transformer(backend=args.compile_backend)
     return model, params, plan
 
 
@@ -329,11 +340,14 @@ def run(args) -> dict:
         bare_kwargs = bare_inputs(model, latents, embeds)
         with torch.no_grad(), autocast():
             target = torch.randn_like(model.transformer(**bare_kwargs)[0].float())
-    losses, full_times, bare_times = [], [], []
+    losses, full_times, bare_times, first_step_s = [], [], [], None
     for i in range(args.warmup + args.steps):
         if i == args.warmup and device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t = _timed(lambda: losses.append(full_step(model, latents, embeds, optimizer, params, generator, autocast)), device)
+        if i == 0:
+            first_step_s = t  # with --compile, the compilation happens here
+            model.report_compile()
         if i >= args.warmup:
             full_times.append(t)
         if overhead:
@@ -352,6 +366,9 @@ def run(args) -> dict:
         "offloaded_blocks": plan.offloaded["transformer"],
         "blocks": len(model.offload_blocks("transformer")),
         "predicted_peak_gb": round(plan.predicted_peak / GiB, 2),
+        "compile": args.compile, "fp8": args.fp8,
+        "compile_s": round(model.compiled.compile_seconds, 2) if model.compiled is not None else None,
+        "first_step_s": round(first_step_s, 2), "startup_s": round(setup_s + first_step_s, 2),
         "steps": args.steps, "warmup": args.warmup, "setup_s": round(setup_s, 2),
         "s_per_step": s_per_step, "losses": [round(x, 5) for x in losses],
         "peak_gpu_gb": round(torch.cuda.max_memory_allocated(device) / GiB, 2) if device.type == "cuda" else None,
@@ -376,6 +393,9 @@ def report(result: dict) -> str:
         f"{'on' if result['gradient_checkpointing'] else 'off'}",
         f"parameters: {_count(result['parameters'])} frozen + {_count(result['lora_parameters'])} LoRA; "
         f"offloaded blocks: {result['offloaded_blocks']}/{result['blocks']} (predicted peak {result['predicted_peak_gb']} GiB)",
+        f"compile {'on' if result['compile'] else 'off'}, fp8 compute {'on' if result['fp8'] else 'off'}; startup "
+        f"{result['startup_s']} s (setup {result['setup_s']} s + first step {result['first_step_s']} s"
+        + (f", of which compiling {result['compile_s']} s)" if result["compile"] else ")"),
         f"s/step: {result['s_per_step']:.4f} (median of {result['steps']} after {result['warmup']} warm-up)",
         f"peak GPU memory: {result['peak_gpu_gb']} GiB training, {result['peak_gpu_setup_gb']} GiB setup; "
         f"peak host memory: {result['peak_host_gb']} GiB",
@@ -410,8 +430,21 @@ def parse_args(argv=None):
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak for MFU (H200: 989)")
     parser.add_argument("--overhead", action=argparse.BooleanOptionalAction, default=None,
                         help="also time the bare transformer step (default: with --tiny)")
+    parser.add_argument("--compile", action="store_true", help="regional torch.compile of the blocks (model.compile)")
+    parser.add_argument("--compile-backend", default="inductor", help=argparse.SUPPRESS)  # aot_eager: CPU dry runs
+    parser.add_argument("--fp8", action="store_true", help="fp8 compute of the blocks' linears (model.fp8_compute)")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = parser.parse_args(argv)
+    if args.fp8 and args.qtype != "none":
+        parser.error("--fp8 computes with the bf16 weights; it does not combine with --qtype (model.fp8_compute "
+                     "with quantize: true is refused too)")
+    if args.fp8 and torch.device(args.device).type == "cuda":
+        from toolkit.models.fp8 import Fp8Error, check_fp8_device
+
+        try:
+            check_fp8_device(torch.device(args.device))
+        except Fp8Error as exc:
+            parser.error(str(exc))
     if args.offload not in ("auto", "none"):
         try:
             value = float(args.offload.rstrip("%"))

@@ -69,11 +69,11 @@ def test_compiled_training_matches_eager(tmp_path, monkeypatch, caplog):
     compile_transformer = BaseModel.compile_transformer
     monkeypatch.setattr(BaseModel, "compile_transformer", lambda self, backend="aot_eager": compile_transformer(
         self, backend))
-    changes = dict(steps=4, save={"save_every": 100},
-                   train={"disable_sampling": True, "gradient_checkpointing": True,
-                          "ema_config": {"use_ema": True, "ema_decay": 0.9}},
-                   datasets=[{"folder_path": "", "resolution": [64, 48], "cache_latents": True,
-                              "caption_dropout_rate": 0.0}])
+    changes = {"steps": 4, "save": {"save_every": 100},
+               "train": {"disable_sampling": True, "gradient_checkpointing": True,
+                         "ema_config": {"use_ema": True, "ema_decay": 0.9}},
+               "datasets": [{"folder_path": "", "resolution": [64, 48], "cache_latents": True,
+                             "caption_dropout_rate": 0.0}]}
     results = {}
     for name, compiled in (("eager", False), ("compiled", True)):
         folder = tmp_path / name

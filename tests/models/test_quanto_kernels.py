@@ -10,7 +10,11 @@ import pytest
 import torch
 
 from toolkit.models import quanto_kernels
-from toolkit.models.quanto_kernels import QuantoKernelError, ensure_kernels, needed_extensions
+from toolkit.models.quanto_kernels import (
+    QuantoKernelError,
+    ensure_kernels,
+    needed_extensions,
+)
 
 REAL_TOOLCHAIN_PROBLEM = quanto_kernels.toolchain_problem
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
