@@ -123,12 +123,10 @@ def check_yaml(text: str, root: Path = ROOT, roots: list[Path] | None = None) ->
             raw = load_raw_config(path, expand_env=False)
         except ConfigError as exc:
             return None, [{"path": p, "message": m} for p, m in exc.problems]
-    guarded = guard_raw(raw, ui_roots(root) if roots is None else roots, root)
-    if guarded:
-        return None, [{"path": p, "message": m} for p, m in guarded]
+    guarded = [{"path": p, "message": m} for p, m in guard_raw(raw, ui_roots(root) if roots is None else roots, root)]
     result = validate_dict(raw, "<ui>")
-    if not result["ok"]:
-        return None, result["problems"]
+    if guarded or not result["ok"]:  # every problem in one answer: the guard's, then the schema's
+        return None, guarded + [p for p in result["problems"] if p not in guarded]
     config = parse_job_config(raw, "<ui>")
     processes = config.config.process
     if config.job != "extension" or len(processes) != 1:
