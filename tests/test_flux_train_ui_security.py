@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 import yaml
@@ -21,7 +20,7 @@ import yaml
 from tests.test_flux_train_ui import DEMO, EDIT_LABEL, LABEL, ROOT, App, form, free_port
 
 httpx = pytest.importorskip("httpx")
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import Client, handle_file
 
 MAX_MB = 1
 SECRET = "do-not-leak-7f3a"

@@ -29,8 +29,8 @@ import json
 import os
 import re
 import sys
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from toolkit.config_read import env_problems, read_config_bytes
