@@ -180,3 +180,26 @@ def test_cli_prints_json_problems_for_the_next_js_server(tmp_path):
         f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]\n" for i in range(6)))
     code, result = check(bomb)
     assert code == 1 and "aliases" in result["problems"][0]["message"]
+
+
+def test_run_py_no_env_refuses_env_references_by_key_path(tmp_path, monkeypatch, caplog):
+    """How the UIs run their jobs: a ${VAR} is an error naming its key, never expanded into config.yaml."""
+    import logging
+
+    import run
+
+    monkeypatch.setenv("SECRET_FOR_TEST", "hunter2")
+    raw = train_job(tmp_path)
+    del raw["config"]["process"][0]["datasets"][0]["mask_path"]
+    del raw["meta"]
+    raw["config"]["process"][0]["trigger_word"] = "${SECRET_FOR_TEST}"
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(raw))
+    with caplog.at_level(logging.ERROR):
+        assert run.main(["--no-env", str(job)]) == 1
+    assert "config.process[0].trigger_word: '${SECRET_FOR_TEST}' would read an environment variable" in caplog.text
+    assert "hunter2" not in caplog.text and not (tmp_path / "output").exists()
+    from toolkit.config import load_raw_config
+
+    expanded = load_raw_config(job)  # the command line's default: expanded, as ai-toolkit does
+    assert expanded["config"]["process"][0]["trigger_word"] == "hunter2"
