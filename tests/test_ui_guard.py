@@ -203,3 +203,15 @@ def test_run_py_no_env_refuses_env_references_by_key_path(tmp_path, monkeypatch,
 
     expanded = load_raw_config(job)  # the command line's default: expanded, as ai-toolkit does
     assert expanded["config"]["process"][0]["trigger_word"] == "hunter2"
+
+
+def test_ui_schema_validate_with_roots_is_the_same_guard(tmp_path):
+    """The Next.js server's existing call, `ui_schema validate FILE`, confines paths once given --root."""
+    data = tmp_path / "data"
+    data.mkdir()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(set_in(train_job(data), ("model", "vae_path"), "/etc/ae.safetensors")))
+    out = subprocess.run([sys.executable, "-m", "toolkit.ui_schema", "validate", str(bad), "--root", str(data),
+                          "--base", str(data)], capture_output=True, text=True, cwd=ROOT)
+    result = json.loads(out.stdout)
+    assert out.returncode == 1 and [p["path"] for p in result["problems"]] == ["config.process[0].model.vae_path"]
