@@ -327,3 +327,18 @@ def test_reference_uploads_show_their_pairing_and_rebuild_only_an_edit_yaml(tmp_
     plain = [LABEL, *app.select_preset(LABEL)]
     plain[1] = plain[1]["value"]
     assert app.uploads_changed(*plain, images, [], "", "") == (gr.skip(), gr.skip())
+
+
+def test_start_is_refused_while_another_start_is_in_flight_and_the_name_moves_on(tmp_path):
+    """The button is disabled between click and answer; the server holds one Start at a time too."""
+    from flux_train_ui import App
+
+    app = App(tmp_path / "config", str(tmp_path / "output"))
+    form_values = [LABEL, *app.select_preset(LABEL)]
+    form_values[1] = form_values[1]["value"]
+    with app.starting:
+        message, job, name = app.start(*form_values, "", "", [], [])
+    assert message == "**Not started.** A job is being started; wait for it."
+    message, _, _ = app.start(*form_values, "", "", [], [])
+    assert "upload some images first" in message  # the lock was released: a real answer
+    assert not list((tmp_path / "config").glob("*.yaml"))

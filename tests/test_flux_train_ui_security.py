@@ -13,15 +13,13 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
+import httpx  # gradio's own HTTP client
 import pytest
 import yaml
+from gradio_client import Client, handle_file
 
 from tests.test_flux_train_ui import DEMO, EDIT_LABEL, LABEL, ROOT, App, form, free_port
-
-httpx = pytest.importorskip("httpx")
-from gradio_client import Client, handle_file  # noqa: E402
 
 MAX_MB = 1
 SECRET = "do-not-leak-7f3a"
@@ -115,7 +113,7 @@ def test_with_a_token_every_request_needs_it(tmp_path):
         assert opened.status_code == 303 and token not in opened.headers["set-cookie"]
         assert httpx.get(url + "/", cookies=opened.cookies).status_code == 200
         assert client.predict(api_name="/jobs")["choices"] == []  # the API works with the token
-        with pytest.raises(Exception):
+        with pytest.raises(Exception):  # noqa: B017 - gradio_client raises its own types for a refused handshake
             Client(app.url, verbose=False)  # ...and not without it
     finally:
         app.stop()
@@ -131,7 +129,7 @@ def test_oversized_and_chunked_uploads_are_cut_off(app):
     assert response.status_code == 413, response.text
 
     def chunks():  # no Content-Length: the size is counted as the bytes arrive
-        for i in range(0, len(big) * 3, 64 * 1024):
+        for _ in range(0, len(big) * 3, 64 * 1024):
             yield big[:64 * 1024]
 
     boundary = "x" * 16

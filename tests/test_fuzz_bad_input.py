@@ -18,14 +18,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from tests.jobs.train_helpers import train_process  # noqa: E402
-from toolkit.config import load_raw_config, parse_job_config  # noqa: E402
-from toolkit.errors import ConfigError, ToolkitError  # noqa: E402
+from tests.jobs.train_helpers import train_process
+from toolkit.config import load_raw_config, parse_job_config
+from toolkit.errors import ConfigError, ToolkitError
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 HOSTILE = st.sampled_from([

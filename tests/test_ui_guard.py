@@ -171,9 +171,9 @@ def test_cli_prints_json_problems_for_the_next_js_server(tmp_path):
     typo.write_text(yaml.safe_dump(set_in(train_job(data), ("datasets", 0, "caption_extt"), "txt")))
     out = subprocess.run([sys.executable, "-m", "toolkit.ui_guard", "check", str(typo), "--root", str(data),
                           "--base", str(data), "--validate"], capture_output=True, text=True, env=env, cwd=tmp_path)
-    validated = json.loads(out.stdout)  # --validate adds the schema: a typo'd key is named
-    assert out.returncode == 1 and [p["path"] for p in validated["problems"]] == [
-        "config.process[0].datasets[0].caption_extt"]
+    validated = json.loads(out.stdout)  # --validate adds the one validation path: a typo'd key is named
+    assert out.returncode == 1 and "config.process[0].datasets[0].caption_extt" in [
+        p["path"] for p in validated["problems"]]
     code, result = check(bad)
     assert code == 1 and result["ok"] is False
     assert [p["path"] for p in result["problems"]] == ["config.process[0].datasets[0].folder_path"]
@@ -182,3 +182,38 @@ def test_cli_prints_json_problems_for_the_next_js_server(tmp_path):
         f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]\n" for i in range(6)))
     code, result = check(bomb)
     assert code == 1 and "aliases" in result["problems"][0]["message"]
+
+
+def test_run_py_no_env_refuses_env_references_by_key_path(tmp_path, monkeypatch, caplog):
+    """How the UIs run their jobs: a ${VAR} is an error naming its key, never expanded into config.yaml."""
+    import logging
+
+    import run
+
+    monkeypatch.setenv("SECRET_FOR_TEST", "hunter2")
+    raw = train_job(tmp_path)
+    del raw["config"]["process"][0]["datasets"][0]["mask_path"]
+    del raw["meta"]
+    raw["config"]["process"][0]["trigger_word"] = "${SECRET_FOR_TEST}"
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(raw))
+    with caplog.at_level(logging.ERROR):
+        assert run.main(["--no-env", str(job)]) == 1
+    assert "config.process[0].trigger_word: '${SECRET_FOR_TEST}' would read an environment variable" in caplog.text
+    assert "hunter2" not in caplog.text and not (tmp_path / "output").exists()
+    from toolkit.config import load_raw_config
+
+    expanded = load_raw_config(job)  # the command line's default: expanded, as ai-toolkit does
+    assert expanded["config"]["process"][0]["trigger_word"] == "hunter2"
+
+
+def test_ui_schema_validate_with_roots_is_the_same_guard(tmp_path):
+    """The Next.js server's existing call, `ui_schema validate FILE`, confines paths once given --root."""
+    data = tmp_path / "data"
+    data.mkdir()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(set_in(train_job(data), ("model", "vae_path"), "/etc/ae.safetensors")))
+    out = subprocess.run([sys.executable, "-m", "toolkit.ui_schema", "validate", str(bad), "--root", str(data),
+                          "--base", str(data)], capture_output=True, text=True, cwd=ROOT)
+    result = json.loads(out.stdout)
+    assert out.returncode == 1 and [p["path"] for p in result["problems"]] == ["config.process[0].model.vae_path"]

@@ -7,7 +7,13 @@ import asyncio
 import httpx
 import pytest
 
-from toolkit.ui_http import SESSION_COOKIE, FrontDoor, HostPolicy, hostname_of, session_value
+from toolkit.ui_http import (
+    SESSION_COOKIE,
+    FrontDoor,
+    HostPolicy,
+    hostname_of,
+    session_value,
+)
 
 
 async def ok_app(scope, receive, send):

@@ -48,7 +48,7 @@ class Run:
 def _tiny(argv: list[str]) -> list[str]:
     """The dry run's version of a run: no memory cap (CUDA only), compile through aot_eager (no C++ build)."""
     out, skip = [], False
-    for i, value in enumerate(argv):
+    for value in argv:
         if skip:
             skip = False
             continue

@@ -29,8 +29,8 @@ import json
 import os
 import re
 import sys
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from toolkit.config_read import env_problems, read_config_bytes
@@ -163,14 +163,11 @@ def guard_file(path: str | Path, roots: Iterable[str | Path], base: str | Path) 
 
 
 def validation_problems(path: str | Path) -> list[Problem]:
-    """The schema's problems for a UI job file, read as ``run.py --no-env`` reads it."""
-    from toolkit.config import load_raw_config, parse_job_config
+    """Every problem of a UI job file before loading (toolkit/validate.py: schema, architecture, datasets...),
+    read as ``run.py --no-env`` reads it; the device and optimizer are the trainer's to check (``machine=False``)."""
+    from toolkit.validate import validate_job
 
-    try:
-        parse_job_config(load_raw_config(path, expand_env=False), str(path))
-    except ConfigError as exc:
-        return exc.problems
-    return []
+    return validate_job(str(path), expand_env=False, machine=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -107,18 +107,17 @@ class FrontDoor:
                                       "http://localhost, or start it with --allowed-hosts NAME")
         method = scope.get("method", "GET")
         origin = headers.get("origin")
-        if (scope["type"] == "websocket" or method not in SAFE_METHODS) and origin is not None:
-            if not self._origin_ok(origin, host_header):
-                return await self._refuse(scope, receive, send, 403,
-                                          f"cross-origin request from '{origin}' refused")
+        writes = scope["type"] == "websocket" or method not in SAFE_METHODS
+        if writes and origin is not None and not self._origin_ok(origin, host_header):
+            return await self._refuse(scope, receive, send, 403, f"cross-origin request from '{origin}' refused")
         if self.token is None:
             return await self.app(scope, receive, send)
         if self._authorized(headers) or self._launch_probe(scope):
             return await self.app(scope, receive, send)
         given = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))).get("token")
-        if scope["type"] == "http" and method == "GET" and given is not None:
-            if hmac.compare_digest(given.encode(), self.token.encode()):
-                return await self._set_session(scope, receive, send)
+        opening = scope["type"] == "http" and method == "GET" and given is not None
+        if opening and hmac.compare_digest(given.encode(), self.token.encode()):
+            return await self._set_session(scope, receive, send)
         return await self._refuse(scope, receive, send, 401,
                                   "this app needs its token: open it once as /?token=<token> (sets a session "
                                   "cookie), or send 'Authorization: Bearer <token>'")

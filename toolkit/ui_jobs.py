@@ -127,14 +127,13 @@ def check_yaml(text: str, root: Path = ROOT, roots: list[Path] | None = None) ->
     name_problems = [] if not isinstance(name, str) or NAME_PATTERN.match(name) else [{
         "path": "config.name", "message": f"'{name}' cannot name a job folder: use letters, digits, "
                                           "'_', '-', '.', starting with a letter or digit (at most 80)"}]
-    # Paths outside the UI's data roots are refused before the validation scans (reads) any of them.
-    guarded = guard_raw(raw, ui_roots(root) if roots is None else roots, root)
-    if guarded:
-        problems = [{"path": p, "message": m} for p, m in guarded]
-        return None, problems + [n for n in name_problems if n["path"] not in {p["path"] for p in problems}]
-    result = validate_dict(raw, "<ui>", pending=_upload_folders(raw, root))
-    if not result["ok"] or name_problems:
-        return None, name_problems + result["problems"]
+    guarded = [{"path": p, "message": m} for p, m in guard_raw(raw, ui_roots(root) if roots is None else roots, root)]
+    # Every problem in one answer: the guard's, then the validation's; dataset folders are scanned (read) only
+    # once the guard has confined every path to the UI's data roots.
+    result = validate_dict(raw, "<ui>", pending=_upload_folders(raw, root), data=not guarded)
+    if guarded or name_problems or not result["ok"]:
+        seen = {p["path"] for p in guarded}
+        return None, guarded + [p for p in name_problems + result["problems"] if p["path"] not in seen]
     config = parse_job_config(raw, "<ui>")
     processes = config.config.process
     if config.job != "extension" or len(processes) != 1:

@@ -3,6 +3,8 @@
     python -m toolkit.ui_schema                 # JSON: the config schema, the presets, the archs
     python -m toolkit.ui_schema validate FILE   # JSON: {"ok": bool, "problems": [{"path", "message"}]}
     python -m toolkit.ui_schema validate --machine FILE   # also the device / optimizer on this machine
+    python -m toolkit.ui_schema validate FILE --root DIR [--root DIR ...] [--base DIR]
+                                                # the same for a UI-submitted job: paths confined, no ${ENV}
 
 Presets are the shipped training examples (`config/examples/train_lora_*.yaml`, each with
 `meta.label`): a UI starts a new job from a preset's config and changes only what the user
@@ -65,12 +67,13 @@ def validate_file(path: str | Path, machine: bool = False) -> dict:
     return _result(validate_job(Path(path), machine=machine))
 
 
-def validate_dict(raw: dict, source: str = "<ui>", machine: bool = False, pending=()) -> dict:
+def validate_dict(raw: dict, source: str = "<ui>", machine: bool = False, pending=(), data: bool = True) -> dict:
     """`validate_file` for a raw mapping (``${ENV}`` / ``[name]`` already substituted). ``pending``: dataset
-    folders the UI writes once the job is accepted (not scanned: the UI checks the uploads)."""
+    folders the UI writes once the job is accepted (not scanned: the UI checks the uploads). ``data=False``:
+    scan no dataset folder (a UI job whose paths the guard refused)."""
     from toolkit.validate import validate_job
 
-    return _result(validate_job(raw, machine=machine, pending=pending))
+    return _result(validate_job(raw, machine=machine, pending=pending, data=data))
 
 
 def export(with_archs: bool = True) -> dict:
@@ -80,6 +83,15 @@ def export(with_archs: bool = True) -> dict:
     return data
 
 
+def validate_ui_file(path: str | Path, roots: list[str], base: str | Path) -> dict:
+    """A job file submitted from a UI: the path guard (toolkit/ui_guard.py: paths inside ``roots``, no
+    ``${ENV}``, plain names, bounded reading), then the schema as ``run.py --no-env`` reads the file."""
+    from toolkit.ui_guard import guard_file, validation_problems
+
+    problems = guard_file(path, roots, base) or validation_problems(path)
+    return {"ok": not problems, "problems": [{"path": p, "message": m} for p, m in problems]}
+
+
 def main(argv: list[str]) -> int:
     machine = "--machine" in argv
     argv = [a for a in argv if a != "--machine"]
@@ -87,8 +99,20 @@ def main(argv: list[str]) -> int:
         result = validate_file(argv[1], machine=machine)
         print(json.dumps(result, indent=1))
         return 0 if result["ok"] else 1
+    if argv[:1] == ["validate"] and len(argv) > 2:  # validate FILE --root DIR [--root DIR ...] [--base DIR]
+        import argparse
+
+        parser = argparse.ArgumentParser(prog="python -m toolkit.ui_schema validate")
+        parser.add_argument("file")
+        parser.add_argument("--root", action="append", required=True)
+        parser.add_argument("--base", default=str(Path.cwd()))
+        args = parser.parse_args(argv[1:])
+        result = validate_ui_file(args.file, args.root, args.base)
+        print(json.dumps(result, indent=1))
+        return 0 if result["ok"] else 1
     if argv:
-        print("usage: python -m toolkit.ui_schema [validate [--machine] FILE]", file=sys.stderr)
+        print("usage: python -m toolkit.ui_schema [validate [--machine] FILE [--root DIR ...] [--base DIR]]",
+              file=sys.stderr)
         return 2
     print(json.dumps(export(), indent=1))
     return 0

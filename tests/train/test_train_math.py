@@ -90,7 +90,9 @@ def aitk_weighted_share(low_t: float, high_t: float, content_or_style: str = "ba
     if content_or_style == "balanced":
         p = [1.0] * 1000
     else:  # ai-toolkit's position = u^3 (content) or 1 - u^3 (style), in its high-to-low list
-        cdf = lambda e: e ** (1 / 3) if content_or_style == "content" else 1 - (1 - e) ** (1 / 3)
+        def cdf(e):
+            return e ** (1 / 3) if content_or_style == "content" else 1 - (1 - e) ** (1 / 3)
+
         p = [cdf((i + 1) / 1000) - cdf(i / 1000) for i in range(1000)]
     mass = [pi * wi for pi, wi in zip(p, weights)]
     return sum(m for m, ti in zip(mass, t) if low_t < ti <= high_t) / sum(mass)

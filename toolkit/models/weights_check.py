@@ -14,7 +14,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit.models.weights import TINY_SCHEME, WeightsError, safetensors_keys, strip_prefix
+from toolkit.models.weights import (
+    TINY_SCHEME,
+    WeightsError,
+    safetensors_keys,
+    strip_prefix,
+)
 
 
 @dataclass(frozen=True)
