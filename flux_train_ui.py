@@ -9,14 +9,14 @@ Start. The app writes the dataset and ``config/ui_<name>.yaml`` and runs ``pytho
 in its own process group; progress, loss, samples and the LoRA files are read back from the job
 folder. Training does not depend on the browser (or on this app): reopen the page and the job is
 there. Edit presets (reference images) take a second upload, one reference per target under the
-target's file name. The non-Gradio parts live in ``toolkit/ui_presets.py`` (configs),
-``toolkit/ui_datasets.py`` (uploads) and ``toolkit/ui_jobs.py`` (running and watching jobs).
+target's file name. The non-Gradio parts live in ``toolkit/ui/presets.py`` (configs),
+``toolkit/ui/datasets.py`` (uploads) and ``toolkit/ui/jobs.py`` (running and watching jobs).
 
 Left running, the app stays safe (README, "What the UIs guarantee"): requests must name this
 machine in ``Host`` and come from the app's own page when they change something
-(``toolkit/ui_http.py``); a token is required to bind another address or ``--share``; uploads are
+(``toolkit/ui/http.py``); a token is required to bind another address or ``--share``; uploads are
 capped (``--max-upload-mb``) and decoded before they are accepted; every path a job names must lie
-in the app's data roots and ``${ENV}`` is never expanded (``toolkit/ui_guard.py``).
+in the app's data roots and ``${ENV}`` is never expanded (``toolkit/ui/guard.py``).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from toolkit import ui_datasets, ui_http, ui_presets
-from toolkit import ui_jobs as jobs
+from toolkit.ui import datasets as ui_datasets, http as ui_http, presets as ui_presets
+from toolkit.ui import jobs
 from toolkit.paths import EXAMPLES_DIR, ROOT
 
 log = logging.getLogger("flux_train_ui")
@@ -58,7 +58,7 @@ class App:
         self.starting = threading.Lock()  # one Start at a time: a double click never races itself
 
     def roots(self) -> list[Path]:
-        """The folders a job started here may name (toolkit/ui_guard.py): outputs, demo data, models/,
+        """The folders a job started here may name (toolkit/ui/guard.py): outputs, demo data, models/,
         the job folders' roots and ``--data-root``."""
         return jobs.ui_roots(ROOT, sorted({self.job_root(label) for label in self.presets}) + self.data_roots)
 

@@ -95,7 +95,7 @@ def app(tmp_path_factory, tiny):
     app.client = app.start()
     yield app
     app.stop()
-    from toolkit.ui_jobs import job_status
+    from toolkit.ui.jobs import job_status
 
     for meta in (app.workdir / "output").glob("*/ui_job.json"):  # never leave a trainer running
         status = job_status(meta.parent)

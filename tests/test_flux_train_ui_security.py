@@ -38,7 +38,7 @@ def app(tmp_path_factory):
 
 def kill_trainers(app) -> None:
     """Never leave a run.py behind (the concurrency test starts one that fails fast)."""
-    from toolkit.ui_jobs import job_status
+    from toolkit.ui.jobs import job_status
 
     for meta in (app.workdir / "output").glob("*/ui_job.json"):
         status = job_status(meta.parent)

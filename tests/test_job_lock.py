@@ -82,7 +82,7 @@ def test_the_trainer_refuses_a_busy_job_folder_before_loading(tmp_path, caplog):
 
 
 def test_resume_from_the_app_refuses_while_a_command_line_run_holds_the_folder(tmp_path):
-    from toolkit import ui_jobs
+    from toolkit.ui import jobs as ui_jobs
 
     folder = tmp_path / "job"
     folder.mkdir()

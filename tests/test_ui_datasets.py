@@ -1,4 +1,4 @@
-"""toolkit.ui_datasets: the app's uploads written as a dataset; references paired with their targets by
+"""toolkit.ui.datasets: the app's uploads written as a dataset; references paired with their targets by
 file name; the YAML an edit preset gets (control_path, sample.ctrl_img). Starting edit jobs:
 tests/test_ui_jobs.py."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from toolkit import ui_datasets, ui_jobs, ui_presets
+from toolkit.ui import datasets as ui_datasets, jobs as ui_jobs, presets as ui_presets
 from toolkit.paths import ROOT
 
 EDIT_LABEL = "FLUX.2-dev edit (reference images)"

@@ -1,4 +1,4 @@
-"""toolkit.ui_guard: every path a UI-submitted job names stays inside the UI's data roots; no ${ENV};
+"""toolkit.ui.guard: every path a UI-submitted job names stays inside the UI's data roots; no ${ENV};
 config.name is a plain file name; the CLI the Next.js server calls. Reading limits: tests/test_config_read.py."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from toolkit import ui_guard
+from toolkit.ui import guard as ui_guard
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -162,14 +162,14 @@ def test_cli_prints_json_problems_for_the_next_js_server(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     def check(path):
-        out = subprocess.run([sys.executable, "-m", "toolkit.ui_guard", "check", str(path), "--root", str(data),
+        out = subprocess.run([sys.executable, "-m", "toolkit.ui.guard", "check", str(path), "--root", str(data),
                               "--base", str(data)], capture_output=True, text=True, env=env, cwd=tmp_path)
         return out.returncode, json.loads(out.stdout)
 
     assert check(good) == (0, {"ok": True, "problems": []})
     typo = tmp_path / "typo.yaml"
     typo.write_text(yaml.safe_dump(set_in(train_job(data), ("datasets", 0, "caption_extt"), "txt")))
-    out = subprocess.run([sys.executable, "-m", "toolkit.ui_guard", "check", str(typo), "--root", str(data),
+    out = subprocess.run([sys.executable, "-m", "toolkit.ui.guard", "check", str(typo), "--root", str(data),
                           "--base", str(data), "--validate"], capture_output=True, text=True, env=env, cwd=tmp_path)
     validated = json.loads(out.stdout)  # --validate adds the one validation path: a typo'd key is named
     assert out.returncode == 1 and "config.process[0].datasets[0].caption_extt" in [
@@ -213,7 +213,7 @@ def test_ui_schema_validate_with_roots_is_the_same_guard(tmp_path):
     data.mkdir()
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(set_in(train_job(data), ("model", "vae_path"), "/etc/ae.safetensors")))
-    out = subprocess.run([sys.executable, "-m", "toolkit.ui_schema", "validate", str(bad), "--root", str(data),
+    out = subprocess.run([sys.executable, "-m", "toolkit.ui.schema", "validate", str(bad), "--root", str(data),
                           "--base", str(data)], capture_output=True, text=True, cwd=ROOT)
     result = json.loads(out.stdout)
     assert out.returncode == 1 and [p["path"] for p in result["problems"]] == ["config.process[0].model.vae_path"]

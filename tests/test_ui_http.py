@@ -1,4 +1,4 @@
-"""toolkit.ui_http: the Gradio app's front door (Host, Origin, token) on a tiny ASGI app, over httpx."""
+"""toolkit.ui.http: the Gradio app's front door (Host, Origin, token) on a tiny ASGI app, over httpx."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from toolkit.ui_http import (
+from toolkit.ui.http import (
     SESSION_COOKIE,
     FrontDoor,
     HostPolicy,

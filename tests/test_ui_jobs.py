@@ -1,4 +1,4 @@
-"""toolkit.ui_jobs and toolkit.ui_presets: configs built from presets, name claims (also raced), run/stop/resume,
+"""toolkit.ui.jobs and toolkit.ui.presets: configs built from presets, name claims (also raced), run/stop/resume,
 progress. Uploads and edit (reference) jobs: tests/test_ui_datasets.py."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from toolkit import ui_datasets, ui_presets
-from toolkit import ui_jobs as jobs
+from toolkit.ui import datasets as ui_datasets, presets as ui_presets
+from toolkit.ui import jobs
 from toolkit.paths import ROOT
 
 TINY_LABEL = "Tiny FLUX.2 demo (CPU)"
@@ -267,7 +267,7 @@ def test_claim_race_has_exactly_one_winner(tmp_path, monkeypatch):
 def test_claim_race_across_processes(tmp_path):
     job, text = checked_job(tmp_path, name="procrace")
     script = (
-        "import sys, time; from pathlib import Path; from toolkit import ui_jobs as j\n"
+        "import sys, time; from pathlib import Path; from toolkit.ui import jobs as j\n"
         "job, _ = j.check_yaml(Path(sys.argv[1]).read_text(), roots=[Path(sys.argv[4]).parent])\n"
         "while time.time() < float(sys.argv[2]): pass\n"
         "try:\n    j.claim(job, sys.argv[3], Path(sys.argv[4])); print('won')\n"

@@ -1,5 +1,5 @@
-"""The one preset builder (toolkit.ui_presets.apply_form) as the Next.js UI calls it:
-``python -m toolkit.ui_presets build < form.json``. The Gradio form goes through the same function
+"""The one preset builder (toolkit.ui.presets.apply_form) as the Next.js UI calls it:
+``python -m toolkit.ui.presets build < form.json``. The Gradio form goes through the same function
 (tests/test_ui_jobs.py); ui/tests/unit/jobconfig.test.ts calls this CLI from the Next.js server."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import ui_presets
-from toolkit.ui_jobs import JobError
-from toolkit.ui_schema import validate_dict
+from toolkit.ui import presets as ui_presets
+from toolkit.ui.jobs import JobError
+from toolkit.ui.schema import validate_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESET = {
@@ -110,7 +110,7 @@ def test_a_malformed_form_is_refused(bad, message):
 
 
 def run_cli(payload: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "toolkit.ui_presets", "build"], input=payload, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "toolkit.ui.presets", "build"], input=payload, cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -146,7 +146,7 @@ def test_the_liveness_cli_tells_a_running_trainer_from_a_gone_or_reused_pid(tmp_
     other = subprocess.Popen(["sleep", "30"])
     try:
         def alive(pid: int) -> bool:
-            result = subprocess.run([sys.executable, "-m", "toolkit.ui_jobs", "alive", str(pid), job_file],
+            result = subprocess.run([sys.executable, "-m", "toolkit.ui.jobs", "alive", str(pid), job_file],
                                     cwd=ROOT, timeout=120, capture_output=True, text=True, check=True)
             return json.loads(result.stdout)["alive"]
         assert alive(trainer.pid) is True

@@ -1,4 +1,4 @@
-"""toolkit.ui_samples: gallery captions as the trainer uses the prompts (trigger replaced, flags out)."""
+"""toolkit.ui.samples: gallery captions as the trainer uses the prompts (trigger replaced, flags out)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from toolkit.ui_samples import sample_captions
+from toolkit.ui.samples import sample_captions
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = yaml.safe_load((ROOT / "config/examples/train_lora_flux2_tiny_demo.yaml").read_text())
@@ -42,6 +42,6 @@ def test_no_trigger_word_removes_the_placeholder_and_samples_lists_work():
 def test_the_cli(tmp_path):
     file = tmp_path / "job.yaml"
     file.write_text(yaml.safe_dump(job("r0b0t", prompts=["[trigger] --seed 1"])))
-    out = subprocess.run([sys.executable, "-m", "toolkit.ui_samples", str(file)], cwd=ROOT, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "toolkit.ui.samples", str(file)], cwd=ROOT, capture_output=True,
                          text=True, timeout=120, check=True)
     assert json.loads(out.stdout) == [{"prompt": "[trigger] --seed 1", "caption": "r0b0t", "flags": {"seed": 1}}]

@@ -4,7 +4,7 @@ import sys
 
 import yaml
 
-from toolkit.ui_schema import export, presets, validate_dict
+from toolkit.ui.schema import export, presets, validate_dict
 from toolkit.paths import ROOT
 
 
@@ -35,7 +35,7 @@ def test_validate_cli_reports_paths_without_torch(tmp_path):
     raw["config"]["process"][0]["model"]["quantise"] = True
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(raw))
-    code = "import sys, runpy; sys.argv=['x','validate',sys.argv[1]]; import toolkit.ui_schema as u; r=u.main(sys.argv[1:]); assert 'torch' not in sys.modules; sys.exit(r)"
+    code = "import sys, runpy; sys.argv=['x','validate',sys.argv[1]]; import toolkit.ui.schema as u; r=u.main(sys.argv[1:]); assert 'torch' not in sys.modules; sys.exit(r)"
     result = subprocess.run([sys.executable, "-c", code, str(path)], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 1, result.stderr
     problems = json.loads(result.stdout)["problems"]

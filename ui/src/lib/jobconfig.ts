@@ -1,6 +1,6 @@
 // Job configs on the TypeScript side: reading them, the fields the UI owns (the job name and where
 // outputs go), YAML in and out. A new job is built from a preset by the trainer's Python
-// (`python -m toolkit.ui_presets build`, POST /api/jobs/build): the one builder both UIs use.
+// (`python -m toolkit.ui.presets build`, POST /api/jobs/build): the one builder both UIs use.
 import YAML from "yaml";
 import type { JobConfig, Problem } from "./types";
 

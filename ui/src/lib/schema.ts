@@ -1,4 +1,4 @@
-// Reading the trainer's JSON schema (from `python -m toolkit.ui_schema`) into form fields.
+// Reading the trainer's JSON schema (from `python -m toolkit.ui.schema`) into form fields.
 // Titles, descriptions, types, choices, bounds and defaults all come from the Python config
 // classes: the UI holds no copy of them.
 import type { JsonSchema } from "./types";

@@ -21,7 +21,7 @@ export interface ArchInfo {
   sampling: { guidance_scale: number; sample_steps: number };
 }
 
-/** What `python -m toolkit.ui_schema` prints. */
+/** What `python -m toolkit.ui.schema` prints. */
 export interface UiSchema {
   schema: JsonSchema;
   archs_known: string[];
@@ -91,13 +91,13 @@ export interface SampleImage {
   index: number;
   /** The prompt as written in the job file. */
   prompt: string | null;
-  /** As the trainer uses it: `[trigger]` replaced, flags taken out (toolkit.ui_samples). */
+  /** As the trainer uses it: `[trigger]` replaced, flags taken out (toolkit.ui.samples). */
   caption: string | null;
   /** The prompt's flags (`--seed 42` -> `{seed: 42}`), shown on a small line. */
   flags: Record<string, string | number>;
 }
 
-/** One entry of `python -m toolkit.ui_samples FILE`. */
+/** One entry of `python -m toolkit.ui.samples FILE`. */
 export interface SampleCaption {
   prompt: string;
   caption: string;

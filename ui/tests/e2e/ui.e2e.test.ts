@@ -71,9 +71,7 @@ beforeAll(async () => {
       PORT: String(port),
       HOST: "127.0.0.1",
       AI_TOOLKIT_AUTH: TOKEN,
-      // the trainer's interpreter behind the test shim (it stands in for toolkit.ui_guard until that is in the checkout)
-      AITK_REAL_PYTHON: process.env.AITK_REAL_PYTHON || process.env.PYTHON || "python3",
-      PYTHON: path.join(UI_DIR, "tests/fixtures/python_shim/python"),
+      PYTHON: process.env.PYTHON || "python3", // the trainer's interpreter
       WORKER_POLL_MS: "500",
       MAX_CONCURRENT_JOBS: "1",
     },

@@ -8,7 +8,6 @@ export const UI_DIR = path.resolve(__dirname, "../..");
 export const REPO_ROOT = path.resolve(UI_DIR, "..");
 export const DEMO_DATASET = path.join(REPO_ROOT, "config/examples/demo_dataset");
 export const ORIGIN = "http://127.0.0.1:8675";
-export const PYTHON_SHIM = path.join(UI_DIR, "tests/fixtures/python_shim/python");
 
 /** A fresh DATA_ROOT (and database) for one test file; the worker stays off unless a test starts it. */
 export function useTempDataRoot(): { root: () => string } {
@@ -20,9 +19,7 @@ export function useTempDataRoot(): { root: () => string } {
     process.env.REPO_ROOT = REPO_ROOT;
     process.env.UI_DIR = UI_DIR;
     process.env.AITK_WORKER = "off";
-    // the trainer's interpreter behind a shim that stands in for toolkit.ui_guard until it is in this checkout
-    process.env.AITK_REAL_PYTHON = process.env.AITK_REAL_PYTHON || process.env.PYTHON || "python3";
-    process.env.PYTHON = PYTHON_SHIM;
+    process.env.PYTHON = process.env.PYTHON || "python3"; // the trainer's interpreter
     delete process.env.AI_TOOLKIT_AUTH;
     delete process.env.HOST;
   });

@@ -1,5 +1,5 @@
 // A new job is the preset's config with only the form's fields changed, built by the trainer's one
-// preset builder (`python -m toolkit.ui_presets build`, which the Gradio app uses too) through
+// preset builder (`python -m toolkit.ui.presets build`, which the Gradio app uses too) through
 // POST /api/jobs/build; the server adds the UI's own fields. YAML in: bounded, never a 500.
 import fs from "node:fs";
 import path from "node:path";

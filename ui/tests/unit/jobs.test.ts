@@ -152,7 +152,7 @@ describe("queue, stop, resume, delete", () => {
     expect(state.status).toBe(403);
     const { job } = await body(await jobOne.GET(request(`/api/jobs/${id}`), ctx({ id: String(id) })));
     expect(job.loras.map((l: { file: string }) => l.file)).toEqual(["demo.safetensors", "demo_000000005.safetensors"]);
-    // the caption as the trainer uses the prompt (toolkit.ui_samples, recorded at queue time): trigger in, flags apart
+    // the caption as the trainer uses the prompt (toolkit.ui.samples, recorded at queue time): trigger in, flags apart
     expect(job.samples).toEqual([
       {
         file: "000000005_0.jpg",

@@ -169,7 +169,7 @@ describe("worker", () => {
     db.prepare("UPDATE jobs SET state = 'running', pid = ?, run_count = 1 WHERE id = ?").run(child.pid, alive);
     db.prepare("UPDATE jobs SET state = 'running', pid = ?, run_count = 1 WHERE id = ?").run(gone.pid, dead);
 
-    // liveness of trainers a previous server started comes from Python (toolkit.ui_jobs alive), asked in the background
+    // liveness of trainers a previous server started comes from Python (toolkit.ui.jobs alive), asked in the background
     const deadJob = await waitFor(dead, ["failed", "finished"]);
     expect(deadJob.state).toBe("failed");
     expect(deadJob.error).toMatch(/without an end event/);

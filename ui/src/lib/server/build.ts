@@ -1,5 +1,5 @@
 // The new-job form -> a job config, by the trainer's one preset builder (`python -m
-// toolkit.ui_presets build`, which the Gradio app uses too). The server turns the form's UI names
+// toolkit.ui.presets build`, which the Gradio app uses too). The server turns the form's UI names
 // into folders under DATA_ROOT (dataset names, the first reference of the chosen datasets) and
 // applies the fields the UI owns; the config and its YAML go back to the page, which shows them.
 import path from "node:path";

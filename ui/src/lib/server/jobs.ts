@@ -27,7 +27,7 @@ export function jobPaths(name: string) {
   return {
     dir,
     config: path.join(dir, "config.yaml"),
-    /** Sample captions as the trainer uses them (toolkit.ui_samples), written when the job is queued. */
+    /** Sample captions as the trainer uses them (toolkit.ui.samples), written when the job is queued. */
     samples: path.join(dir, "samples.json"),
     log: path.join(dir, "log.txt"),
     folder,
@@ -72,8 +72,8 @@ export interface PreparedJob {
 
 /**
  * Checks a job the user wants to queue: its name, the YAML, the fields the UI owns, the UI's path
- * guard (`python -m toolkit.ui_guard check`) and the trainer's own validator
- * (`python -m toolkit.ui_schema validate`). Nothing is stored; the file queued is the text checked
+ * guard (`python -m toolkit.ui.guard check`) and the trainer's own validator
+ * (`python -m toolkit.ui.schema validate`). Nothing is stored; the file queued is the text checked
  * (never an expanded copy: it holds no `${...}`), and it is what the job page shows.
  * `keepFile` receives the validated file when it passes.
  */

@@ -1,8 +1,8 @@
 // The Python side is the source of truth for the config: the schema, presets and architectures
-// (`python -m toolkit.ui_schema`, cached in memory from server start), validation
-// (`python -m toolkit.ui_schema validate FILE`, which never imports torch), the job a form builds
-// from a preset (`python -m toolkit.ui_presets build`, the Gradio app's builder too) and whether a
-// trainer a previous server started still runs (`python -m toolkit.ui_jobs alive PID FILE`).
+// (`python -m toolkit.ui.schema`, cached in memory from server start), validation
+// (`python -m toolkit.ui.schema validate FILE`, which never imports torch), the job a form builds
+// from a preset (`python -m toolkit.ui.presets build`, the Gradio app's builder too) and whether a
+// trainer a previous server started still runs (`python -m toolkit.ui.jobs alive PID FILE`).
 import { execFile } from "node:child_process";
 import type { SampleCaption, UiSchema, ValidationResult } from "../types";
 import { jobRoots, settings } from "./settings";
@@ -47,14 +47,14 @@ const KEY = Symbol.for("aitk.uiSchema");
 type Cache = { key: string; promise: Promise<UiSchema> };
 
 async function fetchSchema(): Promise<UiSchema> {
-  const result = await runPython(["-m", "toolkit.ui_schema"]);
+  const result = await runPython(["-m", "toolkit.ui.schema"]);
   if (result.code !== 0) {
-    throw new Error(`python -m toolkit.ui_schema failed (exit ${result.code}):\n${tail(result.stderr)}`);
+    throw new Error(`python -m toolkit.ui.schema failed (exit ${result.code}):\n${tail(result.stderr)}`);
   }
   try {
     return JSON.parse(result.stdout) as UiSchema;
   } catch {
-    throw new Error(`python -m toolkit.ui_schema printed no JSON:\n${tail(result.stdout + result.stderr)}`);
+    throw new Error(`python -m toolkit.ui.schema printed no JSON:\n${tail(result.stdout + result.stderr)}`);
   }
 }
 
@@ -75,7 +75,7 @@ export function loadUiSchema(refresh = false): Promise<UiSchema> {
 
 /** Runs the trainer's own validator on a job file; problems by key path. */
 export async function validateJobFile(file: string): Promise<ValidationResult> {
-  const result = await runPython(["-m", "toolkit.ui_schema", "validate", file], 60_000);
+  const result = await runPython(["-m", "toolkit.ui.schema", "validate", file], 60_000);
   try {
     const parsed = JSON.parse(result.stdout) as ValidationResult;
     if (typeof parsed.ok === "boolean" && Array.isArray(parsed.problems)) return parsed;
@@ -88,7 +88,7 @@ export async function validateJobFile(file: string): Promise<ValidationResult> {
   };
 }
 
-/** What the new-job form sends to the one preset builder (`toolkit.ui_presets.FormFields`). */
+/** What the new-job form sends to the one preset builder (`toolkit.ui.presets.FormFields`). */
 export interface BuildForm {
   preset: string;
   name: string;
@@ -102,14 +102,14 @@ export interface BuildForm {
   sample_reference: string | null;
 }
 
-/** The preset's config with the form applied, by `python -m toolkit.ui_presets build`; `edit`: the preset trains on reference images. */
+/** The preset's config with the form applied, by `python -m toolkit.ui.presets build`; `edit`: the preset trains on reference images. */
 export async function buildJobConfig(form: BuildForm): Promise<{ config: Record<string, unknown>; edit: boolean }> {
-  const result = await runPython(["-m", "toolkit.ui_presets", "build"], 60_000, JSON.stringify(form));
+  const result = await runPython(["-m", "toolkit.ui.presets", "build"], 60_000, JSON.stringify(form));
   let parsed: { config?: Record<string, unknown>; edit?: boolean; error?: string } = {};
   try {
     parsed = JSON.parse(result.stdout);
   } catch {
-    throw new Error(`python -m toolkit.ui_presets build failed (exit ${result.code}):\n${tail(result.stderr || result.stdout)}`);
+    throw new Error(`python -m toolkit.ui.presets build failed (exit ${result.code}):\n${tail(result.stderr || result.stdout)}`);
   }
   if (result.code !== 0 || !parsed.config) throw new BuildError(parsed.error ?? `the builder exited ${result.code}`);
   return { config: parsed.config, edit: parsed.edit === true };
@@ -118,16 +118,16 @@ export async function buildJobConfig(form: BuildForm): Promise<{ config: Record<
 /** The builder refused the form (unknown preset, a malformed field): the message says which. */
 export class BuildError extends Error {}
 
-/** Whether `pid` still runs the job file `configPath` (`python -m toolkit.ui_jobs alive` prints `{"alive": bool}`). */
+/** Whether `pid` still runs the job file `configPath` (`python -m toolkit.ui.jobs alive` prints `{"alive": bool}`). */
 export async function trainerAlive(pid: number, configPath: string): Promise<boolean> {
-  const result = await runPython(["-m", "toolkit.ui_jobs", "alive", String(pid), configPath], 60_000);
+  const result = await runPython(["-m", "toolkit.ui.jobs", "alive", String(pid), configPath], 60_000);
   try {
     const parsed = JSON.parse(result.stdout) as { alive?: unknown };
     if (result.code === 0 && typeof parsed.alive === "boolean") return parsed.alive;
   } catch {
     // fall through
   }
-  throw new Error(`python -m toolkit.ui_jobs alive failed (exit ${result.code}):\n${tail(result.stderr || result.stdout)}`);
+  throw new Error(`python -m toolkit.ui.jobs alive failed (exit ${result.code}):\n${tail(result.stderr || result.stdout)}`);
 }
 
 /** `python -m toolkit.image_check FILE...`: per file (in order), why it is not a readable image, or null. */
@@ -143,7 +143,7 @@ export async function checkImages(files: string[]): Promise<{ file: string; erro
 }
 
 /**
- * The UI's own rules for a job file (`python -m toolkit.ui_guard check FILE --root DIR... --base
+ * The UI's own rules for a job file (`python -m toolkit.ui.guard check FILE --root DIR... --base
  * REPO`, shared with the Gradio app): every path it names resolves, symlinks followed, inside
  * DATA_ROOT's datasets/, output/ or models/ (or is a hub repo id / `tiny:` id for model keys), no
  * `${...}` anywhere (UI jobs are never expanded), `config.name` a plain file name. Problems by key
@@ -152,7 +152,7 @@ export async function checkImages(files: string[]): Promise<{ file: string; erro
 export async function guardJobFile(file: string): Promise<ValidationResult> {
   const s = settings();
   const roots = jobRoots(s).flatMap((root) => ["--root", root]);
-  const result = await runPython(["-m", "toolkit.ui_guard", "check", file, ...roots, "--base", s.repoRoot], 60_000);
+  const result = await runPython(["-m", "toolkit.ui.guard", "check", file, ...roots, "--base", s.repoRoot], 60_000);
   try {
     const parsed = JSON.parse(result.stdout) as ValidationResult;
     if (typeof parsed.ok === "boolean" && Array.isArray(parsed.problems) && (parsed.ok || parsed.problems.length > 0)) return parsed;
@@ -161,19 +161,19 @@ export async function guardJobFile(file: string): Promise<ValidationResult> {
   }
   return {
     ok: false,
-    problems: [{ path: "", message: `the path guard (python -m toolkit.ui_guard) failed: ${tail(result.stderr || result.stdout) || `exit ${result.code}`}` }],
+    problems: [{ path: "", message: `the path guard (python -m toolkit.ui.guard) failed: ${tail(result.stderr || result.stdout) || `exit ${result.code}`}` }],
   };
 }
 
-/** Each sample's caption as the trainer uses it (`python -m toolkit.ui_samples FILE`); null when it cannot tell. */
+/** Each sample's caption as the trainer uses it (`python -m toolkit.ui.samples FILE`); null when it cannot tell. */
 export async function sampleCaptions(file: string): Promise<SampleCaption[] | null> {
-  const result = await runPython(["-m", "toolkit.ui_samples", file], 60_000);
+  const result = await runPython(["-m", "toolkit.ui.samples", file], 60_000);
   try {
     const parsed = JSON.parse(result.stdout);
     if (result.code === 0 && Array.isArray(parsed)) return parsed as SampleCaption[];
   } catch {
     // fall through
   }
-  console.error(`[jobs] python -m toolkit.ui_samples ${file} failed (exit ${result.code}): ${tail(result.stderr || result.stdout, 3)}`);
+  console.error(`[jobs] python -m toolkit.ui.samples ${file} failed (exit ${result.code}): ${tail(result.stderr || result.stdout, 3)}`);
   return null;
 }

@@ -6,7 +6,7 @@ import path from "node:path";
 export interface Settings {
   /** ui/ itself (the server's working directory). */
   uiDir: string;
-  /** The trainer's repository: where `python run.py` and `python -m toolkit.ui_schema` run. */
+  /** The trainer's repository: where `python run.py` and `python -m toolkit.ui.schema` run. */
   repoRoot: string;
   python: string;
   /** Root of everything the UI writes: database, datasets, job files, training outputs. */
@@ -63,7 +63,7 @@ export function settings(): Settings {
 }
 
 /**
- * The folders every path a UI-submitted job names must stay inside (toolkit.ui_guard): the UI's
+ * The folders every path a UI-submitted job names must stay inside (toolkit.ui.guard): the UI's
  * datasets, outputs and models, and the trainer's bundled examples (the tiny demo preset trains on
  * `config/examples/demo_dataset` when no dataset is ticked), as the Gradio app allows.
  */

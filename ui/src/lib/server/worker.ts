@@ -34,12 +34,12 @@ function state(): WorkerState {
   return (g[KEY] ??= { timer: null, children: new Map(), reattached: new Map() });
 }
 
-/** How often a re-attached trainer's liveness is asked of Python (`toolkit.ui_jobs alive`). */
+/** How often a re-attached trainer's liveness is asked of Python (`toolkit.ui.jobs alive`). */
 const REATTACHED_CHECK_S = 2;
 
 /**
  * Whether the trainer of `job` still runs: for a process this server started, until Node reports
- * its exit; for one a previous server started, what `python -m toolkit.ui_jobs alive` last said
+ * its exit; for one a previous server started, what `python -m toolkit.ui.jobs alive` last said
  * (asked in the background, at most every REATTACHED_CHECK_S; undefined until the first answer).
  */
 function trainerRunning(job: JobRow, configPath: string): boolean | undefined {

@@ -1,4 +1,4 @@
-// What `python -m toolkit.ui_schema` printed (cached from server start), plus where the UI keeps
+// What `python -m toolkit.ui.schema` printed (cached from server start), plus where the UI keeps
 // datasets and outputs. `?refresh=1` runs Python again (after adding an architecture).
 import { json, withApi } from "@/lib/server/http";
 import { loadUiSchema } from "@/lib/server/python";

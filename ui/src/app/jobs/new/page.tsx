@@ -219,7 +219,7 @@ function NewJobForm() {
       <div>
         <h1>New job</h1>
         <ErrorBox error={schemaQ.error} />
-        {!schemaQ.error ? <p className="muted">Reading the trainer&apos;s presets (python -m toolkit.ui_schema)…</p> : null}
+        {!schemaQ.error ? <p className="muted">Reading the trainer&apos;s presets (python -m toolkit.ui.schema)…</p> : null}
       </div>
     );
   }

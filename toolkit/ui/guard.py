@@ -13,9 +13,9 @@ Both UIs (the Gradio app and the Next.js server) call this one module before a j
   may hold ``${...}`` (UI jobs are never expanded, so the file, the served copy and what runs agree);
 - :func:`guard_text` reads job text exactly as ``run.py --no-env`` does (size cap, encoding,
   bounded aliases; :func:`toolkit.config.parse_text_checked`) and then runs :func:`guard_raw`;
-- ``python -m toolkit.ui_guard check FILE --root DIR [--root DIR ...] [--base DIR] [--validate]``
+- ``python -m toolkit.ui.guard check FILE --root DIR [--root DIR ...] [--base DIR] [--validate]``
   prints ``{"ok": bool, "problems": [{"path", "message"}]}`` (exit 0 when ok, 1 when not, 2 on
-  usage), for the Next.js server, which calls Python the way it calls ``toolkit.ui_schema validate``;
+  usage), for the Next.js server, which calls Python the way it calls ``toolkit.ui.schema validate``;
   ``--validate`` adds the schema's problems (as ``run.py --no-env`` reads the file) once the guard passes.
 
 Relative paths are relative to ``base``: the working directory ``run.py`` runs in (the project
@@ -171,7 +171,7 @@ def validation_problems(path: str | Path) -> list[Problem]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m toolkit.ui_guard",
+    parser = argparse.ArgumentParser(prog="python -m toolkit.ui.guard",
                                      description="Check a UI-submitted job file: paths confined, no ${ENV}.")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="print {ok, problems} as JSON")

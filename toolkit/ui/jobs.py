@@ -3,8 +3,8 @@
 The app is a front end over the one output contract (DESIGN.md, decision 8): it writes a YAML
 under ``config/`` and runs ``python run.py config/ui_<name>.yaml``; everything it shows is read
 back from the job folder ``<training_folder>/<name>/``. This module holds the parts that need no
-browser, so they are unit-tested on their own (the config comes from ``toolkit/ui_presets.py``,
-the uploads are written by ``toolkit/ui_datasets.py``):
+browser, so they are unit-tested on their own (the config comes from ``toolkit/ui/presets.py``,
+the uploads are written by ``toolkit/ui/datasets.py``):
 
 - **checking a job**: YAML text parsed exactly as run.py parses it, then ``ui_schema.validate_dict``
   (toolkit/validate.py, the one validation path; :func:`check_yaml`: problems by key path);
@@ -43,7 +43,7 @@ from toolkit.config import load_raw_config, parse_job_config
 from toolkit.errors import ConfigError
 from toolkit.paths import CONFIG_DIR, ROOT
 from toolkit.progress import read_events
-from toolkit.ui_datasets import (
+from toolkit.ui.datasets import (
     CONTROL_DIR,
     DATASET_DIR,
     IMAGE_EXTENSIONS,
@@ -53,7 +53,7 @@ from toolkit.ui_datasets import (
     write_dataset,
     write_references,
 )
-from toolkit.ui_schema import validate_dict
+from toolkit.ui.schema import validate_dict
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def resolve_path(path: str | Path, root: Path = ROOT) -> Path:
 
 
 def ui_roots(root: Path = ROOT, extra: list[Path] = ()) -> list[Path]:
-    """The folders a job started from the app may name (toolkit/ui_guard.py): the training outputs
+    """The folders a job started from the app may name (toolkit/ui/guard.py): the training outputs
     (``output/``), the bundled demo datasets (``config/examples/``), local models (``models/``) and
     ``extra`` (the app's ``--training-folder`` and ``--data-root`` folders)."""
     return [Path(root) / "output", Path(root) / "config" / "examples", Path(root) / "models", *map(Path, extra)]
@@ -113,7 +113,7 @@ def check_yaml(text: str, root: Path = ROOT, roots: list[Path] | None = None) ->
 
     Returns ``(job, [])`` or ``(None, problems)``, problems as ``{"path", "message"}``.
     """
-    from toolkit.ui_guard import guard_raw
+    from toolkit.ui.guard import guard_raw
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "job.yaml"
@@ -571,11 +571,11 @@ def find_job(name: str, config_dir: Path = CONFIG_DIR, root: Path = ROOT) -> Job
 
 
 def main(argv: list[str]) -> int:
-    """``python -m toolkit.ui_jobs alive PID JOB_FILE`` prints ``{"alive": true|false}``: whether that
+    """``python -m toolkit.ui.jobs alive PID JOB_FILE`` prints ``{"alive": true|false}``: whether that
     pid still runs that job file. The Next.js UI asks this about trainers a previous server started
     (one liveness check for both UIs)."""
     if len(argv) != 3 or argv[0] != "alive" or not argv[1].isdigit():
-        print("usage: python -m toolkit.ui_jobs alive PID JOB_FILE", file=sys.stderr)
+        print("usage: python -m toolkit.ui.jobs alive PID JOB_FILE", file=sys.stderr)
         return 2
     print(json.dumps({"alive": _pid_alive(int(argv[1]), argv[2])}))
     return 0

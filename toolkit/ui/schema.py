@@ -1,9 +1,9 @@
 """What the front ends (Gradio app, Next.js UI) read from the Python side, so no default is copied.
 
-    python -m toolkit.ui_schema                 # JSON: the config schema, the presets, the archs
-    python -m toolkit.ui_schema validate FILE   # JSON: {"ok": bool, "problems": [{"path", "message"}]}
-    python -m toolkit.ui_schema validate --machine FILE   # also the device / optimizer on this machine
-    python -m toolkit.ui_schema validate FILE --root DIR [--root DIR ...] [--base DIR]
+    python -m toolkit.ui.schema                 # JSON: the config schema, the presets, the archs
+    python -m toolkit.ui.schema validate FILE   # JSON: {"ok": bool, "problems": [{"path", "message"}]}
+    python -m toolkit.ui.schema validate --machine FILE   # also the device / optimizer on this machine
+    python -m toolkit.ui.schema validate FILE --root DIR [--root DIR ...] [--base DIR]
                                                 # the same for a UI-submitted job: paths confined, no ${ENV}
 
 Presets are the shipped training examples (`config/examples/train_lora_*.yaml`, each with
@@ -84,9 +84,9 @@ def export(with_archs: bool = True) -> dict:
 
 
 def validate_ui_file(path: str | Path, roots: list[str], base: str | Path) -> dict:
-    """A job file submitted from a UI: the path guard (toolkit/ui_guard.py: paths inside ``roots``, no
+    """A job file submitted from a UI: the path guard (toolkit/ui/guard.py: paths inside ``roots``, no
     ``${ENV}``, plain names, bounded reading), then the schema as ``run.py --no-env`` reads the file."""
-    from toolkit.ui_guard import guard_file, validation_problems
+    from toolkit.ui.guard import guard_file, validation_problems
 
     problems = guard_file(path, roots, base) or validation_problems(path)
     return {"ok": not problems, "problems": [{"path": p, "message": m} for p, m in problems]}
@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["validate"] and len(argv) > 2:  # validate FILE --root DIR [--root DIR ...] [--base DIR]
         import argparse
 
-        parser = argparse.ArgumentParser(prog="python -m toolkit.ui_schema validate")
+        parser = argparse.ArgumentParser(prog="python -m toolkit.ui.schema validate")
         parser.add_argument("file")
         parser.add_argument("--root", action="append", required=True)
         parser.add_argument("--base", default=str(Path.cwd()))
@@ -111,7 +111,7 @@ def main(argv: list[str]) -> int:
         print(json.dumps(result, indent=1))
         return 0 if result["ok"] else 1
     if argv:
-        print("usage: python -m toolkit.ui_schema [validate [--machine] FILE [--root DIR ...] [--base DIR]]",
+        print("usage: python -m toolkit.ui.schema [validate [--machine] FILE [--root DIR ...] [--base DIR]]",
               file=sys.stderr)
         return 2
     print(json.dumps(export(), indent=1))

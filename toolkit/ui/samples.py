@@ -5,7 +5,7 @@ with ``[trigger]`` replaced (:func:`toolkit.prompt.apply_trigger`) and its ``--w
 flags taken out (:func:`toolkit.prompt.parse_prompt`), exactly as the trainer does. A gallery shows
 the ``caption`` and the ``flags`` on a small line, never the raw text.
 
-``python -m toolkit.ui_samples FILE`` prints ``[{"prompt", "caption", "flags": {field: value}}]`` (the
+``python -m toolkit.ui.samples FILE`` prints ``[{"prompt", "caption", "flags": {field: value}}]`` (the
 Next.js server runs it once when a job is queued). Nothing here imports torch.
 """
 
@@ -36,7 +36,7 @@ def sample_captions(raw: dict, source: str = "<ui>") -> list[dict]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m toolkit.ui_samples FILE", file=sys.stderr)
+        print("usage: python -m toolkit.ui.samples FILE", file=sys.stderr)
         return 2
     try:
         print(json.dumps(sample_captions(load_raw_config(argv[0]), argv[0])))

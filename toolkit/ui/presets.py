@@ -1,11 +1,11 @@
 """The model presets of the Gradio app (flux_train_ui.py) and the job configs built from them.
 
-A job starts as a preset's whole config (``toolkit.ui_schema.presets()``, the shipped examples) with
+A job starts as a preset's whole config (``toolkit.ui.schema.presets()``, the shipped examples) with
 only the person's fields changed (:func:`build_job_config`); the memory choices are derived from the
 preset's ``model`` section (:func:`vram_options`). Edit presets (a dataset with ``control_path``)
 train on the uploaded targets and their uploaded references: the job's ``control_path`` is the
 dataset's ``control/`` folder and ``sample.ctrl_img`` the first target's reference
-(``toolkit/ui_datasets.py`` names those files).
+(``toolkit/ui/datasets.py`` names those files).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 import yaml
 
 from toolkit.config import parse_job_config
-from toolkit.ui_datasets import CONTROL_DIR, DATASET_DIR
-from toolkit.ui_jobs import ROOT, JobError, resolve_path
-from toolkit.ui_schema import presets
+from toolkit.ui.datasets import CONTROL_DIR, DATASET_DIR
+from toolkit.ui.jobs import ROOT, JobError, resolve_path
+from toolkit.ui.schema import presets
 
 
 def form_presets() -> tuple[list[dict], dict[str, str]]:
@@ -157,7 +157,7 @@ def build_job_config(preset: dict, fields: UserFields, training_folder: str | No
     Sample prompts equal to the preset's leave its ``sample`` section as it is.
 
     Edit presets: ``control_path`` is the dataset's ``control/`` folder, where the app writes the
-    references, and ``sample_reference`` (a file name in it, :func:`toolkit.ui_datasets.first_reference`)
+    references, and ``sample_reference`` (a file name in it, :func:`toolkit.ui.datasets.first_reference`)
     becomes ``sample.ctrl_img`` as an absolute path; without one the preset's ``ctrl_img`` stays.
     """
     typed = typed_process(preset)
@@ -201,7 +201,7 @@ def build_job_config(preset: dict, fields: UserFields, training_folder: str | No
 
 @dataclasses.dataclass
 class FormFields:
-    """A job form of either UI (the Gradio app, the Next.js UI through ``python -m toolkit.ui_presets
+    """A job form of either UI (the Gradio app, the Next.js UI through ``python -m toolkit.ui.presets
     build``); everything it does not name comes from the preset unchanged.
 
     ``values``: settings inside ``config.process[0]`` by dotted path (``train.steps``); a path through
@@ -311,10 +311,10 @@ def build_from_json(data: object) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m toolkit.ui_presets build < form.json``: the job config as JSON on stdout, or
+    """``python -m toolkit.ui.presets build < form.json``: the job config as JSON on stdout, or
     ``{"error": message}`` and exit 1."""
     if argv != ["build"]:
-        print("usage: python -m toolkit.ui_presets build < form.json", file=sys.stderr)
+        print("usage: python -m toolkit.ui.presets build < form.json", file=sys.stderr)
         return 2
     try:
         print(json.dumps(build_from_json(json.load(sys.stdin))))
