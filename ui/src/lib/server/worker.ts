@@ -2,7 +2,7 @@
 // progress.jsonl, notice processes that ended, then start queued jobs while a slot is free
 // (MAX_CONCURRENT_JOBS in all, one job at a time per device).
 //
-// A job runs as `PYTHON run.py <job file>` in its own process group (detached, output appended to
+// A job runs as `PYTHON run.py --no-env <job file>` (no ${ENV} expansion for a UI job) in its own process group (detached, output appended to
 // its log file), so it outlives the UI. The pid is stored: after a restart the worker carries on
 // following jobs whose process is still alive (asked of the trainer's Python, which checks the pid
 // runs this job file), and a job whose process is gone without an `end` event is marked failed
@@ -178,12 +178,12 @@ function launch(job: JobRow): void {
   fs.mkdirSync(paths.dir, { recursive: true });
   const out = fs.openSync(paths.log, "a");
   const run = job.run_count + 1;
-  fs.writeSync(out, `${RUN_MARKER}${run} at ${new Date().toISOString()}: ${s.python} run.py ${paths.config}\n`);
+  fs.writeSync(out, `${RUN_MARKER}${run} at ${new Date().toISOString()}: ${s.python} run.py --no-env ${paths.config}\n`);
   const env: NodeJS.ProcessEnv = { ...process.env, PYTHONUNBUFFERED: "1" };
   delete env.AI_TOOLKIT_AUTH; // the trainer has no use for the UI's secret
   let child;
   try {
-    child = spawn(s.python, ["run.py", paths.config], {
+    child = spawn(s.python, ["run.py", "--no-env", paths.config], {
       cwd: s.repoRoot,
       detached: true,
       stdio: ["ignore", out, out],
