@@ -76,43 +76,127 @@ class App:
         fields = ui_presets.UserFields.from_preset(preset)
         options = list(ui_presets.vram_options(preset))
         name = jobs.suggest_name(fields.name, self.job_root(label), self.config_dir)
-        return (gr.update(choices=options, value=fields.vram), name, fields.trigger_word, fields.default_caption,
-                fields.steps, fields.lr, fields.rank, ", ".join(map(str, fields.resolutions)), fields.sample_every,
-                "\n".join(fields.sample_prompts))
+        return (
+            gr.update(choices=options, value=fields.vram),
+            name,
+            fields.trigger_word,
+            fields.default_caption,
+            fields.steps,
+            fields.lr,
+            fields.rank,
+            ", ".join(map(str, fields.resolutions)),
+            fields.sample_every,
+            "\n".join(fields.sample_prompts),
+        )
 
-    def build_yaml(self, label, vram, name, trigger, default_caption, steps, lr, rank, resolutions, sample_every,
-                   prompts, images=None, references=None) -> tuple[str, str]:
+    def build_yaml(
+        self,
+        label,
+        vram,
+        name,
+        trigger,
+        default_caption,
+        steps,
+        lr,
+        rank,
+        resolutions,
+        sample_every,
+        prompts,
+        images=None,
+        references=None,
+    ) -> tuple[str, str]:
         """The YAML for the form, twice: for the editor and as the last generated text."""
         try:
-            text = self._yaml(label, vram, name, trigger, default_caption, steps, lr, rank, resolutions,
-                              sample_every, prompts, images, references)
+            text = self._yaml(
+                label,
+                vram,
+                name,
+                trigger,
+                default_caption,
+                steps,
+                lr,
+                rank,
+                resolutions,
+                sample_every,
+                prompts,
+                images,
+                references,
+            )
         except (jobs.JobError, ValueError, TypeError, ZeroDivisionError) as exc:
             text = f"# cannot build the config: {exc}\n"
         return text, text
 
-    def _yaml(self, label, vram, name, trigger, default_caption, steps, lr, rank, resolutions, sample_every,
-              prompts, images=None, references=None) -> str:
+    def _yaml(
+        self,
+        label,
+        vram,
+        name,
+        trigger,
+        default_caption,
+        steps,
+        lr,
+        rank,
+        resolutions,
+        sample_every,
+        prompts,
+        images=None,
+        references=None,
+    ) -> str:
         """Edit presets: ``sample.ctrl_img`` is the reference of the first image that has one."""
         preset = self.presets[label]
         fields = ui_presets.UserFields(
-            name=(name or "").strip(), trigger_word=trigger or "", default_caption=default_caption or "",
-            steps=_number("Steps", steps, int), lr=_number("Learning rate", lr, float),
-            rank=_number("LoRA rank", rank, int), resolutions=_field("Resolutions", ui_presets.parse_resolutions,
-                                                                     resolutions),
+            name=(name or "").strip(),
+            trigger_word=trigger or "",
+            default_caption=default_caption or "",
+            steps=_number("Steps", steps, int),
+            lr=_number("Learning rate", lr, float),
+            rank=_number("LoRA rank", rank, int),
+            resolutions=_field("Resolutions", ui_presets.parse_resolutions, resolutions),
             sample_every=_number("Sample every N steps", sample_every, int),
-            sample_prompts=(prompts or "").splitlines(), vram=vram)
+            sample_prompts=(prompts or "").splitlines(),
+            vram=vram,
+        )
         sample_reference = ui_datasets.first_reference(images or [], references or [])
         raw = ui_presets.build_job_config(preset, fields, self.training_folder, sample_reference, ROOT)
         return ui_presets.to_yaml(raw, preset)
 
-    def uploads_changed(self, label, vram, name, trigger, default_caption, steps, lr, rank, resolutions,
-                        sample_every, prompts, images, references, yaml_text, generated):
+    def uploads_changed(
+        self,
+        label,
+        vram,
+        name,
+        trigger,
+        default_caption,
+        steps,
+        lr,
+        rank,
+        resolutions,
+        sample_every,
+        prompts,
+        images,
+        references,
+        yaml_text,
+        generated,
+    ):
         """After an upload: an edit preset's YAML names the first image's reference (``sample.ctrl_img``),
         so it is rebuilt, unless the person edited it. Other presets' YAML does not depend on the uploads."""
         if not self.is_edit(label) or ((yaml_text or "").strip() and yaml_text != generated):
             return gr.skip(), gr.skip()
-        return self.build_yaml(label, vram, name, trigger, default_caption, steps, lr, rank, resolutions,
-                               sample_every, prompts, images, references)
+        return self.build_yaml(
+            label,
+            vram,
+            name,
+            trigger,
+            default_caption,
+            steps,
+            lr,
+            rank,
+            resolutions,
+            sample_every,
+            prompts,
+            images,
+            references,
+        )
 
     def is_edit(self, label: str) -> bool:
         return ui_presets.is_edit(self.presets[label])
@@ -136,7 +220,9 @@ class App:
         captions = {}
         for p in texts:
             try:
-                captions[Path(p).stem] = Path(p).read_bytes()[:ui_datasets.MAX_CAPTION_BYTES].decode("utf-8-sig").strip()
+                captions[Path(p).stem] = (
+                    Path(p).read_bytes()[: ui_datasets.MAX_CAPTION_BYTES].decode("utf-8-sig").strip()
+                )
             except UnicodeDecodeError:
                 problems.append(f"{Path(p).name}: not UTF-8 text; save the caption as UTF-8")
         for row in _rows(table):
@@ -148,8 +234,11 @@ class App:
         """The bundled demo: the robot images, or for an edit preset the edit pairs (targets + control/)."""
         folder = DEMO_EDIT if self.is_edit(label) else DEMO_IMAGES
         images = sorted(str(p) for p in folder.glob("*.png"))
-        captions = {Path(p).stem: Path(p).with_suffix(".txt").read_text(encoding="utf-8").strip()
-                    for p in images if Path(p).with_suffix(".txt").is_file()}
+        captions = {
+            Path(p).stem: Path(p).with_suffix(".txt").read_text(encoding="utf-8").strip()
+            for p in images
+            if Path(p).with_suffix(".txt").is_file()
+        }
         references = sorted(str(p) for p in (folder / ui_datasets.CONTROL_DIR).glob("*.png"))
         return *self._table(images, captions), *self.upload_references(references)[:2]
 
@@ -193,8 +282,25 @@ class App:
         value = live[0].name if live else None
         return gr.update(choices=[s.name for s in statuses], value=value)
 
-    def start(self, label, vram, name, trigger, default_caption, steps, lr, rank, resolutions, sample_every, prompts,
-              yaml_text, generated, images, table, references=None):
+    def start(
+        self,
+        label,
+        vram,
+        name,
+        trigger,
+        default_caption,
+        steps,
+        lr,
+        rank,
+        resolutions,
+        sample_every,
+        prompts,
+        yaml_text,
+        generated,
+        images,
+        table,
+        references=None,
+    ):
         """Start: the YAML as shown, or rebuilt from the fields when the person did not edit it
         (so a field typed just before pressing Start is never lost to a late rebuild). References
         count for edit presets only (switching presets keeps the uploads)."""
@@ -204,14 +310,17 @@ class App:
             return "**Not started.** A job is being started; wait for it.", gr.update(), gr.update()
         try:
             if self.is_edit(label) and images and not references:
-                raise jobs.JobError("this is an edit model: upload the reference images too, one per target image "
-                                    "with the same file name as its target")
+                raise jobs.JobError(
+                    "this is an edit model: upload the reference images too, one per target image "
+                    "with the same file name as its target"
+                )
             if _only_comments(yaml_text) or yaml_text == generated:
                 # Untouched (or holding only "# cannot build the config"): the fields are the truth, and a bad
                 # field is named as the person typed it ("Resolutions: ...").
                 yaml_text = self._yaml(*form, images, references)
-            job, config_file = jobs.start_job(yaml_text, self.pair_captions(images, table), self.config_dir, ROOT,
-                                              references, roots=self.roots())
+            job, config_file = jobs.start_job(
+                yaml_text, self.pair_captions(images, table), self.config_dir, ROOT, references, roots=self.roots()
+            )
         except jobs.JobError as exc:
             return _refusal(exc), gr.update(), gr.update()
         except (ValueError, TypeError, ZeroDivisionError) as exc:
@@ -219,8 +328,10 @@ class App:
         finally:
             self.starting.release()
         counted = f" and {len(references)} references" if references else ""
-        message = (f"**Started `{job.name}`** with {len(images or [])} images{counted}: "
-                   f"`{_show_path(config_file)}` -> `{_show_path(job.job_folder)}`. Progress below.")
+        message = (
+            f"**Started `{job.name}`** with {len(images or [])} images{counted}: "
+            f"`{_show_path(config_file)}` -> `{_show_path(job.job_folder)}`. Progress below."
+        )
         next_name = jobs.suggest_name(job.name, job.job_folder.parent, self.config_dir)  # the next Start is new
         return message, gr.update(choices=self.job_choices(), value=job.name), next_name
 
@@ -372,7 +483,11 @@ def _status_markdown(status: jobs.JobStatus) -> str:
 
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m {seconds % 60:02d}s"
+    return (
+        f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+        if seconds >= 3600
+        else f"{seconds // 60}m {seconds % 60:02d}s"
+    )
 
 
 # ---------------------------------------------------------------------- layout
@@ -391,18 +506,31 @@ def build_ui(app: App) -> gr.Blocks:
         with gr.Row():
             with gr.Column():
                 preset = gr.Dropdown(list(app.presets), value=label, label="Model")
-                vram = gr.Dropdown([], allow_custom_value=True, label="GPU memory (estimates; fills quantization / offload settings)")
+                vram = gr.Dropdown(
+                    [], allow_custom_value=True, label="GPU memory (estimates; fills quantization / offload settings)"
+                )
                 name = gr.Textbox(label="Job name (output folder and file names)")
-                files = gr.File(file_count="multiple", file_types=["image", ".txt"],
-                                label="Images (optional same-name .txt captions)")
+                files = gr.File(
+                    file_count="multiple",
+                    file_types=["image", ".txt"],
+                    label="Images (optional same-name .txt captions)",
+                )
                 demo_button = gr.Button("Use the demo images (robots; edit models: robot edit pairs)", size="sm")
                 upload_message = gr.Markdown()
                 gallery = gr.Gallery(label="Images", columns=6, height=200)
-                captions = gr.Dataframe(headers=["image", "caption"], datatype=["str", "str"], type="array",
-                                        interactive=True, label="Captions ([trigger] marks the trigger word)")
+                captions = gr.Dataframe(
+                    headers=["image", "caption"],
+                    datatype=["str", "str"],
+                    type="array",
+                    interactive=True,
+                    label="Captions ([trigger] marks the trigger word)",
+                )
                 with gr.Column(visible=app.is_edit(label)) as references_box:
-                    reference_files = gr.File(file_count="multiple", file_types=["image"],
-                                              label="Reference images (one per target, same file name as its target)")
+                    reference_files = gr.File(
+                        file_count="multiple",
+                        file_types=["image"],
+                        label="Reference images (one per target, same file name as its target)",
+                    )
                     reference_message = gr.Markdown()
                     reference_gallery = gr.Gallery(label="References", columns=6, height=200)
                     pairing = gr.Markdown()
@@ -416,10 +544,10 @@ def build_ui(app: App) -> gr.Blocks:
                 with gr.Row():
                     resolutions = gr.Textbox(label="Resolutions (comma separated)")
                     sample_every = gr.Number(label="Sample every N steps", precision=0, minimum=1)
-                prompts = gr.Textbox(label="Sample prompts (one per line; [trigger] and --w/--h/--seed flags)",
-                                     lines=4)
-                with gr.Accordion("Advanced: the YAML that runs (edit it last: changing a field above rebuilds it)",
-                                  open=False):
+                prompts = gr.Textbox(label="Sample prompts (one per line; [trigger] and --w/--h/--seed flags)", lines=4)
+                with gr.Accordion(
+                    "Advanced: the YAML that runs (edit it last: changing a field above rebuilds it)", open=False
+                ):
                     yaml_box = gr.Code(language="yaml", interactive=True, label="config/ui_<name>.yaml")
                 start_button = gr.Button("Start training", variant="primary")
                 message = gr.Markdown()
@@ -434,8 +562,9 @@ def build_ui(app: App) -> gr.Blocks:
         with gr.Row():
             loss_plot = gr.LinePlot(x="step", y="loss", label="Loss", height=260)
             samples = gr.Gallery(label="Samples (newest first)", columns=4, height=260)
-        lora_files = gr.File(file_count="multiple", label="LoRA files (the final one is <name>.safetensors)",
-                             interactive=False)
+        lora_files = gr.File(
+            file_count="multiple", label="LoRA files (the final one is <name>.safetensors)", interactive=False
+        )
         with gr.Accordion("Log (train.log)", open=False):
             log_box = gr.Textbox(lines=14, max_lines=14, show_label=False, interactive=False)
 
@@ -446,31 +575,39 @@ def build_ui(app: App) -> gr.Blocks:
         rebuild = (app.uploads_changed, fields + uploads + [yaml_box, generated], [yaml_box, generated])
         show_pairing = (app.pairing, [preset] + uploads, pairing)
         preset.change(app.select_preset, preset, form, api_name="select_preset").then(
-            app.references_box, preset, references_box, api_name=False).then(
-            *show_pairing, api_name=False).then(*build, api_name=False)
+            app.references_box, preset, references_box, api_name=False
+        ).then(*show_pairing, api_name=False).then(*build, api_name=False)
         gr.on([f.change for f in form], *build, api_name="build_yaml")
-        files.change(app.upload, [files, captions], [images, gallery, captions, upload_message],
-                     api_name="upload").then(
-            *show_pairing, api_name=False).then(*rebuild, api_name=False)
-        reference_files.change(app.upload_references, reference_files,
-                               [references, reference_gallery, reference_message], api_name="upload_references").then(
-            *show_pairing, api_name=False).then(*rebuild, api_name=False)
-        demo_button.click(app.demo_images, preset, [images, gallery, captions, references, reference_gallery],
-                          api_name="demo_images").then(*show_pairing, api_name=False).then(*rebuild, api_name=False)
+        files.change(
+            app.upload, [files, captions], [images, gallery, captions, upload_message], api_name="upload"
+        ).then(*show_pairing, api_name=False).then(*rebuild, api_name=False)
+        reference_files.change(
+            app.upload_references,
+            reference_files,
+            [references, reference_gallery, reference_message],
+            api_name="upload_references",
+        ).then(*show_pairing, api_name=False).then(*rebuild, api_name=False)
+        demo_button.click(
+            app.demo_images, preset, [images, gallery, captions, references, reference_gallery], api_name="demo_images"
+        ).then(*show_pairing, api_name=False).then(*rebuild, api_name=False)
         # Start is disabled from the click until the job started (or was refused): no double starts.
         start_button.click(lambda: gr.update(interactive=False), None, start_button, api_name=False, queue=False).then(
-            app.start, fields + [yaml_box, generated, images, captions, references], [message, job, name],
-            api_name="start").then(lambda: gr.update(interactive=True), None, start_button, api_name=False)
+            app.start,
+            fields + [yaml_box, generated, images, captions, references],
+            [message, job, name],
+            api_name="start",
+        ).then(lambda: gr.update(interactive=True), None, start_button, api_name=False)
         view = [status, loss_plot, samples, lora_files, log_box]
         refresh_button.click(app.refresh, job, view, api_name="refresh")
         job.change(app.refresh, job, view, api_name=False)
-        gr.Timer(REFRESH_S).tick(app.tick, [job, shown], view + [shown], api_name=False, show_progress="hidden",
-                                 concurrency_limit=None)
+        gr.Timer(REFRESH_S).tick(
+            app.tick, [job, shown], view + [shown], api_name=False, show_progress="hidden", concurrency_limit=None
+        )
         stop_button.click(app.stop, job, job_message, api_name="stop")
         resume_button.click(app.resume, job, job_message, api_name="resume")
         demo.load(app.select_preset, preset, form, api_name=False).then(
-            app.references_box, preset, references_box, api_name=False).then(*build, api_name=False).then(
-            app.on_load, None, job, api_name="jobs")
+            app.references_box, preset, references_box, api_name=False
+        ).then(*build, api_name=False).then(app.on_load, None, job, api_name="jobs")
     return demo
 
 
@@ -478,20 +615,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Gradio app that trains FLUX.1 / FLUX.2 LoRAs.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: the whole network)")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--share", action="store_true",
-                        help="a public gradio.live link (needs --auth-token): anyone with link and token can train")
-    parser.add_argument("--auth-token", default=None,
-                        help=f"require this token (or set {ui_http.TOKEN_ENV}); required with --share or a "
-                             "non-loopback --host. Open the app once as /?token=TOKEN")
-    parser.add_argument("--allowed-hosts", default="",
-                        help="comma-separated extra Host names to answer to (e.g. a reverse proxy's); '*' = any")
+    parser.add_argument(
+        "--share",
+        action="store_true",
+        help="a public gradio.live link (needs --auth-token): anyone with link and token can train",
+    )
+    parser.add_argument(
+        "--auth-token",
+        default=None,
+        help=f"require this token (or set {ui_http.TOKEN_ENV}); required with --share or a "
+        "non-loopback --host. Open the app once as /?token=TOKEN",
+    )
+    parser.add_argument(
+        "--allowed-hosts",
+        default="",
+        help="comma-separated extra Host names to answer to (e.g. a reverse proxy's); '*' = any",
+    )
     parser.add_argument("--max-upload-mb", type=int, default=50, help="largest accepted upload, per file")
-    parser.add_argument("--data-root", action="append", default=[],
-                        help="a folder jobs may read (datasets, local models) besides output/, "
-                             "config/examples/ and models/ (repeat)")
+    parser.add_argument(
+        "--data-root",
+        action="append",
+        default=[],
+        help="a folder jobs may read (datasets, local models) besides output/, config/examples/ and models/ (repeat)",
+    )
     parser.add_argument("--config-dir", default=str(jobs.CONFIG_DIR), help="where config/ui_<name>.yaml go")
-    parser.add_argument("--training-folder", default=None,
-                        help="job folders go here instead of each preset's training_folder (output/)")
+    parser.add_argument(
+        "--training-folder", default=None, help="job folders go here instead of each preset's training_folder (output/)"
+    )
     return parser.parse_args(argv)
 
 
@@ -500,8 +650,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     token = args.auth_token or os.environ.get(ui_http.TOKEN_ENV) or None
     if (args.share or not ui_http.is_loopback(args.host)) and not token:
-        log.error("--share and --host %s make the app reachable from other machines: set a token with --auth-token "
-                  "or %s (then open the app once as /?token=TOKEN)", args.host, ui_http.TOKEN_ENV)
+        log.error(
+            "--share and --host %s make the app reachable from other machines: set a token with --auth-token "
+            "or %s (then open the app once as /?token=TOKEN)",
+            args.host,
+            ui_http.TOKEN_ENV,
+        )
         return 2
     app = App(Path(args.config_dir).resolve(), args.training_folder, args.data_root)
     demo = build_ui(app)
@@ -512,9 +666,14 @@ def main(argv=None) -> int:
     from starlette.middleware import Middleware
 
     policy = ui_http.HostPolicy(args.host, [h.strip() for h in args.allowed_hosts.split(",")], args.share)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
-                allowed_paths=[str(p) for p in app.allowed_paths()], max_file_size=args.max_upload_mb * 1024 * 1024,
-                app_kwargs={"middleware": [Middleware(ui_http.FrontDoor, policy=policy, token=token)]})
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        allowed_paths=[str(p) for p in app.allowed_paths()],
+        max_file_size=args.max_upload_mb * 1024 * 1024,
+        app_kwargs={"middleware": [Middleware(ui_http.FrontDoor, policy=policy, token=token)]},
+    )
     return 0
 
 

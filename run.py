@@ -1,8 +1,8 @@
 """Run one or more ai-toolkit style job files.
 
-    python run.py config/examples/train_lora_flux2_24gb.yaml
-    python run.py my_job other_job --recover      # bare names are looked up in config/
-    python run.py --check config/*.yaml           # every problem of each file, without loading a model
+python run.py config/examples/train_lora_flux2_24gb.yaml
+python run.py my_job other_job --recover      # bare names are looked up in config/
+python run.py --check config/*.yaml           # every problem of each file, without loading a model
 """
 
 from __future__ import annotations
@@ -23,11 +23,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("-r", "--recover", action="store_true", help="go on to the next config after a failure")
     parser.add_argument("-n", "--name", default=None, help="replace config.name (and every [name] in the file)")
     parser.add_argument("-l", "--log", default=None, help="also write the log to this file")
-    parser.add_argument("--check", action="store_true",
-                        help="only validate each config (schema, architecture, datasets, prompts, device, optimizer) "
-                             "and print every problem; load no model. Exit 0 when all are valid, 1 otherwise")
-    parser.add_argument("--no-env", action="store_true",
-                        help="refuse ${VAR} in the job file instead of expanding it (the UIs run their jobs so)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only validate each config (schema, architecture, datasets, prompts, device, optimizer) "
+        "and print every problem; load no model. Exit 0 when all are valid, 1 otherwise",
+    )
+    parser.add_argument(
+        "--no-env",
+        action="store_true",
+        help="refuse ${VAR} in the job file instead of expanding it (the UIs run their jobs so)",
+    )
     return parser.parse_args(argv)
 
 

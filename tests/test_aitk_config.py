@@ -12,11 +12,16 @@ from toolkit.errors import ConfigError
 
 BASE = {
     "job": "extension",
-    "config": {"name": "t", "process": [{
-        "type": "sd_trainer",
-        "datasets": [{"folder_path": "/data"}],
-        "model": {"name_or_path": "x", "arch": "flux2"},
-    }]},
+    "config": {
+        "name": "t",
+        "process": [
+            {
+                "type": "sd_trainer",
+                "datasets": [{"folder_path": "/data"}],
+                "model": {"name_or_path": "x", "arch": "flux2"},
+            }
+        ],
+    },
 }
 
 
@@ -60,17 +65,35 @@ def test_quantize_te_follows_quantize_when_absent():
 # --- qtype names --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("given, ours", [("qfloat8", "qfloat8"), ("float8", "qfloat8"), ("int8", "qint8"),
-                                         ("uint8", "qint8"), ("qint8", "qint8"), ("uint4", "qint4"),
-                                         ("int4", "qint4"), ("qint4", "qint4"), ("uint2", "qint2"), ("", "qfloat8")])
+@pytest.mark.parametrize(
+    "given, ours",
+    [
+        ("qfloat8", "qfloat8"),
+        ("float8", "qfloat8"),
+        ("int8", "qint8"),
+        ("uint8", "qint8"),
+        ("qint8", "qint8"),
+        ("uint4", "qint4"),
+        ("int4", "qint4"),
+        ("qint4", "qint4"),
+        ("uint2", "qint2"),
+        ("", "qfloat8"),
+    ],
+)
 def test_aitk_qtype_names(given, ours):
     model = process_of(model={"qtype": given, "qtype_te": given}).model
     assert (model.qtype, model.qtype_te) == (ours, ours)
 
 
-@pytest.mark.parametrize("given, says", [("uint3", "2-, 4- and 8-bit"), ("uint6", "2-, 4- and 8-bit"),
-                                         ("convrot4", "ai-toolkit's own quantizers"),
-                                         ("uint4|ostris/accuracy_recovery_adapters/x.safetensors", "'qint4'")])
+@pytest.mark.parametrize(
+    "given, says",
+    [
+        ("uint3", "2-, 4- and 8-bit"),
+        ("uint6", "2-, 4- and 8-bit"),
+        ("convrot4", "ai-toolkit's own quantizers"),
+        ("uint4|ostris/accuracy_recovery_adapters/x.safetensors", "'qint4'"),
+    ],
+)
 def test_qtypes_quanto_cannot_store_are_refused(given, says):
     assert says in problems_of(model={"qtype": given})["config.process[0].model.qtype"]
 
@@ -102,8 +125,10 @@ def test_control_path_and_numbered_together_is_one_error():
 
 
 def test_ctrl_img_n_in_samples_and_section():
-    sample = {"samples": [{"prompt": "p", "ctrl_img_1": "/1.png", "ctrl_img_2": "/2.png", "ctrl_img_3": ""}],
-              "ctrl_img_1": "/s.png"}
+    sample = {
+        "samples": [{"prompt": "p", "ctrl_img_1": "/1.png", "ctrl_img_2": "/2.png", "ctrl_img_3": ""}],
+        "ctrl_img_1": "/s.png",
+    }
     process = process_of(sample=sample)
     assert process.sample.samples[0].ctrl_imgs == ["/1.png", "/2.png"]
     assert process.sample.ctrl_imgs == ["/s.png"]
@@ -136,7 +161,10 @@ def test_lokr_full_rank_is_aitk_default():
 
 
 def test_transformer_only_false_is_refused():
-    assert "not supported" in problems_of(network={"transformer_only": False})["config.process[0].network.transformer_only"]
+    assert (
+        "not supported"
+        in problems_of(network={"transformer_only": False})["config.process[0].network.transformer_only"]
+    )
     assert process_of(network={"transformer_only": True}).network.transformer_only
 
 
@@ -256,8 +284,9 @@ def test_train_dtype_is_the_dtype_the_weights_load_in(tiny, train_dtype, expecte
     from toolkit.util.get_model import get_model_class
 
     tiny("flux2_klein_4b")
-    process = process_of(model={"name_or_path": "tiny:flux2_klein_4b", "arch": "flux2_klein_4b"},
-                         train={"dtype": train_dtype})
+    process = process_of(
+        model={"name_or_path": "tiny:flux2_klein_4b", "arch": "flux2_klein_4b"}, train={"dtype": train_dtype}
+    )
     model = get_model_class(process.model)(process.model, device="cpu")
     model.load_model()
     assert model.transformer.dtype == getattr(torch, expected)

@@ -13,20 +13,39 @@ from toolkit.errors import ConfigError
 
 JOB = {
     "job": "extension",
-    "config": {"name": "edit_lora", "process": [{
-        "type": "diffusion_trainer", "sqlite_db_path": "./aitk_db.db", "device": "cuda",
-        "network": {"type": "lora", "linear": 16, "linear_alpha": 16, "conv": 16, "conv_alpha": 16},
-        "datasets": [
-            {"folder_path": "/home/me/data/targets", "control_path_1": "/home/me/data/refs_a",
-             "control_path_2": "/home/me/data/refs_b", "control_path_3": None, "num_frames": 1},
-            {"folder_path": "/home/me/data/[name]_extra"},
+    "config": {
+        "name": "edit_lora",
+        "process": [
+            {
+                "type": "diffusion_trainer",
+                "sqlite_db_path": "./aitk_db.db",
+                "device": "cuda",
+                "network": {"type": "lora", "linear": 16, "linear_alpha": 16, "conv": 16, "conv_alpha": 16},
+                "datasets": [
+                    {
+                        "folder_path": "/home/me/data/targets",
+                        "control_path_1": "/home/me/data/refs_a",
+                        "control_path_2": "/home/me/data/refs_b",
+                        "control_path_3": None,
+                        "num_frames": 1,
+                    },
+                    {"folder_path": "/home/me/data/[name]_extra"},
+                ],
+                "train": {"lr": 1e-4, "dtype": "bf16", "timestep_type": "weighted", "switch_boundary_every": 1},
+                "model": {
+                    "name_or_path": "black-forest-labs/FLUX.2-dev",
+                    "arch": "flux2",
+                    "qtype": "uint4",
+                    "quantize": True,
+                },
+                "sample": {
+                    "samples": [{"prompt": "[trigger] edit", "ctrl_img_1": "/home/me/a.png", "ctrl_img_2": ""}],
+                    "num_frames": 1,
+                    "fps": 1,
+                },
+            }
         ],
-        "train": {"lr": 1e-4, "dtype": "bf16", "timestep_type": "weighted", "switch_boundary_every": 1},
-        "model": {"name_or_path": "black-forest-labs/FLUX.2-dev", "arch": "flux2", "qtype": "uint4",
-                  "quantize": True},
-        "sample": {"samples": [{"prompt": "[trigger] edit", "ctrl_img_1": "/home/me/a.png", "ctrl_img_2": ""}],
-                   "num_frames": 1, "fps": 1},
-    }]},
+    },
     "meta": {"name": "[name]"},
 }
 
@@ -40,8 +59,12 @@ def test_json_job_becomes_our_yaml_with_its_folders():
     assert process["sample"]["samples"][0]["ctrl_img"] == ["/home/me/a.png"]
     assert "sqlite_db_path" not in process and "conv" not in process["network"]  # no-ops are dropped
     assert parse_job_config(data, "again.yaml").model_dump() == job.config.model_dump()  # valid as written
-    assert job.folders == ["/home/me/data/targets", "/home/me/data/refs_a", "/home/me/data/refs_b",
-                           "/home/me/data/edit_lora_extra"]  # [name] substituted
+    assert job.folders == [
+        "/home/me/data/targets",
+        "/home/me/data/refs_a",
+        "/home/me/data/refs_b",
+        "/home/me/data/edit_lora_extra",
+    ]  # [name] substituted
     assert PathRef("config.process[0].sample.samples[0].ctrl_img[0]", "reference_image", "/home/me/a.png") in job.paths
     ignored = dict(job.ignored)
     assert "config.process[0].network.conv" in ignored and "config.process[0].sample.fps" in ignored
@@ -61,7 +84,10 @@ def test_every_problem_comes_back_at_once_by_key_path():
     with pytest.raises(ConfigError) as caught:
         import_aitk_job(json.dumps(bad))
     assert {path for path, _ in caught.value.problems} == {
-        "config.process[0].train.min_snr_gamma", "config.process[0].train.lrr", "config.process[0].model.qtype"}
+        "config.process[0].train.min_snr_gamma",
+        "config.process[0].train.lrr",
+        "config.process[0].model.qtype",
+    }
 
 
 def test_environment_variables_are_not_expanded(monkeypatch):
@@ -70,7 +96,7 @@ def test_environment_variables_are_not_expanded(monkeypatch):
     bad["config"]["process"][0]["datasets"][1]["folder_path"] = "${SECRET_ROOT}/data"
     with pytest.raises(ConfigError) as caught:
         import_aitk_job(json.dumps(bad))
-    (path, message), = caught.value.problems
+    ((path, message),) = caught.value.problems
     assert path == "config.process[0].datasets[1].folder_path" and "not expanded" in message
     assert "/root" not in str(caught.value)
 
@@ -84,8 +110,14 @@ def test_syntax_errors_and_non_jobs_are_config_errors():
 
 def test_relocate_points_the_job_at_the_copies():
     job = import_aitk_job(json.dumps(JOB))
-    moved = relocate(job, {"/home/me/data/targets": "/ui/datasets/targets", "/home/me/data/refs_b": "/ui/datasets/b",
-                           "/home/me/a.png": "/ui/datasets/a.png"})
+    moved = relocate(
+        job,
+        {
+            "/home/me/data/targets": "/ui/datasets/targets",
+            "/home/me/data/refs_b": "/ui/datasets/b",
+            "/home/me/a.png": "/ui/datasets/a.png",
+        },
+    )
     process = moved.config.config.process[0]
     assert process.datasets[0].folder_path == "/ui/datasets/targets"
     assert process.datasets[0].control_paths == ["/home/me/data/refs_a", "/ui/datasets/b"]

@@ -21,14 +21,19 @@ AITK_REPO = Path(os.environ.get("AITK_REPO", "/work/.mirror/ostris+ai-toolkit/re
 
 BASE = {
     "job": "extension",
-    "config": {"name": "t", "process": [{
-        "type": "sd_trainer",
-        "datasets": [{"folder_path": "/data"}],
-        "model": {"name_or_path": "x", "arch": "flux2"},
-        "sample": {"samples": [{"prompt": "p"}]},
-        "network": {"network_kwargs": {}},
-        "train": {"ema_config": {}, "validation_config": {}},
-    }]},
+    "config": {
+        "name": "t",
+        "process": [
+            {
+                "type": "sd_trainer",
+                "datasets": [{"folder_path": "/data"}],
+                "model": {"name_or_path": "x", "arch": "flux2"},
+                "sample": {"samples": [{"prompt": "p"}]},
+                "network": {"network_kwargs": {}},
+                "train": {"ema_config": {}, "validation_config": {}},
+            }
+        ],
+    },
 }
 
 
@@ -36,12 +41,19 @@ def section_mapping(raw: dict, section: str) -> dict:
     """The mapping of ``raw`` where the table's ``section`` lives (first process, dataset, sample)."""
     process = raw["config"]["process"][0]
     return {
-        "job": raw, "config": raw["config"], "process": process, "model": process["model"],
-        "train": process["train"], "ema": process["train"]["ema_config"],
-        "validation": process["train"]["validation_config"], "network": process["network"],
+        "job": raw,
+        "config": raw["config"],
+        "process": process,
+        "model": process["model"],
+        "train": process["train"],
+        "ema": process["train"]["ema_config"],
+        "validation": process["train"]["validation_config"],
+        "network": process["network"],
         "network_kwargs": process["network"]["network_kwargs"],
-        "save": process.setdefault("save", {}), "logging": process.setdefault("logging", {}),
-        "sample": process["sample"], "sample_item": process["sample"]["samples"][0],
+        "save": process.setdefault("save", {}),
+        "logging": process.setdefault("logging", {}),
+        "sample": process["sample"],
+        "sample_item": process["sample"]["samples"][0],
         "dataset": process["datasets"][0],
     }[section]
 
@@ -53,8 +65,15 @@ def key_path(section: str, key: str) -> str:
 
 def section_class(section: str):
     """The schema class that takes ``section``'s keys."""
-    fields = {"model": "model", "train": "train", "network": "network", "save": "save", "logging": "logging",
-              "sample": "sample", "dataset": "datasets"}
+    fields = {
+        "model": "model",
+        "train": "train",
+        "network": "network",
+        "save": "save",
+        "logging": "logging",
+        "sample": "sample",
+        "dataset": "datasets",
+    }
     if section == "job":
         return JobConfig
     if section == "config":
@@ -72,16 +91,24 @@ def section_class(section: str):
 
     if section in fields:
         return field_class(TrainProcessConfig, fields[section])
-    parent, name = {"ema": ("train", "ema_config"), "validation": ("train", "validation_config"),
-                    "network_kwargs": ("network", "network_kwargs"), "sample_item": ("sample", "samples")}[section]
+    parent, name = {
+        "ema": ("train", "ema_config"),
+        "validation": ("train", "validation_config"),
+        "network_kwargs": ("network", "network_kwargs"),
+        "sample_item": ("sample", "samples"),
+    }[section]
     parent_cls = section_class(parent)
     assert name in parent_cls.model_fields, f"{parent_cls.__name__} has no field {name}"
     return field_class(parent_cls, name)
 
 
 def rows(status: str) -> list[tuple[str, str, dict]]:
-    return [(section, key, found) for section, keys in aitk_keys.table().items() for key, found in keys.items()
-            if found["status"] == status]
+    return [
+        (section, key, found)
+        for section, keys in aitk_keys.table().items()
+        for key, found in keys.items()
+        if found["status"] == status
+    ]
 
 
 def ids(row) -> str:
@@ -113,8 +140,9 @@ def test_every_status_has_a_reason():
 def test_same_keys_are_schema_keys(row):
     section, key, _ = row
     cls = section_class(section)
-    assert key in cls.accepted_keys(), f"{key_path(section, key)} is 'same' in the table but {cls.__name__} " \
-                                       "does not take it"
+    assert key in cls.accepted_keys(), (
+        f"{key_path(section, key)} is 'same' in the table but {cls.__name__} does not take it"
+    )
 
 
 @pytest.mark.parametrize("row", rows("noop"), ids=ids)
@@ -159,18 +187,35 @@ def test_table_covers_every_aitk_config_key():
     git_dir = AITK_REPO
     if not git_dir.is_dir():
         pytest.skip(f"ai-toolkit's git dir not at {git_dir} (set AITK_REPO)")
-    source = subprocess.run(["git", f"--git-dir={git_dir}", "show", "HEAD:toolkit/config_modules.py"],
-                            capture_output=True, text=True, check=True).stdout
-    classes = {"SaveConfig": "save", "LoggingConfig": "logging", "SampleItem": "sample_item",
-               "SampleConfig": "sample", "NetworkConfig": "network", "TrainConfig": "train",
-               "ModelConfig": "model", "EMAConfig": "ema", "DatasetConfig": "dataset",
-               "ValidationConfig": "validation"}
+    source = subprocess.run(
+        ["git", f"--git-dir={git_dir}", "show", "HEAD:toolkit/config_modules.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    classes = {
+        "SaveConfig": "save",
+        "LoggingConfig": "logging",
+        "SampleItem": "sample_item",
+        "SampleConfig": "sample",
+        "NetworkConfig": "network",
+        "TrainConfig": "train",
+        "ModelConfig": "model",
+        "EMAConfig": "ema",
+        "DatasetConfig": "dataset",
+        "ValidationConfig": "validation",
+    }
     missing = []
     for node in ast.parse(source).body:
         if isinstance(node, ast.ClassDef) and node.name in classes:
             for call in ast.walk(node):
-                if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "get"
-                        and isinstance(call.func.value, ast.Name) and call.func.value.id == "kwargs"):
+                if (
+                    isinstance(call, ast.Call)
+                    and isinstance(call.func, ast.Attribute)
+                    and call.func.attr == "get"
+                    and isinstance(call.func.value, ast.Name)
+                    and call.func.value.id == "kwargs"
+                ):
                     key = call.args[0].value
                     if aitk_keys.entry(classes[node.name], key) is None:
                         missing.append(f"{classes[node.name]}.{key}")
@@ -192,8 +237,10 @@ def test_noop_keys_are_logged_once_at_info(tmp_path, caplog):
         load_job_config(str(path))
     lines = [r for r in caplog.records if r.name == "toolkit.aitk_keys"]
     assert [r.levelno for r in lines] == [logging.INFO, logging.INFO]
-    assert "config.process[0].logging.use_ui_logger" in lines[1].getMessage() or \
-           "config.process[0].logging.use_ui_logger" in lines[0].getMessage()
+    assert (
+        "config.process[0].logging.use_ui_logger" in lines[1].getMessage()
+        or "config.process[0].logging.use_ui_logger" in lines[0].getMessage()
+    )
 
 
 def test_refused_noop_and_typo_come_back_in_one_error():
@@ -205,14 +252,22 @@ def test_refused_noop_and_typo_come_back_in_one_error():
     with pytest.raises(ConfigError) as caught:
         parse_job_config(raw, "job.yaml")
     problems = dict(caught.value.problems)
-    assert set(problems) == {"config.process[0].train.min_snr_gamma", "config.process[0].model.is_xl",
-                             "config.process[0].train.lrr"}
+    assert set(problems) == {
+        "config.process[0].train.min_snr_gamma",
+        "config.process[0].model.is_xl",
+        "config.process[0].train.lrr",
+    }
     assert "did you mean 'lr'" in problems["config.process[0].train.lrr"]
 
 
-@pytest.mark.parametrize("given, not_offered", [("force_first_sampl", "skip_first_sample"),
-                                                 ("skip_first_sampel", "force_first_sample"),
-                                                 ("only_if_contain", "ignore_if_contains")])
+@pytest.mark.parametrize(
+    "given, not_offered",
+    [
+        ("force_first_sampl", "skip_first_sample"),
+        ("skip_first_sampel", "force_first_sample"),
+        ("only_if_contain", "ignore_if_contains"),
+    ],
+)
 def test_did_you_mean_never_offers_the_opposite(given, not_offered):
     from toolkit.config import _did_you_mean, _opposite
 

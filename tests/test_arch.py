@@ -65,7 +65,7 @@ def test_tiny_models_bench_and_lora_format_read_the_declarations():
 
 def test_readme_architecture_table_is_in_sync():
     text = (ROOT / "README.md").read_text()
-    table = text[text.index(README_BEGIN) + len(README_BEGIN):text.index(README_END)].strip()
+    table = text[text.index(README_BEGIN) + len(README_BEGIN) : text.index(README_END)].strip()
     assert table == markdown_table(arch_registry()), "run `python -m toolkit.arch_registry` and paste it into README"
 
 

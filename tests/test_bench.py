@@ -35,8 +35,9 @@ def test_real_size_architectures_on_the_meta_device(arch):
 
 def test_tiny_cpu_benchmark_prints_the_overhead_ratio(tiny, capsys):
     tiny("flux2")  # the tiny model's config, built once per machine
-    result = bench.main(["--arch", "flux2", "--tiny", "--device", "cpu", "--resolution", "32", "--steps", "2",
-                         "--warmup", "0"])
+    result = bench.main(
+        ["--arch", "flux2", "--tiny", "--device", "cpu", "--resolution", "32", "--steps", "2", "--warmup", "0"]
+    )
     out = capsys.readouterr().out
     match = re.search(r"full training step / bare transformer step = ([0-9.]+) \(([0-9.]+) s / ([0-9.]+) s", out)
     assert match, out
@@ -47,8 +48,9 @@ def test_tiny_cpu_benchmark_prints_the_overhead_ratio(tiny, capsys):
 
 
 def test_the_module_runs_as_a_command():
-    proc = subprocess.run([sys.executable, "-m", "toolkit.bench", "--help"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "toolkit.bench", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0 and "--vram-cap-gb" in proc.stdout and "--peak-tflops" in proc.stdout
 
 
@@ -59,12 +61,41 @@ def test_block_by_block_build_with_quantization_and_offloading(monkeypatch, caps
     from toolkit.arch import BenchShape
     from toolkit.arch_registry import get_arch
 
-    small = dataclasses.replace(get_arch("flux2_klein_4b"), bench=BenchShape(dict(
-        num_layers=2, num_single_layers=2, num_attention_heads=2, attention_head_dim=32, joint_attention_dim=96,
-        mlp_ratio=3.0, in_channels=128, guidance_embeds=False, axes_dims_rope=(8, 8, 8, 8)), 128, 16))
+    small = dataclasses.replace(
+        get_arch("flux2_klein_4b"),
+        bench=BenchShape(
+            dict(
+                num_layers=2,
+                num_single_layers=2,
+                num_attention_heads=2,
+                attention_head_dim=32,
+                joint_attention_dim=96,
+                mlp_ratio=3.0,
+                in_channels=128,
+                guidance_embeds=False,
+                axes_dims_rope=(8, 8, 8, 8),
+            ),
+            128,
+            16,
+        ),
+    )
     monkeypatch.setattr(bench, "bench_archs", lambda: {"flux2_klein_4b": small})
-    argv = ["--arch", "flux2_klein_4b", "--device", "cpu", "--resolution", "32", "--steps", "1", "--warmup", "0",
-            "--qtype", "qint8", "--gradient-checkpointing", "--json"]
+    argv = [
+        "--arch",
+        "flux2_klein_4b",
+        "--device",
+        "cpu",
+        "--resolution",
+        "32",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--qtype",
+        "qint8",
+        "--gradient-checkpointing",
+        "--json",
+    ]
     result = bench.main(argv + ["--offload", "50"])
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(json.dumps(result))

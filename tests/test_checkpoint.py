@@ -29,17 +29,22 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
         ckpt.atomic_write(path, denied)
 
 
-@pytest.mark.parametrize("error", [
-    OSError(28, "No space left on device"),
-    Exception("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: \"No space left on "
-              "device\" })"),  # safetensors' SafetensorError text
-    RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 128 vs 64 [Errno 28]"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(28, "No space left on device"),
+        Exception(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+        ),  # safetensors' SafetensorError text
+        RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 128 vs 64 [Errno 28]"),
+    ],
+)
 def test_a_full_disk_during_a_save_never_leaves_a_lora_without_its_state(tmp_path, monkeypatch, error):
     """Step 4 saved; at step 8 the state cannot be written: one message, the step-8 LoRA removed, no temp files."""
     state = {"step": 4, "lora": {"a": torch.ones(2)}}
     assert ckpt.save_step(tmp_path, "job", 4, {"a": torch.ones(2)}, {"step": "4"}, state) == [
-        "job_000000004.safetensors"]
+        "job_000000004.safetensors"
+    ]
 
     def full(path, data):
         ckpt.atomic_write(path, lambda tmp: (tmp.write_bytes(b"partial"), (_ for _ in ()).throw(error)))

@@ -187,7 +187,7 @@ def test_env_var_unset_without_default_names_key_path(tmp_path, monkeypatch):
     )
     with pytest.raises(ConfigError) as info:
         load_raw_config(path)
-    (path_, message), = info.value.problems
+    ((path_, message),) = info.value.problems
     assert path_ == "config.process[0].datasets[0].folder_path"
     assert "AITK_MISSING" in message
     assert "job.yaml" in str(info.value)
@@ -537,7 +537,9 @@ def test_generate_with_prompts_or_prompt_file():
     config = parse_job_config(generate_raw(prompts=["a fox"]), "g.yaml")
     generate = config.config.process[0].generate
     assert generate.prompts == ["a fox"] and generate.seed == -1 and generate.suffix == ".png"
-    assert parse_job_config(generate_raw(prompt_file="p.txt"), "g.yaml").config.process[0].generate.prompt_file == "p.txt"
+    assert (
+        parse_job_config(generate_raw(prompt_file="p.txt"), "g.yaml").config.process[0].generate.prompt_file == "p.txt"
+    )
 
 
 def test_generate_needs_exactly_one_prompt_source():
@@ -564,7 +566,9 @@ def test_sample_items_resolve_defaults_and_walk_seed():
     )
     items = sample.sample_items()
     assert [(i.prompt, i.seed, i.width, i.height) for i in items] == [
-        ("a", 10, 768, 1024), ("b", 3, 512, 1024), ("c", 12, 768, 1024)
+        ("a", 10, 768, 1024),
+        ("b", 3, 512, 1024),
+        ("c", 12, 768, 1024),
     ]
     assert [i.seed for i in SampleConfig(prompts=["a", "b"], walk_seed=False, seed=5).sample_items()] == [5, 5]
     # Unset: left to the architecture's sampling defaults (model.sample_defaults()), not filled in here.
@@ -602,11 +606,19 @@ def test_ctrl_img_is_a_path_or_a_list():
 def test_defaults():
     model = ModelConfig(name_or_path="x", arch="flux2")
     assert (model.dtype, model.quantize, model.qtype, model.quantize_te, model.layer_offloading) == (
-        "bf16", False, "qfloat8", False, False
+        "bf16",
+        False,
+        "qfloat8",
+        False,
+        False,
     )
     assert NetworkConfig().type == "lora" and NetworkConfig().linear == 16
     train = TrainConfig()
-    assert (train.optimizer, train.timestep_type, train.noise_scheduler) == ("adamw8bit", None, "flowmatch")  # None: the architecture picks
+    assert (train.optimizer, train.timestep_type, train.noise_scheduler) == (
+        "adamw8bit",
+        None,
+        "flowmatch",
+    )  # None: the architecture picks
     data = DatasetConfig(folder_path="/d")
     assert data.resolution == [512, 768, 1024] and data.caption_dropout_rate == 0.05
     assert canonical_dtype("bf16") == "bfloat16" and canonical_dtype("fp32") == "float32"
@@ -668,12 +680,21 @@ def test_compile_keys_keep_ai_toolkit_meanings_and_refuse_what_cannot_work():
 
     from toolkit.config_modules import ModelConfig
 
-    config = ModelConfig(name_or_path="x", arch="flux2", compile=True, block_compile=True,
-                         compile_mode="max-autotune-no-cudagraphs", compile_dynamic=True, cache_size_limit=16)
+    config = ModelConfig(
+        name_or_path="x",
+        arch="flux2",
+        compile=True,
+        block_compile=True,
+        compile_mode="max-autotune-no-cudagraphs",
+        compile_dynamic=True,
+        cache_size_limit=16,
+    )
     assert config.compile and config.compile_dynamic is True and config.compile_fullgraph is False
     assert ModelConfig(name_or_path="x", arch="flux2").compile_dynamic is None  # automatic dynamic shapes
-    for bad, message in (({"block_compile": True}, "does nothing without compile: true"),
-                         ({"compile": True, "compile_mode": "reduce-overhead"}, "captures CUDA graphs"),
-                         ({"compile": True, "compile_mode": "max-autotune"}, "max-autotune-no-cudagraphs")):
+    for bad, message in (
+        ({"block_compile": True}, "does nothing without compile: true"),
+        ({"compile": True, "compile_mode": "reduce-overhead"}, "captures CUDA graphs"),
+        ({"compile": True, "compile_mode": "max-autotune"}, "max-autotune-no-cudagraphs"),
+    ):
         with pytest.raises(ValidationError, match=message):
             ModelConfig(name_or_path="x", arch="flux2", **bad)

@@ -16,8 +16,10 @@ def _job(**process):
 
 
 def test_option_problems_come_in_one_pass_by_key_path():
-    raw = _job(datasets=[{"folder_path": "/a", "cache_text_embeddings": True}, {"folder_path": "/b"}],
-               train={"loss_type": "stepped", "diff_output_preservation": True, "blank_prompt_preservation": True})
+    raw = _job(
+        datasets=[{"folder_path": "/a", "cache_text_embeddings": True}, {"folder_path": "/b"}],
+        train={"loss_type": "stepped", "diff_output_preservation": True, "blank_prompt_preservation": True},
+    )
     with pytest.raises(ToolkitError) as info:
         parse_job_config(raw, "t")
     text = str(info.value)
@@ -29,19 +31,47 @@ def test_option_problems_come_in_one_pass_by_key_path():
 
 
 def test_new_keys_validate():
-    job = parse_job_config(_job(
-        performance_log_every=10, logging={"use_wandb": False, "project_name": "p", "run_name": "r"},
-        save={"push_to_hub": True, "hf_repo_id": "me/x", "hf_private": True},
-        datasets=[{"folder_path": "/a", "mask_path": "/m", "alpha_mask": False, "invert_mask": True,
-                   "mask_min_value": 0.1, "network_weight": 0.7, "loss_multiplier": 2, "trigger_word": "sks",
-                   "num_workers": 2, "prefetch_factor": 4, "is_reg": False, "default_caption": "a photo"}],
-        train={"reg_weight": 0.5, "loss_type": "wavelet", "bypass_guidance_embedding": True, "noise_offset": 0.05,
-               "diff_output_preservation": True, "diff_output_preservation_class": "woman",
-               "diff_output_preservation_multiplier": 0.8,
-               "validation_config": {"validation_items": [{"image_path": "/v.png", "prompt": "p"}]}}), "t")
+    job = parse_job_config(
+        _job(
+            performance_log_every=10,
+            logging={"use_wandb": False, "project_name": "p", "run_name": "r"},
+            save={"push_to_hub": True, "hf_repo_id": "me/x", "hf_private": True},
+            datasets=[
+                {
+                    "folder_path": "/a",
+                    "mask_path": "/m",
+                    "alpha_mask": False,
+                    "invert_mask": True,
+                    "mask_min_value": 0.1,
+                    "network_weight": 0.7,
+                    "loss_multiplier": 2,
+                    "trigger_word": "sks",
+                    "num_workers": 2,
+                    "prefetch_factor": 4,
+                    "is_reg": False,
+                    "default_caption": "a photo",
+                }
+            ],
+            train={
+                "reg_weight": 0.5,
+                "loss_type": "wavelet",
+                "bypass_guidance_embedding": True,
+                "noise_offset": 0.05,
+                "diff_output_preservation": True,
+                "diff_output_preservation_class": "woman",
+                "diff_output_preservation_multiplier": 0.8,
+                "validation_config": {"validation_items": [{"image_path": "/v.png", "prompt": "p"}]},
+            },
+        ),
+        "t",
+    )
     process = job.config.process[0]
     assert process.datasets[0].mask_min_value == 0.1 and process.train.validation_config.validation_sigmas == [
-        1.0, 0.75, 0.5, 0.25]
+        1.0,
+        0.75,
+        0.5,
+        0.25,
+    ]
     with pytest.raises(ToolkitError, match=r"mask_min_value"):
         parse_job_config(_job(datasets=[{"folder_path": "/a", "mask_min_value": 1.5}]), "t")
 

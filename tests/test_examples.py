@@ -15,10 +15,17 @@ from toolkit.paths import ROOT
 
 EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))
 REQUIRED = {
-    "train_lora_flux2_24gb.yaml", "train_lora_flux2_klein_4b_24gb.yaml", "train_lora_flux2_klein_9b_24gb.yaml",
-    "train_lora_flux_24gb.yaml", "train_lora_flux_schnell_24gb.yaml", "train_lora_flux2_tiny_demo.yaml",
+    "train_lora_flux2_24gb.yaml",
+    "train_lora_flux2_klein_4b_24gb.yaml",
+    "train_lora_flux2_klein_9b_24gb.yaml",
+    "train_lora_flux_24gb.yaml",
+    "train_lora_flux_schnell_24gb.yaml",
+    "train_lora_flux2_tiny_demo.yaml",
     "train_lora_flux2_edit_24gb.yaml",
-    "generate_flux2.yaml", "generate_flux2_klein_4b.yaml", "generate_flux2_klein_9b.yaml", "generate_flux.yaml",
+    "generate_flux2.yaml",
+    "generate_flux2_klein_4b.yaml",
+    "generate_flux2_klein_9b.yaml",
+    "generate_flux.yaml",
 }
 
 
@@ -35,7 +42,11 @@ def test_example_validates_and_its_prompts_parse(path):
     for process in config.config.process:
         model_cls = get_model_class(process.model)
         assert model_cls.arch == process.model.arch
-        prompts = process.generate.prompts if process.type == "to_folder" else [s.prompt for s in process.sample.sample_items()]
+        prompts = (
+            process.generate.prompts
+            if process.type == "to_folder"
+            else [s.prompt for s in process.sample.sample_items()]
+        )
         assert prompts
         for prompt in prompts:
             spec = parse_prompt(prompt)
@@ -44,8 +55,12 @@ def test_example_validates_and_its_prompts_parse(path):
 
 
 def test_24gb_examples_use_memory_settings():
-    for name in ("train_lora_flux2_24gb.yaml", "train_lora_flux2_klein_9b_24gb.yaml", "train_lora_flux_24gb.yaml",
-                 "train_lora_flux2_edit_24gb.yaml"):
+    for name in (
+        "train_lora_flux2_24gb.yaml",
+        "train_lora_flux2_klein_9b_24gb.yaml",
+        "train_lora_flux_24gb.yaml",
+        "train_lora_flux2_edit_24gb.yaml",
+    ):
         model = yaml.safe_load((ROOT / "config/examples" / name).read_text())["config"]["process"][0]["model"]
         assert model["quantize"] is True and model["quantize_te"] is True, name
 

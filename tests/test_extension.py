@@ -52,22 +52,36 @@ def test_broken_extension_is_an_error_naming_it(tmp_path):
 
 
 def test_arch_declared_twice_is_an_error(tmp_path):
-    dirs = make_ext_dir(tmp_path, {"dup": {"__init__.py": """
+    dirs = make_ext_dir(
+        tmp_path,
+        {
+            "dup": {
+                "__init__.py": """
         import dataclasses
         from extensions_built_in.diffusion_models.flux2.arch import FLUX2_DEV
         AI_TOOLKIT_ARCHS = [dataclasses.replace(FLUX2_DEV, label="another FLUX.2", model_class="x.y:Another")]
-    """}})
+    """
+            }
+        },
+    )
     with pytest.raises(UnknownArchError, match="arch 'flux2' is declared twice"):
         arch_registry(EXTENSION_DIRS + dirs)
 
 
 def test_model_class_without_a_declaration_is_an_error(tmp_path):
-    dirs = make_ext_dir(tmp_path, {"nospec": {"__init__.py": """
+    dirs = make_ext_dir(
+        tmp_path,
+        {
+            "nospec": {
+                "__init__.py": """
         from toolkit.models.base_model import BaseModel
         class Bare(BaseModel):
             pass
         AI_TOOLKIT_MODELS = [Bare]
-    """}})
+    """
+            }
+        },
+    )
     with pytest.raises(ExtensionImportError, match="declares no `spec`"):
         arch_registry(dirs)
 
@@ -125,9 +139,15 @@ def test_extension_adds_an_architecture_and_trains_it(tmp_path, monkeypatch):
         ModelConfig(name_or_path="x", arch="my_klein_typo")
     assert ModelConfig(name_or_path="x", arch="my_klein").is_flux2  # family comes from the declaration
 
-    process = train_process(tmp_path, arch="my_klein", tiny_id="flux2_klein_4b", steps=2,
-                            save={"save_every": 2}, sample={"sample_every": 100, "sample_steps": 2},
-                            train={"skip_first_sample": True})
+    process = train_process(
+        tmp_path,
+        arch="my_klein",
+        tiny_id="flux2_klein_4b",
+        steps=2,
+        save={"save_every": 2},
+        sample={"sample_every": 100, "sample_steps": 2},
+        train={"skip_first_sample": True},
+    )
     job = get_job(str(write_job(tmp_path, process, name="ext_lora")))
     try:
         job.run()

@@ -23,8 +23,12 @@ EXAMPLES = {
 
 
 def process(arch: str, **changes) -> TrainProcessConfig:
-    raw = {"type": "sd_trainer", "datasets": [{"folder_path": "/data"}],
-           "model": {"name_or_path": "x", "arch": arch}, **changes}
+    raw = {
+        "type": "sd_trainer",
+        "datasets": [{"folder_path": "/data"}],
+        "model": {"name_or_path": "x", "arch": arch},
+        **changes,
+    }
     if "model" in changes:
         raw["model"] = {"name_or_path": "x", "arch": arch, **changes["model"]}
     return TrainProcessConfig.model_validate(raw)
@@ -54,7 +58,7 @@ def test_matrix(arch, feature):
 
 def test_readme_table_is_in_sync():
     text = (ROOT / "README.md").read_text()
-    table = text[text.index(README_BEGIN) + len(README_BEGIN):text.index(README_END)].strip()
+    table = text[text.index(README_BEGIN) + len(README_BEGIN) : text.index(README_END)].strip()
     assert table == markdown_table(model_registry()), "run `python -m toolkit.features` and paste it into README"
 
 
@@ -62,9 +66,20 @@ def test_unknown_adapter_type_is_a_config_error():
     from toolkit.config import parse_job_config
     from toolkit.errors import ConfigError
 
-    raw = {"job": "extension", "config": {"name": "x", "process": [{
-        "type": "sd_trainer", "datasets": [{"folder_path": "/d"}], "model": {"name_or_path": "x", "arch": "flux2"},
-        "adapter": {"type": "ipp"}}]}}
+    raw = {
+        "job": "extension",
+        "config": {
+            "name": "x",
+            "process": [
+                {
+                    "type": "sd_trainer",
+                    "datasets": [{"folder_path": "/d"}],
+                    "model": {"name_or_path": "x", "arch": "flux2"},
+                    "adapter": {"type": "ipp"},
+                }
+            ],
+        },
+    }
     with pytest.raises(ConfigError) as info:
         parse_job_config(raw, "job.yaml")
     assert info.value.problems[0][0] == "config.process[0].adapter.type"
@@ -80,8 +95,13 @@ def test_reference_count_is_guarded_per_arch(arch):
         assert limit == 0
         return
     many = [f"/refs/{i}" for i in range(limit + 1)]
-    config = process(arch, datasets=[{"folder_path": "/data", "control_path": many[:limit]}],
-                     sample={"ctrl_img": many, "samples": [{"prompt": "x", "ctrl_img": many[0]}, {"prompt": "y"}]})
+    config = process(
+        arch,
+        datasets=[{"folder_path": "/data", "control_path": many[:limit]}],
+        sample={"ctrl_img": many, "samples": [{"prompt": "x", "ctrl_img": many[0]}, {"prompt": "y"}]},
+    )
     problems = check_features(config, model_cls, registry, "config.process[0]")
-    assert problems == [f"config.process[0].sample.ctrl_img: {limit + 1} reference images, but {arch} conditions on "
-                        f"at most {limit}; use {limit} or fewer"]
+    assert problems == [
+        f"config.process[0].sample.ctrl_img: {limit + 1} reference images, but {arch} conditions on "
+        f"at most {limit}; use {limit} or fewer"
+    ]

@@ -47,8 +47,9 @@ def free_port() -> int:
 class App:
     """``python flux_train_ui.py`` in a subprocess, writing configs and jobs under a temp folder."""
 
-    def __init__(self, workdir: Path, extra_args: tuple[str, ...] = (), token: str | None = None,
-                 env: dict | None = None):
+    def __init__(
+        self, workdir: Path, extra_args: tuple[str, ...] = (), token: str | None = None, env: dict | None = None
+    ):
         self.workdir = workdir
         self.proc = None
         self.url = None
@@ -60,11 +61,23 @@ class App:
         self.url = f"http://127.0.0.1:{port}/"
         log = open(self.workdir / f"app_{port}.log", "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "flux_train_ui.py", "--port", str(port), "--config-dir", str(self.workdir / "config"),
-             "--training-folder", str(self.workdir / "output"), *self.extra_args],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "flux_train_ui.py",
+                "--port",
+                str(port),
+                "--config-dir",
+                str(self.workdir / "config"),
+                "--training-folder",
+                str(self.workdir / "output"),
+                *self.extra_args,
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **self.env},
-            start_new_session=True)  # a terminal of its own, so stop() can Ctrl-C all of it
+            start_new_session=True,
+        )  # a terminal of its own, so stop() can Ctrl-C all of it
         deadline = time.time() + 90
         while time.time() < deadline:
             assert self.proc.poll() is None, (self.workdir / f"app_{port}.log").read_text()[-3000:]
@@ -106,20 +119,38 @@ def app(tmp_path_factory, tiny):
 def form(client: Client, name: str, label: str = LABEL, **changes) -> list:
     """The form after picking a preset (the tiny one), with `changes` typed into its fields (in API order)."""
     vram, preset_name, trigger, default_caption, steps, lr, rank, resolutions, sample_every, prompts = client.predict(
-        label, api_name="/select_preset")
+        label, api_name="/select_preset"
+    )
     if label == LABEL:
         assert preset_name == "flux2_tiny_demo" or preset_name.startswith("flux2_tiny_demo_")
-    values = {"label": label, "vram": vram["value"], "name": name, "trigger": trigger,
-              "default_caption": default_caption, "steps": steps, "lr": lr, "rank": rank,
-              "resolutions": resolutions, "sample_every": sample_every, "prompts": prompts, **changes}
+    values = {
+        "label": label,
+        "vram": vram["value"],
+        "name": name,
+        "trigger": trigger,
+        "default_caption": default_caption,
+        "steps": steps,
+        "lr": lr,
+        "rank": rank,
+        "resolutions": resolutions,
+        "sample_every": sample_every,
+        "prompts": prompts,
+        **changes,
+    }
     return list(values.values())
 
 
 def refresh(client: Client, name: str) -> dict:
     markdown, plot, samples, loras, log_text = client.predict(name, api_name="/refresh")
     match = re.search(rf"`{re.escape(name)}`: (\w+)", markdown)
-    return {"state": match.group(1) if match else None, "markdown": markdown, "plot": plot, "samples": samples,
-            "loras": loras or [], "log": log_text}
+    return {
+        "state": match.group(1) if match else None,
+        "markdown": markdown,
+        "plot": plot,
+        "samples": samples,
+        "loras": loras or [],
+        "log": log_text,
+    }
 
 
 def wait_state(client: Client, name: str, states: set[str], timeout: float = 120, min_step: int = 0) -> dict:
@@ -146,8 +177,14 @@ def test_upload_train_survive_app_restart_and_download(app):
     client = app.client
     table = upload_demo_images(client)
     table["data"][0][1] = "a photo of [trigger], an edited caption"
-    values = form(client, "ui_e2e", steps=10, sample_every=1000, resolutions="64",
-                  prompts="a photo of [trigger] on a red background --seed 3")
+    values = form(
+        client,
+        "ui_e2e",
+        steps=10,
+        sample_every=1000,
+        resolutions="64",
+        prompts="a photo of [trigger] on a red background --seed 3",
+    )
     text = client.predict(*values, api_name="/build_yaml")
     assert "name: ui_e2e" in text and "steps: 10" in text and "name_or_path: tiny:flux2" in text
     edited = text.replace("lr: 0.002", "lr: 0.001")  # the advanced editor: the edited YAML is what runs
@@ -194,9 +231,18 @@ def test_screenshot_of_the_app(app):
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--no-first-run", "--disable-sync"])
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--no-first-run",
+                    "--disable-sync",
+                ],
+            )
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(app.url, wait_until="domcontentloaded", timeout=60_000)
             page.get_by_text("Final LoRA").first.wait_for(timeout=60_000)
@@ -211,8 +257,9 @@ def test_screenshot_of_the_app(app):
 def test_stop_saves_and_resume_continues(app):
     client = app.client
     table = upload_demo_images(client)
-    values = form(client, "ui_stop", steps=100_000, sample_every=100_000, resolutions="64",
-                  prompts="a photo of [trigger]")
+    values = form(
+        client, "ui_stop", steps=100_000, sample_every=100_000, resolutions="64", prompts="a photo of [trigger]"
+    )
     text = client.predict(*values, api_name="/build_yaml")
     message, _, _ = client.predict(*values, text, table, api_name="/start")
     assert "Started" in message, message
@@ -244,8 +291,15 @@ def test_edit_preset_trains_on_uploaded_reference_pairs(app):
     references = sorted((DEMO_EDIT / "control").glob("edit_*.png"))
     gallery, report = client.predict([handle_file(str(r)) for r in references[1:]], api_name="/upload_references")
     assert len(gallery) == 5 and report == ""
-    values = form(client, "ui_edit", label=EDIT_LABEL, steps=4, sample_every=1000, resolutions="64",
-                  prompts="make the robot blue --seed 3")
+    values = form(
+        client,
+        "ui_edit",
+        label=EDIT_LABEL,
+        steps=4,
+        sample_every=1000,
+        resolutions="64",
+        prompts="make the robot blue --seed 3",
+    )
     text = client.predict(*values, api_name="/build_yaml")
     message, _, _ = client.predict(*values, text, table, api_name="/start")
     assert "Not started" in message and "without a reference of the same file name: edit_00.png" in message

@@ -28,8 +28,11 @@ SECRET = "do-not-leak-7f3a"
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("ui_security")
-    app = App(workdir, extra_args=("--max-upload-mb", str(MAX_MB)),
-              env={"FLUX_TEST_SECRET": SECRET, "GRADIO_TEMP_DIR": str(workdir / "gradio_tmp")})
+    app = App(
+        workdir,
+        extra_args=("--max-upload-mb", str(MAX_MB)),
+        env={"FLUX_TEST_SECRET": SECRET, "GRADIO_TEMP_DIR": str(workdir / "gradio_tmp")},
+    )
     app.client = app.start()
     yield app
     app.stop()
@@ -76,8 +79,15 @@ def start_with(app, client: Client, name: str, edit) -> str:
 
 def test_foreign_host_and_cross_origin_writes_are_refused(app):
     url = base(app)
-    refused = [httpx.get(url + "/", headers={"Host": host}) for host in
-               ("evil.example", f"evil.example:{port(app)}", f"127.0.0.1.nip.io:{port(app)}", "localhost.evil.example")]
+    refused = [
+        httpx.get(url + "/", headers={"Host": host})
+        for host in (
+            "evil.example",
+            f"evil.example:{port(app)}",
+            f"127.0.0.1.nip.io:{port(app)}",
+            "localhost.evil.example",
+        )
+    ]
     assert [r.status_code for r in refused] == [403] * 4
     assert httpx.get(url + "/", headers={"Host": f"localhost:{port(app)}"}).status_code == 200
     for path in ("/gradio_api/queue/join", "/gradio_api/upload", "/gradio_api/run/start"):
@@ -92,9 +102,24 @@ def test_a_token_is_required_to_bind_the_network_or_share(tmp_path):
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     env.pop("FLUX_UI_TOKEN", None)
     for extra in (["--host", "0.0.0.0"], ["--share"]):
-        out = subprocess.run([sys.executable, "flux_train_ui.py", "--port", str(free_port()), *extra,
-                              "--config-dir", str(tmp_path / "c"), "--training-folder", str(tmp_path / "o")],
-                             cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "flux_train_ui.py",
+                "--port",
+                str(free_port()),
+                *extra,
+                "--config-dir",
+                str(tmp_path / "c"),
+                "--training-folder",
+                str(tmp_path / "o"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
         assert out.returncode == 2 and "--auth-token" in out.stderr and "FLUX_UI_TOKEN" in out.stderr, extra
 
 
@@ -130,11 +155,13 @@ def test_oversized_and_chunked_uploads_are_cut_off(app):
 
     def chunks():  # no Content-Length: the size is counted as the bytes arrive
         for _ in range(0, len(big) * 3, 64 * 1024):
-            yield big[:64 * 1024]
+            yield big[: 64 * 1024]
 
     boundary = "x" * 16
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.png\"\r\n"
-            "Content-Type: image/png\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="big.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
 
     def body():
         yield head
@@ -153,8 +180,9 @@ def test_disguised_and_broken_images_are_left_out_and_named(app, tmp_path):
     fake_jpeg = tmp_path / "me.jpg"
     fake_jpeg.write_bytes(b"\xff\xd8\xff\xe0" + b"<html></html>" * 20)
     good = DEMO / "robot_00.png"
-    gallery, table, report = app.client.predict([handle_file(str(p)) for p in (disguised, good, fake_jpeg)],
-                                                api_name="/upload")
+    gallery, table, report = app.client.predict(
+        [handle_file(str(p)) for p in (disguised, good, fake_jpeg)], api_name="/upload"
+    )
     assert [row[0] for row in table["data"]] == ["robot_00.png"] and len(gallery) == 1
     assert "2 file(s) left out" in report
     assert "holiday.png: not an image that decodes" in report and "me.jpg: not an image that decodes" in report
@@ -216,13 +244,15 @@ def test_env_expansion_is_refused_and_never_served_back(app):
 def test_a_yaml_bomb_in_the_editor_gets_a_clear_answer(app):
     values, text, table = started_yaml(app, app.client, "bomb")
     bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]\n" for i in range(7))
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]\n" for i in range(7)
+    )
     message, _, _ = app.client.predict(*values, bomb + text, table, api_name="/start")
     assert "Not started" in message and "aliases" in message, message
 
 
 def test_concurrent_starts_of_one_name_start_one_job(app):
     """Two sessions press Start for the same name at once: one job, one clear refusal."""
+
     def fail_fast(raw):  # run.py stops at the device check, before loading anything
         raw["config"]["process"][0]["device"] = "cuda:9"
 

@@ -26,13 +26,35 @@ from toolkit.config import load_raw_config, parse_job_config
 from toolkit.errors import ConfigError, ToolkitError
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-HOSTILE = st.sampled_from([
-    "", " ", "../../etc", "/etc/passwd", "${HOME}", "${NOT_SET_ANYWHERE_42}", "a/b", "\x00", "x" * 5000, "tiny:nope",
-    "org/repo", "~", "[name]", "[trigger]", "--seed", "💥", "\ud800".encode("utf-8", "surrogatepass").decode("latin-1"),
-])
+HOSTILE = st.sampled_from(
+    [
+        "",
+        " ",
+        "../../etc",
+        "/etc/passwd",
+        "${HOME}",
+        "${NOT_SET_ANYWHERE_42}",
+        "a/b",
+        "\x00",
+        "x" * 5000,
+        "tiny:nope",
+        "org/repo",
+        "~",
+        "[name]",
+        "[trigger]",
+        "--seed",
+        "💥",
+        "\ud800".encode("utf-8", "surrogatepass").decode("latin-1"),
+    ]
+)
 VALUES = st.one_of(
-    HOSTILE, st.integers(min_value=-(2**70), max_value=2**70), st.floats(allow_nan=True, allow_infinity=True),
-    st.booleans(), st.none(), st.lists(HOSTILE, max_size=3), st.dictionaries(HOSTILE, HOSTILE, max_size=2),
+    HOSTILE,
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.lists(HOSTILE, max_size=3),
+    st.dictionaries(HOSTILE, HOSTILE, max_size=2),
 )
 
 
@@ -124,10 +146,18 @@ def test_malformed_job_files_fail_clearly(payload, suffix):
 
 
 @FUZZ
-@given(files=st.lists(st.tuples(
-    st.sampled_from(["a.png", "b.jpg", "c.webp", "d.jpeg", "e.PNG"]),
-    st.sampled_from(["random", "truncated", "empty", "dangling", "loop", "good", "bad_caption"]),
-    st.binary(max_size=64)), min_size=1, max_size=5, unique_by=lambda f: f[0]))
+@given(
+    files=st.lists(
+        st.tuples(
+            st.sampled_from(["a.png", "b.jpg", "c.webp", "d.jpeg", "e.PNG"]),
+            st.sampled_from(["random", "truncated", "empty", "dangling", "loop", "good", "bad_caption"]),
+            st.binary(max_size=64),
+        ),
+        min_size=1,
+        max_size=5,
+        unique_by=lambda f: f[0],
+    )
+)
 def test_malformed_datasets_fail_clearly_or_are_skipped_by_name(files):
     from PIL import Image
 

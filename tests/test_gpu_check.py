@@ -49,9 +49,23 @@ def test_without_a_cuda_toolkit_the_quantized_runs_fail_with_the_reason_and_the_
 
     ran = []
     monkeypatch.setattr(quanto_kernels, "ensure_kernels", no_nvcc)
-    monkeypatch.setattr(gpu_check, "run_one", lambda run, dry_run, timeout: ran.append(run.name) or {
-        "s_per_step": 1.0, "startup_s": 9.0, "compile_s": None, "peak_gpu_gb": 60.0, "predicted_peak_gb": 61.0,
-        "peak_host_gb": 5.0, "tflops": 300.0, "mfu": 0.3})
+    monkeypatch.setattr(
+        gpu_check,
+        "run_one",
+        lambda run, dry_run, timeout: (
+            ran.append(run.name)
+            or {
+                "s_per_step": 1.0,
+                "startup_s": 9.0,
+                "compile_s": None,
+                "peak_gpu_gb": 60.0,
+                "predicted_peak_gb": 61.0,
+                "peak_host_gb": 5.0,
+                "tflops": 300.0,
+                "mfu": 0.3,
+            }
+        ),
+    )
     code = gpu_check.main(["--out", str(tmp_path), "--only", "flux2_bf16,flux2_qint4_uncapped"])
     assert code == 1 and ran == ["flux2_bf16"]
     failed = json.loads((tmp_path / "flux2_qint4_uncapped.json").read_text())

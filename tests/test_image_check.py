@@ -41,8 +41,14 @@ def test_the_cli_answers_per_file_in_order(tmp_path):
     good, bad = tmp_path / "a.png", tmp_path / "b.webp"
     good.write_bytes(png_bytes())
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WEBPVP8 garbage")
-    result = subprocess.run([sys.executable, "-m", "toolkit.image_check", str(good), str(bad)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "toolkit.image_check", str(good), str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     out = json.loads(result.stdout)
     assert [o["file"] for o in out] == [str(good), str(bad)]
     assert out[0]["error"] is None and "not a readable image" in out[1]["error"]

@@ -29,7 +29,9 @@ def imports(path: Path, top_level_only: bool) -> set[str]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                    base = ".".join(
+                        package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                    )
                 found.add(base)
                 found.update(f"{base}.{alias.name}" for alias in node.names)
             if not top_level_only or isinstance(node, (ast.If, ast.Try)):
@@ -48,7 +50,9 @@ def project_modules() -> dict[str, Path]:
 
 def test_data_package_imports_no_model_code():
     for path in (ROOT / "toolkit" / "data").glob("*.py"):
-        bad = sorted(m for m in imports(path, top_level_only=False) if m.startswith(("toolkit.models", "toolkit.stable")))
+        bad = sorted(
+            m for m in imports(path, top_level_only=False) if m.startswith(("toolkit.models", "toolkit.stable"))
+        )
         assert not bad, f"{path.name} imports {bad}: toolkit/data takes what depends on the model as arguments"
 
 
@@ -60,8 +64,10 @@ def test_dataset_and_references_do_not_import_each_other():
 
 def test_module_level_imports_have_no_cycle():
     modules = project_modules()
-    graph = {name: {m for m in imports(path, top_level_only=True) if m in modules and m != name}
-             for name, path in modules.items()}
+    graph = {
+        name: {m for m in imports(path, top_level_only=True) if m in modules and m != name}
+        for name, path in modules.items()
+    }
     # A package's __init__ importing its own submodules is how packages work, not a cycle.
     graph = {name: {m for m in deps if not m.startswith(name + ".")} for name, deps in graph.items()}
     state: dict[str, int] = {}
@@ -72,7 +78,7 @@ def test_module_level_imports_have_no_cycle():
         stack.append(node)
         for dep in sorted(graph[node]):
             if state.get(dep) == 1:
-                cycle = stack[stack.index(dep):] + [dep]
+                cycle = stack[stack.index(dep) :] + [dep]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if dep not in state:
                 walk(dep)

@@ -33,8 +33,9 @@ time.sleep(hold)
 
 
 def start(folder: Path, go: float, hold: float = 3.0) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", HOLD, str(folder), str(go), str(hold)], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder), str(go), str(hold)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
 
 
 def test_two_processes_started_at_once_one_wins_and_the_other_names_its_pid(tmp_path):

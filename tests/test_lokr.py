@@ -23,8 +23,10 @@ def test_module_names_and_scale_folding():
     assert flux2_module_to_bfl("single_transformer_blocks.7.attn.to_qkv_mlp_proj") == "single_blocks.7.linear1"
     with pytest.raises(LokrFormatError, match="no Black Forest Labs name"):
         flux2_module_to_bfl("transformer_blocks.0.attn.to_q")
-    state = {"transformer_blocks.0.attn.to_qkv.lokr_w1": torch.ones(2, 2),
-             "transformer_blocks.0.attn.to_qkv.lokr_w2": torch.ones(3, 3)}
+    state = {
+        "transformer_blocks.0.attn.to_qkv.lokr_w1": torch.ones(2, 2),
+        "transformer_blocks.0.attn.to_qkv.lokr_w2": torch.ones(3, 3),
+    }
     out = lokr_peft_to_comfy(state, alpha=2.0, rank=8)
     assert torch.equal(out["diffusion_model.double_blocks.0.img_attn.qkv.lokr_w1"], torch.full((2, 2), 0.25))
     assert torch.equal(out["diffusion_model.double_blocks.0.img_attn.qkv.lokr_w2"], torch.ones(3, 3))
@@ -35,9 +37,14 @@ def test_module_names_and_scale_folding():
 def test_lokr_trains_and_loads_in_diffusers(tmp_path, tiny, arch):
     import diffusers
 
-    process = train_process(tmp_path, arch=arch, steps=4, save={"save_every": 100},
-                            network={"type": "lokr", "linear": 4, "linear_alpha": 2, "lokr_factor": -1},
-                            train={"skip_first_sample": True, "lr": 5e-3})
+    process = train_process(
+        tmp_path,
+        arch=arch,
+        steps=4,
+        save={"save_every": 100},
+        network={"type": "lokr", "linear": 4, "linear_alpha": 2, "lokr_factor": -1},
+        train={"skip_first_sample": True, "lr": 5e-3},
+    )
     assert run.main([str(write_job(tmp_path, process))]) == 0
     path = tmp_path / "output" / "tiny_lora" / "tiny_lora.safetensors"
     with safe_open(str(path), "pt") as f:
@@ -51,13 +58,25 @@ def test_lokr_trains_and_loads_in_diffusers(tmp_path, tiny, arch):
     pipe.load_lora_weights(str(path))
     loaded = [n for n, _ in pipe.transformer.named_parameters() if ".lokr_" in n]
     assert len(loaded) == len(keys)
-    image = pipe(prompt="a photo of r0b0t on a blue background", width=64, height=64, num_inference_steps=3,
-                 guidance_scale=3.0, generator=torch.Generator("cpu").manual_seed(42)).images[0]
+    image = pipe(
+        prompt="a photo of r0b0t on a blue background",
+        width=64,
+        height=64,
+        num_inference_steps=3,
+        guidance_scale=3.0,
+        generator=torch.Generator("cpu").manual_seed(42),
+    ).images[0]
     ours = np.asarray(Image.open(tmp_path / "output" / "tiny_lora" / "samples" / "000000004_0.png"), dtype=np.int16)
     assert np.abs(np.asarray(image, dtype=np.int16) - ours).max() <= 2
     # and the LoKr did change the model's output
     plain = getattr(diffusers, PIPELINES[arch]).from_pretrained(str(tiny(arch)))
     plain.set_progress_bar_config(disable=True)
-    base = plain(prompt="a photo of r0b0t on a blue background", width=64, height=64, num_inference_steps=3,
-                 guidance_scale=3.0, generator=torch.Generator("cpu").manual_seed(42)).images[0]
+    base = plain(
+        prompt="a photo of r0b0t on a blue background",
+        width=64,
+        height=64,
+        num_inference_steps=3,
+        guidance_scale=3.0,
+        generator=torch.Generator("cpu").manual_seed(42),
+    ).images[0]
     assert np.abs(np.asarray(base, dtype=np.int16) - ours).max() > 0

@@ -7,8 +7,12 @@ from toolkit.network import NetworkError, attach_lora, load_lora_state_dict, lor
 
 pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
 
-NAMES = ["transformer_blocks.0.attn.to_q", "transformer_blocks.0.ff.linear_in",
-         "single_transformer_blocks.0.attn.to_qkv_mlp_proj", "single_transformer_blocks.0.attn.to_out"]
+NAMES = [
+    "transformer_blocks.0.attn.to_q",
+    "transformer_blocks.0.ff.linear_in",
+    "single_transformer_blocks.0.attn.to_qkv_mlp_proj",
+    "single_transformer_blocks.0.attn.to_out",
+]
 
 
 def test_filters():
@@ -71,4 +75,7 @@ def test_full_rank_lokr_keeps_both_factors_whole():
     low = build_tiny_pipeline("flux2").transformer
     attach_lora(low, NAMES[:1], rank=1, alpha=1.0, network_type="lokr")  # lokr_full_rank: false, linear: 1
     assert {n.rsplit(".", 2)[-2] for n, p in low.named_parameters() if p.requires_grad} == {
-        "lokr_w1", "lokr_w2_a", "lokr_w2_b"}
+        "lokr_w1",
+        "lokr_w2_a",
+        "lokr_w2_b",
+    }

@@ -63,15 +63,24 @@ def test_every_process_is_checked_before_the_first_starts(tmp_path, caplog):
     assert not (tmp_path / "a" / "output" / "two" / "progress.jsonl").exists()  # the first never started
 
 
-@pytest.mark.parametrize("arch,layout,expected", [
-    ("flux2_klein_4b", "diffusers", "its transformer has a guidance embedding, which arch 'flux2_klein_4b' does not"),
-    ("flux", "diffusers", "holds a Flux2Transformer2DModel transformer; arch 'flux' needs FluxTransformer2DModel"),
-    ("flux2_klein_4b", "single_file", "is not a flux2_klein_4b transformer checkpoint (has ['guidance_in"),
-])
+@pytest.mark.parametrize(
+    "arch,layout,expected",
+    [
+        (
+            "flux2_klein_4b",
+            "diffusers",
+            "its transformer has a guidance embedding, which arch 'flux2_klein_4b' does not",
+        ),
+        ("flux", "diffusers", "holds a Flux2Transformer2DModel transformer; arch 'flux' needs FluxTransformer2DModel"),
+        ("flux2_klein_4b", "single_file", "is not a flux2_klein_4b transformer checkpoint (has ['guidance_in"),
+    ],
+)
 def test_arch_against_the_local_weights_before_loading(tmp_path, tiny, caplog, arch, layout, expected):
     """A FLUX.2-dev folder (or single file) with another arch: refused by key path before any weight loads."""
     folder = tiny("flux2", layout)
-    name = folder if layout == "diffusers" else next(p for p in folder.glob("*.safetensors") if p.name != "ae.safetensors")
+    name = (
+        folder if layout == "diffusers" else next(p for p in folder.glob("*.safetensors") if p.name != "ae.safetensors")
+    )
     process = train_process(tmp_path, model={"name_or_path": str(name), "arch": arch})
     with caplog.at_level(logging.INFO):
         assert run.main([str(write_job(tmp_path, process))]) == 1

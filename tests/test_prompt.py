@@ -10,8 +10,14 @@ def test_plain_prompt_has_no_overrides():
 def test_every_flag_parses():
     spec = parse_prompt("a cat on a mat --w 512 --h 768 --seed 7 --cfg 3.5 --steps 20 --m 0.5 --n blurry, low quality")
     assert spec == PromptSpec(
-        prompt="a cat on a mat", neg="blurry, low quality", width=512, height=768, seed=7,
-        guidance_scale=3.5, sample_steps=20, network_multiplier=0.5,
+        prompt="a cat on a mat",
+        neg="blurry, low quality",
+        width=512,
+        height=768,
+        seed=7,
+        guidance_scale=3.5,
+        sample_steps=20,
+        network_multiplier=0.5,
     )
 
 

@@ -10,8 +10,9 @@ from tests.jobs.test_generate_job import write_job
 
 @pytest.mark.slow
 def test_name_override_and_log_file(tmp_path, tiny):
-    job = write_job(tmp_path, {"name_or_path": str(tiny("flux2_klein_4b")), "arch": "flux2_klein_4b"}, ["a fox"],
-                    sample_steps=1)
+    job = write_job(
+        tmp_path, {"name_or_path": str(tiny("flux2_klein_4b")), "arch": "flux2_klein_4b"}, ["a fox"], sample_steps=1
+    )
     log_file = tmp_path / "run.log"
     assert run.main([str(job), "--name", "renamed", "--log", str(log_file)]) == 0
     assert (tmp_path / "out" / "renamed" / "0000_11.png").is_file()  # output_folder used [name]

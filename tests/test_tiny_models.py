@@ -25,8 +25,13 @@ from toolkit.paths import ROOT
 
 pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
 
-PIPELINE_CLASS = {"flux": "FluxPipeline", "flux-schnell": "FluxPipeline", "flux2": "Flux2Pipeline",
-                  "flux2_klein_4b": "Flux2KleinPipeline", "flux2_klein_9b": "Flux2KleinPipeline"}
+PIPELINE_CLASS = {
+    "flux": "FluxPipeline",
+    "flux-schnell": "FluxPipeline",
+    "flux2": "Flux2Pipeline",
+    "flux2_klein_4b": "Flux2KleinPipeline",
+    "flux2_klein_9b": "Flux2KleinPipeline",
+}
 
 
 @pytest.fixture(scope="session")
@@ -61,8 +66,15 @@ def test_folder_loads_and_generates(folders, arch):
     if arch.startswith("flux2_klein"):
         assert pipe.config.is_distilled is False
     pipe.set_progress_bar_config(disable=True)
-    image = pipe(prompt="a red fox, photo", height=64, width=64, num_inference_steps=2, guidance_scale=3.0,
-                 generator=torch.Generator().manual_seed(0), output_type="np").images
+    image = pipe(
+        prompt="a red fox, photo",
+        height=64,
+        width=64,
+        num_inference_steps=2,
+        guidance_scale=3.0,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+    ).images
     assert image.shape == (1, 64, 64, 3)
     assert image.std() > 0.01
 
@@ -172,8 +184,9 @@ def test_chat_templates_render_like_the_releases():
     assert text == ["<s>[SYSTEM_PROMPT]Be brief.[/SYSTEM_PROMPT][INST]a fox[/INST]"]
     assert mistral.convert_tokens_to_ids("[IMG]") == 10 and mistral.pad_token == "<pad>"
     qwen = build_tiny_pipeline("flux2_klein_4b").tokenizer
-    text = qwen.apply_chat_template([{"role": "user", "content": "a fox"}], tokenize=False,
-                                    add_generation_prompt=True, enable_thinking=False)
+    text = qwen.apply_chat_template(
+        [{"role": "user", "content": "a fox"}], tokenize=False, add_generation_prompt=True, enable_thinking=False
+    )
     assert text == "<|im_start|>user\na fox<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
     ids = qwen(text)["input_ids"]
     assert qwen.convert_ids_to_tokens(ids[:1]) == ["<|im_start|>"] and qwen.unk_token_id not in ids
@@ -201,8 +214,9 @@ def test_real_model_index_names(folders):
     assert index["text_encoder_2"] == ["transformers", "T5EncoderModel"]
 
 
-@pytest.mark.parametrize("arch, repo_id", [("flux2", "black-forest-labs/FLUX.2-dev"),
-                                           ("flux", "black-forest-labs/FLUX.1-dev")])
+@pytest.mark.parametrize(
+    "arch, repo_id", [("flux2", "black-forest-labs/FLUX.2-dev"), ("flux", "black-forest-labs/FLUX.1-dev")]
+)
 def test_hub_cache_resolves_offline(tmp_path, arch, repo_id):
     from huggingface_hub import snapshot_download
 
@@ -257,8 +271,16 @@ def test_ensure_tiny_is_safe_across_processes_and_builds_are_byte_identical(tmp_
         print(ensure_tiny("flux", root, "diffusers"))
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "cache"), str(tmp_path / f"own{i}")],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / "cache"), str(tmp_path / f"own{i}")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = [p.communicate(timeout=180) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
     assert {out.strip() for out, _ in outputs} == {str(tmp_path / "cache" / "flux" / "diffusers")}

@@ -31,8 +31,10 @@ def image(path: Path, color=(10, 20, 30)) -> Path:
 
 def test_write_dataset_copies_converts_and_captions(tmp_path):
     up = tmp_path / "up"
-    images = [(image(up / "img 0.png"), ""),
-              (image(up / "img 1.png", (40, 100, 200)), "a photo of [trigger], number 1")]
+    images = [
+        (image(up / "img 0.png"), ""),
+        (image(up / "img 1.png", (40, 100, 200)), "a photo of [trigger], number 1"),
+    ]
     bmp = image(up / "odd.bmp")
     folder = tmp_path / "dataset"
     assert ui_datasets.write_dataset(folder, images + [(bmp, "bmp one")]) == 3
@@ -54,7 +56,10 @@ def test_references_pair_by_file_stem_in_any_format():
     assert pairs == {0: Path("/r/y/0001.webp"), 1: Path("/r/z/0002.png"), 2: Path("/r/x/my photo.JPG")}
     # Written under the target's dataset stem, in the reference's own format.
     assert [ui_datasets.reference_name(i, targets[i], ref) for i, ref in pairs.items()] == [
-        "000_0001.webp", "001_0002.png", "002_my_photo.jpg"]
+        "000_0001.webp",
+        "001_0002.png",
+        "002_my_photo.jpg",
+    ]
     assert ui_datasets.reference_name(0, "t.png", "r.bmp") == "000_t.png"  # converted to PNG
     assert ui_datasets.first_reference(targets, references) == "000_0001.webp"
     assert ui_datasets.first_reference(targets, references[:1]) == "002_my_photo.jpg"  # the first that has one
@@ -106,8 +111,10 @@ def test_edit_preset_yaml_points_at_the_uploaded_references(tmp_path):
     assert process["sample"]["ctrl_img"] == str(ROOT / "output" / "[name]" / "dataset" / "control" / "000_edit_00.png")
     # No references yet: the preset's own ctrl_img stays (the start check names it).
     raw = ui_presets.build_job_config(preset, fields)
-    assert raw["config"]["process"][0]["sample"]["ctrl_img"] == preset["config"]["config"]["process"][0][
-        "sample"]["ctrl_img"]
+    assert (
+        raw["config"]["process"][0]["sample"]["ctrl_img"]
+        == preset["config"]["config"]["process"][0]["sample"]["ctrl_img"]
+    )
     # Other presets ignore references.
     tiny = ui_presets.preset_by_label(TINY_LABEL)
     raw = ui_presets.build_job_config(tiny, ui_presets.UserFields.from_preset(tiny), None, "000_x.png")

@@ -22,16 +22,35 @@ def train_job(data: Path) -> dict:
     """A training job whose every path is inside ``data`` (the UI's one data root)."""
     return {
         "job": "extension",
-        "config": {"name": "ok_name", "process": [{
-            "type": "sd_trainer", "training_folder": str(data / "output"), "device": "cpu",
-            "datasets": [{"folder_path": str(data / "datasets" / "a"), "control_path": [str(data / "datasets" / "c")],
-                          "mask_path": str(data / "datasets" / "m")}],
-            "model": {"arch": "flux2", "name_or_path": "black-forest-labs/FLUX.2-dev",
-                      "vae_path": str(data / "models" / "ae.safetensors"), "text_encoder_path": "org/te",
-                      "extras_name_or_path": "black-forest-labs/FLUX.2-dev", "lora_path": None},
-            "sample": {"ctrl_img": str(data / "datasets" / "c" / "x.png"),
-                       "samples": [{"prompt": "p", "ctrl_img": [str(data / "datasets" / "c" / "y.png")]}]},
-        }]},
+        "config": {
+            "name": "ok_name",
+            "process": [
+                {
+                    "type": "sd_trainer",
+                    "training_folder": str(data / "output"),
+                    "device": "cpu",
+                    "datasets": [
+                        {
+                            "folder_path": str(data / "datasets" / "a"),
+                            "control_path": [str(data / "datasets" / "c")],
+                            "mask_path": str(data / "datasets" / "m"),
+                        }
+                    ],
+                    "model": {
+                        "arch": "flux2",
+                        "name_or_path": "black-forest-labs/FLUX.2-dev",
+                        "vae_path": str(data / "models" / "ae.safetensors"),
+                        "text_encoder_path": "org/te",
+                        "extras_name_or_path": "black-forest-labs/FLUX.2-dev",
+                        "lora_path": None,
+                    },
+                    "sample": {
+                        "ctrl_img": str(data / "datasets" / "c" / "x.png"),
+                        "samples": [{"prompt": "p", "ctrl_img": [str(data / "datasets" / "c" / "y.png")]}],
+                    },
+                }
+            ],
+        },
         "meta": {"note": "${NOT_CHECKED_IN_META}"},
     }
 
@@ -100,7 +119,9 @@ def test_hub_ids_and_tiny_ids_only_where_the_loader_reads_them(tmp_path):
     assert ui_guard.guard_raw(raw, [tmp_path], tmp_path) == []
     # "org/name" in a dataset key is a relative path, confined like any other.
     raw = set_in(train_job(tmp_path / "data"), ("datasets", 0, "folder_path"), "org/name")
-    assert paths(ui_guard.guard_raw(raw, [tmp_path / "data"], tmp_path)) == ["config.process[0].datasets[0].folder_path"]
+    assert paths(ui_guard.guard_raw(raw, [tmp_path / "data"], tmp_path)) == [
+        "config.process[0].datasets[0].folder_path"
+    ]
     # A hub-looking id that exists locally is a local path (as the loader reads it) and is confined.
     (tmp_path / "org" / "local").mkdir(parents=True)
     raw = set_in(train_job(tmp_path / "data"), ("model", "vae_path"), "org/local")
@@ -114,14 +135,26 @@ def test_hub_ids_and_tiny_ids_only_where_the_loader_reads_them(tmp_path):
 def test_the_default_training_folder_and_generate_paths_are_confined(tmp_path):
     raw = train_job(tmp_path / "data")
     del raw["config"]["process"][0]["training_folder"]  # the default "output", relative to base
-    assert paths(ui_guard.guard_raw(raw, [tmp_path / "data"], tmp_path)) == [
-        "config.process[0].training_folder"]
-    generate = {"job": "generate", "config": {"name": "g", "process": [{
-        "type": "to_folder", "output_folder": "/tmp/out", "model": {"name_or_path": "tiny:flux2"},
-        "generate": {"prompts": "/etc/prompts.txt", "ctrl_img": "../ref.png"}}]}}
+    assert paths(ui_guard.guard_raw(raw, [tmp_path / "data"], tmp_path)) == ["config.process[0].training_folder"]
+    generate = {
+        "job": "generate",
+        "config": {
+            "name": "g",
+            "process": [
+                {
+                    "type": "to_folder",
+                    "output_folder": "/tmp/out",
+                    "model": {"name_or_path": "tiny:flux2"},
+                    "generate": {"prompts": "/etc/prompts.txt", "ctrl_img": "../ref.png"},
+                }
+            ],
+        },
+    }
     assert paths(ui_guard.guard_raw(generate, [tmp_path], tmp_path)) == [
-        "config.process[0].output_folder", "config.process[0].generate.prompts",
-        "config.process[0].generate.ctrl_img"]
+        "config.process[0].output_folder",
+        "config.process[0].generate.prompts",
+        "config.process[0].generate.ctrl_img",
+    ]
 
 
 def test_env_references_are_refused_everywhere_but_meta(tmp_path):
@@ -162,24 +195,48 @@ def test_cli_prints_json_problems_for_the_next_js_server(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     def check(path):
-        out = subprocess.run([sys.executable, "-m", "toolkit.ui.guard", "check", str(path), "--root", str(data),
-                              "--base", str(data)], capture_output=True, text=True, env=env, cwd=tmp_path)
+        out = subprocess.run(
+            [sys.executable, "-m", "toolkit.ui.guard", "check", str(path), "--root", str(data), "--base", str(data)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
         return out.returncode, json.loads(out.stdout)
 
     assert check(good) == (0, {"ok": True, "problems": []})
     typo = tmp_path / "typo.yaml"
     typo.write_text(yaml.safe_dump(set_in(train_job(data), ("datasets", 0, "caption_extt"), "txt")))
-    out = subprocess.run([sys.executable, "-m", "toolkit.ui.guard", "check", str(typo), "--root", str(data),
-                          "--base", str(data), "--validate"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "toolkit.ui.guard",
+            "check",
+            str(typo),
+            "--root",
+            str(data),
+            "--base",
+            str(data),
+            "--validate",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     validated = json.loads(out.stdout)  # --validate adds the one validation path: a typo'd key is named
     assert out.returncode == 1 and "config.process[0].datasets[0].caption_extt" in [
-        p["path"] for p in validated["problems"]]
+        p["path"] for p in validated["problems"]
+    ]
     code, result = check(bad)
     assert code == 1 and result["ok"] is False
     assert [p["path"] for p in result["problems"]] == ["config.process[0].datasets[0].folder_path"]
     bomb = tmp_path / "bomb.yaml"
-    bomb.write_text("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]\n" for i in range(6)))
+    bomb.write_text(
+        "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]\n" for i in range(6))
+    )
     code, result = check(bomb)
     assert code == 1 and "aliases" in result["problems"][0]["message"]
 
@@ -213,7 +270,11 @@ def test_ui_schema_validate_with_roots_is_the_same_guard(tmp_path):
     data.mkdir()
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(set_in(train_job(data), ("model", "vae_path"), "/etc/ae.safetensors")))
-    out = subprocess.run([sys.executable, "-m", "toolkit.ui.schema", "validate", str(bad), "--root", str(data),
-                          "--base", str(data)], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "toolkit.ui.schema", "validate", str(bad), "--root", str(data), "--base", str(data)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     result = json.loads(out.stdout)
     assert out.returncode == 1 and [p["path"] for p in result["problems"]] == ["config.process[0].model.vae_path"]

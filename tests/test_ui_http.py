@@ -37,11 +37,20 @@ def test_hostname_of():
     assert hostname_of("evil.example:80") == "evil.example"
 
 
-@pytest.mark.parametrize("host,allowed", [
-    ("127.0.0.1:7860", True), ("localhost:7860", True), ("[::1]:7860", True), ("127.0.0.2", True),
-    ("evil.example", False), ("127.0.0.1.evil.example", False), ("localhost.evil.example:7860", False),
-    ("192.168.1.5:7860", False), ("", False),
-])
+@pytest.mark.parametrize(
+    "host,allowed",
+    [
+        ("127.0.0.1:7860", True),
+        ("localhost:7860", True),
+        ("[::1]:7860", True),
+        ("127.0.0.2", True),
+        ("evil.example", False),
+        ("127.0.0.1.evil.example", False),
+        ("localhost.evil.example:7860", False),
+        ("192.168.1.5:7860", False),
+        ("", False),
+    ],
+)
 def test_loopback_bind_answers_only_to_loopback_names(host, allowed):
     door = FrontDoor(ok_app, HostPolicy("127.0.0.1"))
     response = call(door, "GET", "/", headers={"Host": host})
@@ -51,10 +60,16 @@ def test_loopback_bind_answers_only_to_loopback_names(host, allowed):
 
 
 def test_allowed_hosts_share_and_a_network_bind():
-    assert call(FrontDoor(ok_app, HostPolicy("127.0.0.1", ["ui.lan"])), "GET", "/",
-                headers={"Host": "ui.lan:7860"}).status_code == 200
-    assert call(FrontDoor(ok_app, HostPolicy("127.0.0.1", ["*"])), "GET", "/",
-                headers={"Host": "any.example"}).status_code == 200
+    assert (
+        call(
+            FrontDoor(ok_app, HostPolicy("127.0.0.1", ["ui.lan"])), "GET", "/", headers={"Host": "ui.lan:7860"}
+        ).status_code
+        == 200
+    )
+    assert (
+        call(FrontDoor(ok_app, HostPolicy("127.0.0.1", ["*"])), "GET", "/", headers={"Host": "any.example"}).status_code
+        == 200
+    )
     shared = FrontDoor(ok_app, HostPolicy("127.0.0.1", share=True))
     assert call(shared, "GET", "/", headers={"Host": "abc123.gradio.live"}).status_code == 200
     assert call(shared, "GET", "/", headers={"Host": "gradio.live.evil.example"}).status_code == 403

@@ -25,16 +25,24 @@ FORM_PRESETS, SKIPPED = ui_presets.form_presets()
 
 # Keys the form may change; every other key of the preset must come through untouched.
 USER_PATHS = {
-    "config.name", "config.process[0].trigger_word", "config.process[0].training_folder",
-    "config.process[0].datasets[0].folder_path", "config.process[0].datasets[0].resolution",
-    "config.process[0].datasets[0].default_caption", "config.process[0].train.steps",
-    "config.process[0].train.lr", "config.process[0].network.linear", "config.process[0].network.linear_alpha",
-    "config.process[0].sample.sample_every", "config.process[0].sample.prompts",
+    "config.name",
+    "config.process[0].trigger_word",
+    "config.process[0].training_folder",
+    "config.process[0].datasets[0].folder_path",
+    "config.process[0].datasets[0].resolution",
+    "config.process[0].datasets[0].default_caption",
+    "config.process[0].train.steps",
+    "config.process[0].train.lr",
+    "config.process[0].network.linear",
+    "config.process[0].network.linear_alpha",
+    "config.process[0].sample.sample_every",
+    "config.process[0].sample.prompts",
 }
 # Edit presets: the references go to the uploaded dataset's control/ folder.
 EDIT_PATHS = {"config.process[0].datasets[0].control_path"}
 VRAM_PATHS = {f"config.process[0].model.{k}" for k in ("quantize", "qtype", "quantize_te", "low_vram")} | {
-    "config.process[0].device"}
+    "config.process[0].device"
+}
 
 
 @pytest.fixture(autouse=True)
@@ -92,8 +100,15 @@ def write_images(folder: Path, count: int = 2) -> list[tuple[Path, str]]:
 
 def test_the_form_offers_every_lora_preset_including_edit():
     labels = {p["label"] for p in FORM_PRESETS}
-    assert {"FLUX.2-dev", "FLUX.2-klein-base 4B", "FLUX.2-klein-base 9B", "FLUX.1-dev", "FLUX.1-schnell",
-            TINY_LABEL, EDIT_LABEL} <= labels
+    assert {
+        "FLUX.2-dev",
+        "FLUX.2-klein-base 4B",
+        "FLUX.2-klein-base 9B",
+        "FLUX.1-dev",
+        "FLUX.1-schnell",
+        TINY_LABEL,
+        EDIT_LABEL,
+    } <= labels
     assert SKIPPED == {}  # only a preset with several control folders (references per target) would be
     assert [p["label"] for p in FORM_PRESETS if ui_presets.is_edit(p)] == [EDIT_LABEL]
 
@@ -116,9 +131,18 @@ def test_image_extensions_match_the_dataset_reader():
 
 @pytest.mark.parametrize("preset", FORM_PRESETS, ids=lambda p: p["id"])
 def test_config_for_each_preset_validates_and_changes_only_the_users_fields(preset):
-    fields = changed_fields(preset, name="my_test_lora", trigger_word="zq7", default_caption="a photo", steps=7,
-                            lr=3e-4, rank=4, resolutions=[256, 512], sample_every=5,
-                            sample_prompts=["[trigger] on a beach", "", "[trigger] in snow --seed 3"])
+    fields = changed_fields(
+        preset,
+        name="my_test_lora",
+        trigger_word="zq7",
+        default_caption="a photo",
+        steps=7,
+        lr=3e-4,
+        rank=4,
+        resolutions=[256, 512],
+        sample_every=5,
+        sample_prompts=["[trigger] on a beach", "", "[trigger] in snow --seed 3"],
+    )
     raw = ui_presets.build_job_config(preset, fields, None, sample_reference(preset))
     job, problems = jobs.check_yaml(ui_presets.to_yaml(raw, preset))
     assert problems == [] and job.name == "my_test_lora"
@@ -128,10 +152,20 @@ def test_config_for_each_preset_validates_and_changes_only_the_users_fields(pres
     assert job.control_folders == ([job.job_folder / "dataset" / "control"] if edit else [])
     assert diff_paths(preset["config"], raw) <= USER_PATHS | (EDIT_PATHS | SAMPLE_REF_PATH if edit else set())
     process, original = raw["config"]["process"][0], preset["config"]["config"]["process"][0]
-    for section, key in [("model", "arch"), ("model", "name_or_path"), ("model", "quantize"), ("model", "qtype"),
-                         ("model", "quantize_te"), ("model", "low_vram"), ("train", "optimizer"),
-                         ("train", "timestep_type"), ("train", "dtype"), ("sample", "guidance_scale"),
-                         ("sample", "sample_steps"), ("save", "format")]:
+    for section, key in [
+        ("model", "arch"),
+        ("model", "name_or_path"),
+        ("model", "quantize"),
+        ("model", "qtype"),
+        ("model", "quantize_te"),
+        ("model", "low_vram"),
+        ("train", "optimizer"),
+        ("train", "timestep_type"),
+        ("train", "dtype"),
+        ("sample", "guidance_scale"),
+        ("sample", "sample_steps"),
+        ("save", "format"),
+    ]:
         assert process[section].get(key) == original[section].get(key), (section, key)
     assert process["train"]["steps"] == 7 and process["train"]["lr"] == 3e-4
     assert process["datasets"][0]["resolution"] == [256, 512]
@@ -159,7 +193,8 @@ def test_vram_options_come_from_the_preset_and_validate(preset):
         raw = ui_presets.build_job_config(preset, changed_fields(preset, vram=label), None, sample_reference(preset))
         assert jobs.check_yaml(ui_presets.to_yaml(raw))[1] == []
         assert diff_paths(preset["config"], raw) <= VRAM_PATHS | EDIT_PATHS | SAMPLE_REF_PATH | {
-            "config.process[0].datasets[0].folder_path"}
+            "config.process[0].datasets[0].folder_path"
+        }
     if preset["config"]["config"]["process"][0]["device"] == "cpu":
         assert first == "CPU (tiny demo)"
     else:
@@ -175,8 +210,11 @@ def test_vram_options_come_from_the_preset_and_validate(preset):
 
 def test_flux2_dev_gets_a_float8_step_between_int4_and_bf16():
     preset = ui_presets.preset_by_label("FLUX.2-dev")
-    assert list(ui_presets.vram_options(preset)) == ["24 GB (example)", "48 GB (qfloat8 transformer)",
-                                              "96 GB+ (no quantization)"]
+    assert list(ui_presets.vram_options(preset)) == [
+        "24 GB (example)",
+        "48 GB (qfloat8 transformer)",
+        "96 GB+ (no quantization)",
+    ]
 
 
 def test_parse_resolutions():
@@ -276,16 +314,22 @@ def test_claim_race_across_processes(tmp_path):
     source = tmp_path / "job.yaml"
     source.write_text(text)
     go = time.time() + 3.0
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(source), str(go), f"{text}# {i}\n",
-                               str(tmp_path / "config")], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-             for i in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(source), str(go), f"{text}# {i}\n", str(tmp_path / "config")],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
     outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
     assert outcomes == ["refused", "refused", "refused", "won"]
 
 
 # ------------------------------------------------------------------------ running (a fake run.py)
 
-FAKE_RUN = '''
+FAKE_RUN = """
 import json, signal, sys, time
 from pathlib import Path
 import yaml
@@ -324,7 +368,7 @@ while step < total:
     event("step", step=step, total_steps=total, loss=1 / step, lr=1e-4, s_per_it=0.02)
 (folder / f"{name}.safetensors").write_bytes(b"lora")
 event("end", "finished", step=step, path=f"{name}.safetensors")
-'''
+"""
 
 
 @pytest.fixture
@@ -359,8 +403,11 @@ def test_start_runs_in_its_own_process_group_and_finishes(tmp_path, fake_root):
     assert status.total_steps == 5 and status.loss == pytest.approx(0.2)
     meta = json.loads((job.job_folder / jobs.JOB_FILE).read_text())
     assert meta["config"] == str(tmp_path / "config" / "ui_quick.yaml")
-    assert sorted(p.name for p in (job.job_folder / "dataset").iterdir()) == ["000_img_0.png", "001_img_1.png",
-                                                                             "001_img_1.txt"]
+    assert sorted(p.name for p in (job.job_folder / "dataset").iterdir()) == [
+        "000_img_0.png",
+        "001_img_1.png",
+        "001_img_1.txt",
+    ]
     assert "fake run.py" in jobs.log_tail(job.job_folder)
     assert jobs.loss_curve(job.job_folder)[-1] == (5, 0.2)
     assert [s.name for s in jobs.list_jobs(tmp_path / "config", fake_root)] == ["quick"]
@@ -443,8 +490,15 @@ def test_summarize_events_takes_the_latest_run():
         {"time": 7, "event": "sample", "state": "running", "step": 6, "paths": ["samples/000000006_0.jpg"]},
     ]
     summary = jobs.summarize_events(events)
-    assert summary == {"state": "running", "step": 6, "total_steps": 20, "loss": 0.3, "lr": None, "s_per_it": 2.0,
-                       "error": None}
+    assert summary == {
+        "state": "running",
+        "step": 6,
+        "total_steps": 20,
+        "loss": 0.3,
+        "lr": None,
+        "s_per_it": 2.0,
+        "error": None,
+    }
 
 
 def dead_pid() -> int:
@@ -456,10 +510,15 @@ def dead_pid() -> int:
 def test_job_status_from_the_folder(tmp_path):
     folder = tmp_path / "output" / "job"
     assert jobs.job_status(folder).state == "new"
-    write_events(folder, [{"time": 1, "event": "start", "state": "running", "step": 0, "total_steps": 8},
-                          {"time": 2, "event": "step", "state": "running", "step": 8, "total_steps": 8, "loss": 0.1,
-                           "s_per_it": 0.5},
-                          {"time": 3, "event": "end", "state": "finished", "step": 8}], torn=True)
+    write_events(
+        folder,
+        [
+            {"time": 1, "event": "start", "state": "running", "step": 0, "total_steps": 8},
+            {"time": 2, "event": "step", "state": "running", "step": 8, "total_steps": 8, "loss": 0.1, "s_per_it": 0.5},
+            {"time": 3, "event": "end", "state": "finished", "step": 8},
+        ],
+        torn=True,
+    )
     (folder / "samples").mkdir()
     for name in ("000000000_0.jpg", "000000008_0.jpg", "notes.txt"):
         (folder / "samples" / name).write_bytes(b"x")
@@ -515,8 +574,9 @@ def edit_job(tmp_path: Path, name: str, targets: list[Path], references: list[Pa
     """The YAML the app builds for the edit preset with these uploads."""
     preset = ui_presets.preset_by_label(EDIT_LABEL)
     sample_reference = ui_datasets.first_reference(targets, references)
-    raw = ui_presets.build_job_config(preset, changed_fields(preset, name=name, steps=5), str(tmp_path / "output"),
-                                      sample_reference)
+    raw = ui_presets.build_job_config(
+        preset, changed_fields(preset, name=name, steps=5), str(tmp_path / "output"), sample_reference
+    )
     return ui_presets.to_yaml(raw, preset)
 
 

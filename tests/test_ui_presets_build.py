@@ -18,15 +18,37 @@ from toolkit.ui.schema import validate_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESET = {
-    "id": "p", "label": "P", "file": "p.yaml",
-    "config": {"job": "extension", "config": {"name": "preset_name", "process": [{
-        "type": "sd_trainer", "training_folder": "output", "trigger_word": "p3r5on",
-        "network": {"type": "lora", "linear": 16, "linear_alpha": 16},
-        "datasets": [{"folder_path": "/path/to/images", "caption_ext": "txt", "cache_latents_to_disk": True,
-                      "resolution": [512, 768]}],
-        "train": {"steps": 2000, "lr": 1e-4},
-        "sample": {"sample_every": 250, "prompts": ["[trigger] holding a sign"], "ctrl_img": "/path/to/ref.jpg"},
-    }]}},
+    "id": "p",
+    "label": "P",
+    "file": "p.yaml",
+    "config": {
+        "job": "extension",
+        "config": {
+            "name": "preset_name",
+            "process": [
+                {
+                    "type": "sd_trainer",
+                    "training_folder": "output",
+                    "trigger_word": "p3r5on",
+                    "network": {"type": "lora", "linear": 16, "linear_alpha": 16},
+                    "datasets": [
+                        {
+                            "folder_path": "/path/to/images",
+                            "caption_ext": "txt",
+                            "cache_latents_to_disk": True,
+                            "resolution": [512, 768],
+                        }
+                    ],
+                    "train": {"steps": 2000, "lr": 1e-4},
+                    "sample": {
+                        "sample_every": 250,
+                        "prompts": ["[trigger] holding a sign"],
+                        "ctrl_img": "/path/to/ref.jpg",
+                    },
+                }
+            ],
+        },
+    },
 }
 
 
@@ -50,16 +72,25 @@ def test_an_empty_form_changes_only_the_name():
 
 def test_values_datasets_resolutions_prompts():
     form = ui_presets.FormFields(
-        name="mine", values={"train.steps": 50, "datasets.cache_latents_to_disk": False, "trigger_word": None,
-                             "model.qtype": "qfloat8"},
-        datasets=["/data/robots", "/data/cats/"], resolutions=[64], prompts=["a [trigger]"])
+        name="mine",
+        values={
+            "train.steps": 50,
+            "datasets.cache_latents_to_disk": False,
+            "trigger_word": None,
+            "model.qtype": "qfloat8",
+        },
+        datasets=["/data/robots", "/data/cats/"],
+        resolutions=[64],
+        prompts=["a [trigger]"],
+    )
     proc = process(ui_presets.apply_form(PRESET, form))
     assert proc["train"] == {"steps": 50, "lr": 1e-4}
     assert proc["model"] == {"qtype": "qfloat8"}  # sections are created on the way
     assert "trigger_word" not in proc  # None = the trainer's default
     assert proc["datasets"] == [
         {"folder_path": "/data/robots", "caption_ext": "txt", "cache_latents_to_disk": False, "resolution": [64]},
-        {"folder_path": "/data/cats/", "caption_ext": "txt", "cache_latents_to_disk": False, "resolution": [64]}]
+        {"folder_path": "/data/cats/", "caption_ext": "txt", "cache_latents_to_disk": False, "resolution": [64]},
+    ]
     assert proc["sample"]["prompts"] == ["a [trigger]"]
 
 
@@ -69,8 +100,12 @@ def test_an_empty_control_path_means_no_references(empty):
     not an edit preset, so no control/ folder and the sample reference is ignored."""
     preset = with_control(empty)
     assert not ui_presets.is_edit(preset)
-    proc = process(ui_presets.apply_form(preset, ui_presets.FormFields(
-        name="x", datasets=["/data/robots"], sample_reference="/data/robots/control/0.png")))
+    proc = process(
+        ui_presets.apply_form(
+            preset,
+            ui_presets.FormFields(name="x", datasets=["/data/robots"], sample_reference="/data/robots/control/0.png"),
+        )
+    )
     assert proc["datasets"][0]["control_path"] == empty
     assert proc["sample"]["ctrl_img"] == "/path/to/ref.jpg"
 
@@ -78,13 +113,23 @@ def test_an_empty_control_path_means_no_references(empty):
 def test_an_edit_preset_points_each_dataset_at_its_control_folder():
     preset = with_control("/path/to/images/control")
     assert ui_presets.is_edit(preset)
-    proc = process(ui_presets.apply_form(preset, ui_presets.FormFields(
-        name="x", datasets=["/data/a", "/data/b"], sample_reference="/data/b/control/0.png")))
+    proc = process(
+        ui_presets.apply_form(
+            preset,
+            ui_presets.FormFields(name="x", datasets=["/data/a", "/data/b"], sample_reference="/data/b/control/0.png"),
+        )
+    )
     assert [d["control_path"] for d in proc["datasets"]] == ["/data/a/control", "/data/b/control"]
     assert proc["sample"]["ctrl_img"] == "/data/b/control/0.png"
     # a value the person typed wins over the derived reference
-    proc = process(ui_presets.apply_form(preset, ui_presets.FormFields(
-        name="x", values={"sample.ctrl_img": "/data/a/control/9.png"}, sample_reference="/data/b/control/0.png")))
+    proc = process(
+        ui_presets.apply_form(
+            preset,
+            ui_presets.FormFields(
+                name="x", values={"sample.ctrl_img": "/data/a/control/9.png"}, sample_reference="/data/b/control/0.png"
+            ),
+        )
+    )
     assert proc["sample"]["ctrl_img"] == "/data/a/control/9.png"
 
 
@@ -97,26 +142,41 @@ def test_a_typed_empty_control_path_passes_validation():
     assert not any("control" in p["path"] or "ctrl_img" in p["path"] for p in problems), problems
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"name": "x", "colour": 1}, "unknown form keys"),
-    ({"name": "x", "datasets": "/a"}, "'datasets' has the wrong type"),
-    ({"name": "x", "resolutions": [True]}, "'resolutions' has the wrong type"),
-    ({"values": {}}, "needs a 'name'"),
-    ([], "JSON object"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"name": "x", "colour": 1}, "unknown form keys"),
+        ({"name": "x", "datasets": "/a"}, "'datasets' has the wrong type"),
+        ({"name": "x", "resolutions": [True]}, "'resolutions' has the wrong type"),
+        ({"values": {}}, "needs a 'name'"),
+        ([], "JSON object"),
+    ],
+)
 def test_a_malformed_form_is_refused(bad, message):
     with pytest.raises(JobError, match=message):
         ui_presets.FormFields.from_json(bad)
 
 
 def run_cli(payload: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "toolkit.ui.presets", "build"], input=payload, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "toolkit.ui.presets", "build"],
+        input=payload,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_the_cli_builds_a_shipped_preset_that_validates():
-    form = {"preset": "flux2_edit_24gb", "name": "cli_job", "values": {"train.steps": 3},
-            "datasets": ["/data/datasets/robots"], "sample_reference": "/data/datasets/robots/control/0.png"}
+    form = {
+        "preset": "flux2_edit_24gb",
+        "name": "cli_job",
+        "values": {"train.steps": 3},
+        "datasets": ["/data/datasets/robots"],
+        "sample_reference": "/data/datasets/robots/control/0.png",
+    }
     result = run_cli(json.dumps(form))
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
@@ -130,10 +190,13 @@ def test_the_cli_builds_a_shipped_preset_that_validates():
     assert validate_dict(out["config"], pending=pending)["ok"], validate_dict(out["config"], pending=pending)
 
 
-@pytest.mark.parametrize("payload, message", [
-    ('{"preset": "nope", "name": "x"}', "unknown preset 'nope'"),
-    ("not json", "Expecting value"),
-])
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        ('{"preset": "nope", "name": "x"}', "unknown preset 'nope'"),
+        ("not json", "Expecting value"),
+    ],
+)
 def test_the_cli_reports_errors_as_json(payload, message):
     result = run_cli(payload)
     assert result.returncode == 1
@@ -145,10 +208,18 @@ def test_the_liveness_cli_tells_a_running_trainer_from_a_gone_or_reused_pid(tmp_
     trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", job_file])
     other = subprocess.Popen(["sleep", "30"])
     try:
+
         def alive(pid: int) -> bool:
-            result = subprocess.run([sys.executable, "-m", "toolkit.ui.jobs", "alive", str(pid), job_file],
-                                    cwd=ROOT, timeout=120, capture_output=True, text=True, check=True)
+            result = subprocess.run(
+                [sys.executable, "-m", "toolkit.ui.jobs", "alive", str(pid), job_file],
+                cwd=ROOT,
+                timeout=120,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             return json.loads(result.stdout)["alive"]
+
         assert alive(trainer.pid) is True
         assert alive(other.pid) is False  # alive, but not running this job file
         trainer.kill()

@@ -8,7 +8,6 @@ from toolkit.ui.schema import export, presets, validate_dict
 from toolkit.paths import ROOT
 
 
-
 def test_presets_cover_every_arch_and_validate():
     found = presets()
     assert {p["arch"] for p in found} == {"flux", "flux2", "flux2_klein_4b", "flux2_klein_9b"}

@@ -21,8 +21,13 @@ def job(*processes, kind="extension") -> dict:
 
 
 def trainer(**changes) -> dict:
-    process = {"type": "sd_trainer", "device": "cpu", "datasets": [{"folder_path": DEMO, "resolution": [64]}],
-               "model": {"name_or_path": "x", "arch": "flux2"}, "train": {"optimizer": "adamw"}}
+    process = {
+        "type": "sd_trainer",
+        "device": "cpu",
+        "datasets": [{"folder_path": DEMO, "resolution": [64]}],
+        "model": {"name_or_path": "x", "arch": "flux2"},
+        "train": {"optimizer": "adamw"},
+    }
     for key, value in changes.items():
         process[key] = {**process[key], **value} if isinstance(value, dict) and key in process else value
     return process
@@ -35,10 +40,17 @@ def test_a_valid_job_has_no_problem_and_plans_each_process():
 
 
 def test_one_pass_from_the_process_type_through_schema_to_capabilities_and_data():
-    raw = job(trainer(type="sd_trainr", model={"arch": "flux", "quantise": True}, network={"type": "lokr"},
-                      train={"steps": 0}, sample={"prompts": ["a --wdth 3"]},
-                      datasets=[{"folder_path": "/path/to/images/folder"}]),
-              trainer(train={"train_unet": False}))
+    raw = job(
+        trainer(
+            type="sd_trainr",
+            model={"arch": "flux", "quantise": True},
+            network={"type": "lokr"},
+            train={"steps": 0},
+            sample={"prompts": ["a --wdth 3"]},
+            datasets=[{"folder_path": "/path/to/images/folder"}],
+        ),
+        trainer(train={"train_unet": False}),
+    )
     problems = dict(validate_job(raw))
     assert "sd_trainr" in problems["config.process[0].type"]  # a typo: reported, and it stops nothing
     assert "did you mean 'quantize'" in problems["config.process[0].model.quantise"]
@@ -55,8 +67,9 @@ def test_assistant_lora_is_refused_once():
 
 
 def test_fsdp_settings_and_device_and_optimizer():
-    raw = job(trainer(model={"quantize": True, "layer_offloading": True}, device="cuda:7",
-                      train={"optimizer": "adamw8bit"}))
+    raw = job(
+        trainer(model={"quantize": True, "layer_offloading": True}, device="cuda:7", train={"optimizer": "adamw8bit"})
+    )
     problems = dict(validate_job(raw, world=2, shards_model=True))
     assert "cannot be sharded by FSDP" in problems["config.process[0].model.quantize"]
     assert "cannot stream FSDP-sharded" in problems["config.process[0].model.layer_offloading"]
@@ -69,9 +82,13 @@ def test_fsdp_settings_and_device_and_optimizer():
 
 
 def test_generate_process_checks(tmp_path):
-    gen = {"type": "to_folder", "output_folder": str(tmp_path), "device": "cpu",
-           "model": {"name_or_path": "x", "arch": "flux"},
-           "generate": {"prompts": ["a fox --seeds 3", "a cat --w 100"], "ctrl_img": str(tmp_path / "no.png")}}
+    gen = {
+        "type": "to_folder",
+        "output_folder": str(tmp_path),
+        "device": "cpu",
+        "model": {"name_or_path": "x", "arch": "flux"},
+        "generate": {"prompts": ["a fox --seeds 3", "a cat --w 100"], "ctrl_img": str(tmp_path / "no.png")},
+    }
     problems = validate_job(job(gen, kind="generate"))
     text = "\n".join(f"{p}: {m}" for p, m in problems)
     assert "generate.prompts[0]" in text and "did you mean --seed" in text
@@ -136,7 +153,11 @@ def test_ai_toolkit_process_types_are_the_trainer():
 
 
 def test_an_invalid_choice_does_not_hide_the_later_stages():
-    problems = dict(validate_job(job(trainer(type="sd_trainr", network={"type": "lorra"},
-                                             datasets=[{"folder_path": "/nope"}]))))
-    assert {"config.process[0].type", "config.process[0].network.type",
-            "config.process[0].datasets[0].folder_path"} <= set(problems)
+    problems = dict(
+        validate_job(job(trainer(type="sd_trainr", network={"type": "lorra"}, datasets=[{"folder_path": "/nope"}])))
+    )
+    assert {
+        "config.process[0].type",
+        "config.process[0].network.type",
+        "config.process[0].datasets[0].folder_path",
+    } <= set(problems)

@@ -14,8 +14,16 @@ QTYPE_HELP = (
 )
 # ai-toolkit qtype names -> the quanto type storing the same bits (torchao's float8 / int8 weight-only and
 # ai-toolkit's uintN weight-only quantizers keep per-channel or per-group scales, as quanto does).
-_AITK_QTYPES = {"float8": "qfloat8", "qfloat8_e4m3fn": "qfloat8", "int8": "qint8", "uint8": "qint8",
-                "uint4": "qint4", "int4": "qint4", "uint2": "qint2", "": "qfloat8"}
+_AITK_QTYPES = {
+    "float8": "qfloat8",
+    "qfloat8_e4m3fn": "qfloat8",
+    "int8": "qint8",
+    "uint8": "qint8",
+    "uint4": "qint4",
+    "int4": "qint4",
+    "uint2": "qint2",
+    "": "qfloat8",
+}
 
 
 def aitk_qtype(value: Any) -> Any:
@@ -23,14 +31,19 @@ def aitk_qtype(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     if "|" in value:
-        raise ValueError(f"{value!r} names an accuracy recovery adapter, which is not supported; write the qtype "
-                         f"alone ({aitk_qtype(value.split('|')[0])!r})")
+        raise ValueError(
+            f"{value!r} names an accuracy recovery adapter, which is not supported; write the qtype "
+            f"alone ({aitk_qtype(value.split('|')[0])!r})"
+        )
     if re.fullmatch(r"u?int[3567]", value):
-        raise ValueError(f"{value!r}: optimum-quanto stores 2-, 4- and 8-bit weights only; use qint4 (uint4) for "
-                         "about the same memory, or qint8 / qfloat8")
+        raise ValueError(
+            f"{value!r}: optimum-quanto stores 2-, 4- and 8-bit weights only; use qint4 (uint4) for "
+            "about the same memory, or qint8 / qfloat8"
+        )
     if value.startswith(("convrot", "nvfp4", "orbit")):
-        raise ValueError(f"{value!r} is one of ai-toolkit's own quantizers, not available here; use qfloat8, qint8 "
-                         "or qint4")
+        raise ValueError(
+            f"{value!r} is one of ai-toolkit's own quantizers, not available here; use qfloat8, qint8 or qint4"
+        )
     return _AITK_QTYPES.get(value, value)
 
 

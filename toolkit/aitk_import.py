@@ -65,8 +65,10 @@ def _env_problems(value: Any, path: str) -> list[tuple[str, str]]:
     if isinstance(value, list):
         return [p for i, v in enumerate(value) for p in _env_problems(v, f"{path}[{i}]")]
     if isinstance(value, str) and _ENV.search(value):
-        message = f"{_ENV.search(value).group(0)}: environment variables are not expanded in an imported job; " \
-                  "write the value itself"
+        message = (
+            f"{_ENV.search(value).group(0)}: environment variables are not expanded in an imported job; "
+            "write the value itself"
+        )
         return [(path, message)]
     return []
 
@@ -110,8 +112,11 @@ def job_paths(config: JobConfig) -> list[PathRef]:
             for n, item in enumerate(getattr(validation, "validation_items", None) or []):
                 image = getattr(item, "image_path", None)
                 if image:
-                    refs.append(PathRef(f"{key}.train.validation_config.validation_items[{n}].image_path",
-                                        "validation_image", image))
+                    refs.append(
+                        PathRef(
+                            f"{key}.train.validation_config.validation_items[{n}].image_path", "validation_image", image
+                        )
+                    )
         else:
             refs += _image_refs(f"{key}.generate.ctrl_img", process.generate.ctrl_img)
     return refs

@@ -143,8 +143,12 @@ def markdown_table() -> str:
         where = SECTION_PATHS[section] or "(top level)"
         counts = {s: sum(e["status"] == s for e in keys.values()) for s in STATUSES}
         summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        lines += [f"<details><summary><code>{where}</code> ({summary})</summary>", "",
-                  "| key | here | note |", "|---|---|---|"]
+        lines += [
+            f"<details><summary><code>{where}</code> ({summary})</summary>",
+            "",
+            "| key | here | note |",
+            "|---|---|---|",
+        ]
         for key, found in keys.items():
             lines.append(f"| `{key}` | {_status_text(found)} | {_cell(found.get('note', ''))} |")
         lines += ["", "</details>", ""]

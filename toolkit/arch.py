@@ -171,8 +171,9 @@ class ArchSpec:
         for release in self.releases:
             if release.name == name:
                 return release
-        raise UnknownArchError(f"arch '{self.arch}' has no release '{name}'; "
-                               f"known: {', '.join(r.name for r in self.releases)}")
+        raise UnknownArchError(
+            f"arch '{self.arch}' has no release '{name}'; known: {', '.join(r.name for r in self.releases)}"
+        )
 
     def tiny_ids(self) -> list[tuple[str, Release]]:
         """``tiny:<id>`` names of this architecture's tiny models: ``<arch>`` (default release) and

@@ -14,8 +14,18 @@ from toolkit.arch import ArchSpec, UnknownArchError
 from toolkit.extension import get_arch_specs
 from toolkit.stable_diffusion_arch import FLUX1
 
-__all__ = ["UnknownArchError", "arch_registry", "arch_ids", "family_archs", "get_arch", "model_class",
-           "markdown_table", "describe", "README_BEGIN", "README_END"]
+__all__ = [
+    "UnknownArchError",
+    "arch_registry",
+    "arch_ids",
+    "family_archs",
+    "get_arch",
+    "model_class",
+    "markdown_table",
+    "describe",
+    "README_BEGIN",
+    "README_END",
+]
 
 BUILTIN: tuple[ArchSpec, ...] = (FLUX1,)
 """Declared by the toolkit itself; the FLUX.2 family comes from extensions_built_in/diffusion_models."""
@@ -29,8 +39,9 @@ def arch_registry(dirs=None) -> dict[str, ArchSpec]:
             raise UnknownArchError(f"AI_TOOLKIT_ARCHS holds {spec!r}; expected toolkit.arch.ArchSpec instances")
         other = registry.get(spec.arch)
         if other is not None and other != spec:
-            raise UnknownArchError(f"arch '{spec.arch}' is declared twice: by {other.model_class} and by "
-                                   f"{spec.model_class}")
+            raise UnknownArchError(
+                f"arch '{spec.arch}' is declared twice: by {other.model_class} and by {spec.model_class}"
+            )
         registry[spec.arch] = spec
     return registry
 
@@ -59,10 +70,14 @@ def model_class(spec: ArchSpec) -> type:
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:
-        raise UnknownArchError(f"arch '{spec.arch}': cannot import its model class '{spec.model_class}': {exc}") from exc
+        raise UnknownArchError(
+            f"arch '{spec.arch}': cannot import its model class '{spec.model_class}': {exc}"
+        ) from exc
     if getattr(cls, "spec", None) is not spec:
-        raise UnknownArchError(f"arch '{spec.arch}': {spec.model_class} declares spec "
-                               f"{getattr(getattr(cls, 'spec', None), 'arch', None)!r}, not this declaration")
+        raise UnknownArchError(
+            f"arch '{spec.arch}': {spec.model_class} declares spec "
+            f"{getattr(getattr(cls, 'spec', None), 'arch', None)!r}, not this declaration"
+        )
     return cls
 
 
@@ -75,8 +90,13 @@ README_END = "<!-- arch-table:end -->"
 def _guidance(spec: ArchSpec) -> str:
     parts = []
     for release in spec.releases:
-        kind = "embedded guidance" if release.guidance_embeds else "none: real CFG" if spec.capabilities.real_cfg \
+        kind = (
+            "embedded guidance"
+            if release.guidance_embeds
+            else "none: real CFG"
+            if spec.capabilities.real_cfg
             else "none"
+        )
         s = release.sampling
         parts.append(f"{release.name}: {kind} (samples at {s.sample_steps} steps, guidance {s.guidance_scale:g})")
     return "; ".join(parts)
@@ -97,10 +117,16 @@ def markdown_table(registry: dict[str, ArchSpec]) -> str:
 def describe(registry: dict[str, ArchSpec]) -> dict[str, dict[str, Any]]:
     """Per arch, what a UI shows: label, official repo, capabilities, sampling defaults (JSON-ready)."""
     return {
-        arch: {"label": spec.label, "official_repo": spec.official_repo, "model_class": spec.model_class,
-               "capabilities": dataclasses.asdict(spec.capabilities),
-               "releases": [{"name": r.name, "official_repo": r.official_repo,
-                             "sampling": dataclasses.asdict(r.sampling)} for r in spec.releases]}
+        arch: {
+            "label": spec.label,
+            "official_repo": spec.official_repo,
+            "model_class": spec.model_class,
+            "capabilities": dataclasses.asdict(spec.capabilities),
+            "releases": [
+                {"name": r.name, "official_repo": r.official_repo, "sampling": dataclasses.asdict(r.sampling)}
+                for r in spec.releases
+            ],
+        }
         for arch, spec in registry.items()
     }
 

@@ -129,22 +129,39 @@ def meta_model(args, dtype: torch.dtype):
 def plan_for(args, model, dtype: torch.dtype):
     """The offload plan of `args` for `model`'s transformer, sized from shapes (works on the meta device):
     the transformer after quantization, LoRA weights + gradients + AdamW state, activations."""
-    from toolkit.models.offload_plan import ComponentSizes, TrainingShape, lora_parameter_count, percent_to_count, \
-        plan_offload, transformer_activation_bytes
+    from toolkit.models.offload_plan import (
+        ComponentSizes,
+        TrainingShape,
+        lora_parameter_count,
+        percent_to_count,
+        plan_offload,
+        transformer_activation_bytes,
+    )
     from toolkit.models.quantize import quantized_nbytes, transformer_blocks
 
     transformer = model.transformer
     blocks = transformer_blocks(transformer, model.spec.transformer_blocks)
     qtype = None if args.qtype == "none" else args.qtype
-    shape = TrainingShape(resolution=args.resolution, batch_size=args.batch, lora_rank=args.rank,
-                          gradient_checkpointing=args.gradient_checkpointing,
-                          bytes_per_activation=2 if dtype == torch.bfloat16 else 4)
-    sizes = [ComponentSizes("transformer", tuple(quantized_nbytes(b, qtype) for b in blocks),
-                            quantized_nbytes(transformer, None) - sum(quantized_nbytes(b, None) for b in blocks),
-                            trains=True)]
+    shape = TrainingShape(
+        resolution=args.resolution,
+        batch_size=args.batch,
+        lora_rank=args.rank,
+        gradient_checkpointing=args.gradient_checkpointing,
+        bytes_per_activation=2 if dtype == torch.bfloat16 else 4,
+    )
+    sizes = [
+        ComponentSizes(
+            "transformer",
+            tuple(quantized_nbytes(b, qtype) for b in blocks),
+            quantized_nbytes(transformer, None) - sum(quantized_nbytes(b, None) for b in blocks),
+            trains=True,
+        )
+    ]
     lora = lora_parameter_count(transformer, model.lora_targets(), args.rank)
-    kwargs = dict(activation_bytes=transformer_activation_bytes(transformer, len(blocks), shape, 16),
-                  train_state_bytes=lora * (8 + shape.optimizer_state_bytes_per_param))
+    kwargs = dict(
+        activation_bytes=transformer_activation_bytes(transformer, len(blocks), shape, 16),
+        train_state_bytes=lora * (8 + shape.optimizer_state_bytes_per_param),
+    )
     budget = int(args.vram_cap_gb * GiB) if args.vram_cap_gb else None
     if args.offload == "auto":
         if budget is None and torch.device(args.device).type == "cuda":
@@ -154,8 +171,9 @@ def plan_for(args, model, dtype: torch.dtype):
             log.warning("the predicted peak exceeds the budget even streaming every block; running anyway")
     else:
         percent = 0.0 if args.offload == "none" else float(args.offload.rstrip("%")) / 100
-        plan = plan_offload(sizes, budget, fixed_counts={"transformer": percent_to_count(percent, len(blocks))},
-                            **kwargs)
+        plan = plan_offload(
+            sizes, budget, fixed_counts={"transformer": percent_to_count(percent, len(blocks))}, **kwargs
+        )
     log.info("%s", plan.describe(sizes))
     return plan
 
@@ -219,8 +237,9 @@ def make_inputs(arch: str, model, batch: int, resolution: int, device, dtype, se
     joint = model.transformer.config.joint_attention_dim
     embeds = {"prompt_embeds": torch.randn(batch, text_tokens, joint, generator=g).to(device, dtype)}
     if spec.pooled_dim:
-        embeds["pooled_prompt_embeds"] = torch.randn(batch, model.transformer.config.pooled_projection_dim,
-                                                     generator=g).to(device, dtype)
+        embeds["pooled_prompt_embeds"] = torch.randn(
+            batch, model.transformer.config.pooled_projection_dim, generator=g
+        ).to(device, dtype)
     else:
         embeds["text_ids"] = model.pipeline._prepare_text_ids(embeds["prompt_embeds"]).to(device)
     return latents, PromptEmbeds(embeds)
@@ -231,8 +250,13 @@ def full_step(model, latents, embeds, optimizer, params, generator, autocast) ->
     from toolkit.train_math import add_noise, sample_noise, sample_timesteps
 
     noise = sample_noise(tuple(latents.shape), generator, dtype=latents.dtype, device=latents.device)
-    timesteps = sample_timesteps(model.capabilities.default_timestep_type, latents.shape[0], generator,
-                                 mu=model.shift_mu(latents), device=latents.device)
+    timesteps = sample_timesteps(
+        model.capabilities.default_timestep_type,
+        latents.shape[0],
+        generator,
+        mu=model.shift_mu(latents),
+        device=latents.device,
+    )
     noisy = add_noise(latents, noise, timesteps)
     with autocast():
         prediction = model.get_noise_prediction(noisy, timesteps, embeds)
@@ -344,7 +368,9 @@ def run(args) -> dict:
     for i in range(args.warmup + args.steps):
         if i == args.warmup and device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        t = _timed(lambda: losses.append(full_step(model, latents, embeds, optimizer, params, generator, autocast)), device)
+        t = _timed(
+            lambda: losses.append(full_step(model, latents, embeds, optimizer, params, generator, autocast)), device
+        )
         if i == 0:
             first_step_s = t  # with --compile, the compilation happens here
             model.report_compile()
@@ -358,23 +384,37 @@ def run(args) -> dict:
     s_per_step = statistics.median(full_times)
     flops = count_flops(args)
     result = {
-        "arch": args.arch, "tiny": args.tiny, "device": str(device), "resolution": args.resolution,
-        "batch": args.batch, "rank": args.rank, "qtype": args.qtype, "offload": args.offload,
-        "gradient_checkpointing": args.gradient_checkpointing, "vram_cap_gb": args.vram_cap_gb,
+        "arch": args.arch,
+        "tiny": args.tiny,
+        "device": str(device),
+        "resolution": args.resolution,
+        "batch": args.batch,
+        "rank": args.rank,
+        "qtype": args.qtype,
+        "offload": args.offload,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "vram_cap_gb": args.vram_cap_gb,
         "parameters": sum(p.numel() for p in model.transformer.parameters() if not p.requires_grad),
         "lora_parameters": sum(p.numel() for p in params),
         "offloaded_blocks": plan.offloaded["transformer"],
         "blocks": len(model.offload_blocks("transformer")),
         "predicted_peak_gb": round(plan.predicted_peak / GiB, 2),
-        "compile": args.compile, "fp8": args.fp8,
+        "compile": args.compile,
+        "fp8": args.fp8,
         "compile_s": round(model.compiled.compile_seconds, 2) if model.compiled is not None else None,
-        "first_step_s": round(first_step_s, 2), "startup_s": round(setup_s + first_step_s, 2),
-        "steps": args.steps, "warmup": args.warmup, "setup_s": round(setup_s, 2),
-        "s_per_step": s_per_step, "losses": [round(x, 5) for x in losses],
+        "first_step_s": round(first_step_s, 2),
+        "startup_s": round(setup_s + first_step_s, 2),
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "setup_s": round(setup_s, 2),
+        "s_per_step": s_per_step,
+        "losses": [round(x, 5) for x in losses],
         "peak_gpu_gb": round(torch.cuda.max_memory_allocated(device) / GiB, 2) if device.type == "cuda" else None,
         "peak_gpu_setup_gb": round(setup_peak / GiB, 2) if setup_peak is not None else None,
         "peak_host_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GiB, 2),
-        "flops_per_step": flops, "tflops": flops / s_per_step / 1e12, "peak_tflops": args.peak_tflops,
+        "flops_per_step": flops,
+        "tflops": flops / s_per_step / 1e12,
+        "peak_tflops": args.peak_tflops,
         "mfu": flops / s_per_step / 1e12 / args.peak_tflops,
     }
     if overhead:
@@ -403,9 +443,11 @@ def report(result: dict) -> str:
         f"MFU {100 * result['mfu']:.2f}% of {result['peak_tflops']} TFLOP/s",
     ]
     if "overhead_ratio" in result:
-        lines.append(f"overhead: full training step / bare transformer step = {result['overhead_ratio']:.3f} "
-                     f"({result['s_per_step_min']:.4f} s / {result['s_per_step_bare_min']:.4f} s, fastest steps; "
-                     f"medians: {result['overhead_ratio_median']:.3f})")
+        lines.append(
+            f"overhead: full training step / bare transformer step = {result['overhead_ratio']:.3f} "
+            f"({result['s_per_step_min']:.4f} s / {result['s_per_step_bare_min']:.4f} s, fastest steps; "
+            f"medians: {result['overhead_ratio_median']:.3f})"
+        )
     return "\n".join(lines)
 
 
@@ -428,16 +470,22 @@ def parse_args(argv=None):
     parser.add_argument("--vram-cap-gb", type=float, default=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak for MFU (H200: 989)")
-    parser.add_argument("--overhead", action=argparse.BooleanOptionalAction, default=None,
-                        help="also time the bare transformer step (default: with --tiny)")
+    parser.add_argument(
+        "--overhead",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time the bare transformer step (default: with --tiny)",
+    )
     parser.add_argument("--compile", action="store_true", help="regional torch.compile of the blocks (model.compile)")
     parser.add_argument("--compile-backend", default="inductor", help=argparse.SUPPRESS)  # aot_eager: CPU dry runs
     parser.add_argument("--fp8", action="store_true", help="fp8 compute of the blocks' linears (model.fp8_compute)")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = parser.parse_args(argv)
     if args.fp8 and args.qtype != "none":
-        parser.error("--fp8 computes with the bf16 weights; it does not combine with --qtype (model.fp8_compute "
-                     "with quantize: true is refused too)")
+        parser.error(
+            "--fp8 computes with the bf16 weights; it does not combine with --qtype (model.fp8_compute "
+            "with quantize: true is refused too)"
+        )
     if args.fp8 and torch.device(args.device).type == "cuda":
         from toolkit.models.fp8 import Fp8Error, check_fp8_device
 

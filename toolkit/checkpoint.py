@@ -100,8 +100,15 @@ def save_state(path: Path, state: dict) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def save_step(folder: Path, name: str, step: int, tensors: dict[str, torch.Tensor], metadata: dict[str, str],
-              state: dict, final: bool = False) -> list[str]:
+def save_step(
+    folder: Path,
+    name: str,
+    step: int,
+    tensors: dict[str, torch.Tensor],
+    metadata: dict[str, str],
+    state: dict,
+    final: bool = False,
+) -> list[str]:
     """One save at ``step``: the LoRA, then its training state, then (``final``) ``<name>.safetensors``.
 
     LoRA first, state last: a step counts as saved (for resume) only once both exist. On a full disk
@@ -120,8 +127,11 @@ def save_step(folder: Path, name: str, step: int, tensors: dict[str, torch.Tenso
             step_path.unlink(missing_ok=True)
         steps = saved_steps(folder, name)
         last = f"step {steps[-1]}" if steps else "none yet"
-        raise DiskFullError(exc.path, f"; the last complete checkpoint is {last}. Free some space and run the "
-                                      "same config again to resume from it") from None
+        raise DiskFullError(
+            exc.path,
+            f"; the last complete checkpoint is {last}. Free some space and run the "
+            "same config again to resume from it",
+        ) from None
     return [step_path.name] + ([f"{name}.safetensors"] if final else [])
 
 

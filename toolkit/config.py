@@ -33,8 +33,14 @@ from toolkit.config_modules import CONFIG_ERROR_TYPE, PROCESS_TYPE_HINTS, PROCES
 from toolkit.config_read import check_node_expansion, decode_config, env_problems, read_config_bytes
 from toolkit.errors import ConfigError, Problem
 
-__all__ = ["CONFIG_EXTENSIONS", "ConfigError", "find_config", "load_raw_config", "parse_job_config",
-           "parse_text_checked"]
+__all__ = [
+    "CONFIG_EXTENSIONS",
+    "ConfigError",
+    "find_config",
+    "load_raw_config",
+    "parse_job_config",
+    "parse_text_checked",
+]
 
 CONFIG_EXTENSIONS = (".yaml", ".yml", ".json", ".jsonc")  # .jsonc: ai-toolkit reads it as plain JSON
 
@@ -81,6 +87,7 @@ _YamlLoader.add_implicit_resolver(
 
 def _parse_text(text: str, path: Path) -> Any:
     if path.suffix.lower() in (".json", ".jsonc"):
+
         def no_duplicates(pairs):
             keys = [k for k, _ in pairs]
             dupes = sorted({k for k in keys if keys.count(k) > 1})
@@ -93,7 +100,9 @@ def _parse_text(text: str, path: Path) -> Any:
         except RecursionError:
             raise ConfigError("the JSON is nested too deeply to be a job file", str(path)) from None
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}", str(path)) from None
+            raise ConfigError(
+                f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}", str(path)
+            ) from None
         except ValueError as exc:
             raise ConfigError(f"JSON error: {exc}", str(path)) from None
     loader = None
@@ -324,9 +333,21 @@ def _describe(tp: Any, plural: bool = False) -> str:
     return "values" if plural else "a value"
 
 
-_OPPOSITES = (("skip", "force"), ("ignore", "only"), ("min", "max"), ("enable", "disable"), ("first", "last"),
-              ("start", "end"), ("positive", "negative"), ("pos", "neg"), ("high", "low"), ("include", "exclude"),
-              ("train", "freeze"), ("unload", "load"), ("true", "false"))
+_OPPOSITES = (
+    ("skip", "force"),
+    ("ignore", "only"),
+    ("min", "max"),
+    ("enable", "disable"),
+    ("first", "last"),
+    ("start", "end"),
+    ("positive", "negative"),
+    ("pos", "neg"),
+    ("high", "low"),
+    ("include", "exclude"),
+    ("train", "freeze"),
+    ("unload", "load"),
+    ("true", "false"),
+)
 
 
 def _opposite(given: str, choice: str) -> bool:
@@ -409,5 +430,7 @@ def _problems(errors: list[dict]) -> list[Problem]:
                 problems.append(_message(error, where))
         elif union_path not in merged:
             merged.add(union_path)
-            problems.append((_path_text(union_path), f"expected {_describe(union_tp)}, got {_show(error.get('input'))}"))
+            problems.append(
+                (_path_text(union_path), f"expected {_describe(union_tp)}, got {_show(error.get('input'))}")
+            )
     return list(dict.fromkeys(problems))

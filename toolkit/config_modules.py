@@ -66,6 +66,7 @@ __all__ = [
     "json_schema",
 ]
 
+
 def _arch_ids() -> list[str]:
     # Imported here, not at the top: the registry (toolkit/arch_registry.py) imports the extension packages,
     # which must happen when a job is validated (a broken one is then a problem of that job), not whenever
@@ -101,7 +102,8 @@ def _check_arch(value: str) -> str:
     hint = f"; did you mean '{close[0]}'?" if close else ""
     choices = ", ".join(repr(a) for a in known)
     raise PydanticCustomError(
-        CONFIG_ERROR_TYPE, "{message}",
+        CONFIG_ERROR_TYPE,
+        "{message}",
         {"message": f"must be one of {choices} (the built-in and extension architectures), got {value!r}{hint}"},
     )
 
@@ -264,20 +266,33 @@ Size = Annotated[int, Field(ge=16)]
 
 # --------------------------------------------------------------------------- model
 
+
 class ModelKwargs(_Section):
     """``model.model_kwargs``: ai-toolkit's per-architecture options. FLUX.2 takes ``match_target_res``."""
 
     match_target_res: bool | None = Field(
-        default=None, description="FLUX.2 edit: resize reference images to the target's bucket (sets every "
-        "dataset's match_target_res that does not set its own)."
+        default=None,
+        description="FLUX.2 edit: resize reference images to the target's bucket (sets every "
+        "dataset's match_target_res that does not set its own).",
     )
 
     _hints: ClassVar[dict[str, str]] = {
-        **{key: "a Wan 2.2 option of ai-toolkit; FLUX has one transformer, remove it"
-           for key in ("train_high_noise", "train_low_noise")},
-        **{key: "a Flex.2 option of ai-toolkit; not used by FLUX.1 / FLUX.2, remove it"
-           for key in ("invert_inpaint_mask_chance", "inpaint_dropout", "control_dropout", "inpaint_random_chance",
-                       "do_random_inpainting", "random_blur_mask", "random_dialate_mask")},
+        **{
+            key: "a Wan 2.2 option of ai-toolkit; FLUX has one transformer, remove it"
+            for key in ("train_high_noise", "train_low_noise")
+        },
+        **{
+            key: "a Flex.2 option of ai-toolkit; not used by FLUX.1 / FLUX.2, remove it"
+            for key in (
+                "invert_inpaint_mask_chance",
+                "inpaint_dropout",
+                "control_dropout",
+                "inpaint_random_chance",
+                "do_random_inpainting",
+                "random_blur_mask",
+                "random_dialate_mask",
+            )
+        },
         "kv_cache": "an option of another model family in ai-toolkit; not used by FLUX, remove it",
     }
 
@@ -312,8 +327,8 @@ class ModelConfig(_Section):
     quantize: bool = Field(default=False, description="Quantize the transformer with optimum-quanto.")
     qtype: QType = Field(default="qfloat8", description=QTYPE_HELP)
     quantize_te: bool = Field(
-        default=False, description="Quantize the text encoder with optimum-quanto. When absent, follows quantize "
-        "(as ai-toolkit)."
+        default=False,
+        description="Quantize the text encoder with optimum-quanto. When absent, follows quantize (as ai-toolkit).",
     )
     qtype_te: QType = Field(default="qfloat8", description=QTYPE_HELP)
     low_vram: bool = False
@@ -334,20 +349,30 @@ class ModelConfig(_Section):
     model_kwargs: ModelKwargs = Field(default_factory=lambda: ModelKwargs())
     # Speed (toolkit/models/compile.py, toolkit/models/fp8.py). ai-toolkit's compile keys keep their meaning,
     # except that compile: true always compiles block by block here (its block_compile: true).
-    compile: bool = Field(default=False, description="torch.compile each transformer block (regional: one graph "
-                          "per block kind, reused by every block of that kind). The first step compiles (minutes).")
-    block_compile: bool = Field(default=False, description="ai-toolkit's per-block compile switch; compile: true "
-                                "always compiles per block here, so this only needs compile: true beside it.")
+    compile: bool = Field(
+        default=False,
+        description="torch.compile each transformer block (regional: one graph "
+        "per block kind, reused by every block of that kind). The first step compiles (minutes).",
+    )
+    block_compile: bool = Field(
+        default=False,
+        description="ai-toolkit's per-block compile switch; compile: true "
+        "always compiles per block here, so this only needs compile: true beside it.",
+    )
     compile_mode: Literal["default", "max-autotune-no-cudagraphs", "reduce-overhead", "max-autotune"] = "default"
     compile_dynamic: bool | None = Field(
-        default=None, description="None = PyTorch's automatic dynamic shapes (static first, one recompile with "
-        "symbolic sizes at the first new bucket); true = symbolic from the start; false = a graph per shape.")
+        default=None,
+        description="None = PyTorch's automatic dynamic shapes (static first, one recompile with "
+        "symbolic sizes at the first new bucket); true = symbolic from the start; false = a graph per shape.",
+    )
     compile_fullgraph: bool = False
     cache_size_limit: int | None = Field(default=None, ge=1, description="torch._dynamo's graphs per block kind.")
     fp8_compute: bool = Field(
-        default=False, description="Run the transformer blocks' frozen linear layers as fp8 matmuls with dynamic "
+        default=False,
+        description="Run the transformer blocks' frozen linear layers as fp8 matmuls with dynamic "
         "scaling (torchao float8 training; LoRA stays in bf16/fp32). NVIDIA GPUs of compute capability 8.9+ "
-        "(Ada, Hopper, Blackwell). Weight storage is qtype's business: not with quantize: true.")
+        "(Ada, Hopper, Blackwell). Weight storage is qtype's business: not with quantize: true.",
+    )
 
     _legacy_keys: ClassVar[tuple[str, ...]] = ("is_flux", "is_flux2")
     _aitk_section: ClassVar[str | None] = "model"
@@ -385,16 +410,12 @@ class ModelConfig(_Section):
                 problems.append(((flag,), f"expected true or false, got {value!r}; better, replace it with arch"))
         arch = data.get("arch")
         if flags.get("is_flux") and flags.get("is_flux2"):
-            problems.append(
-                (("is_flux2",), "is_flux: true and is_flux2: true conflict; remove both and set arch")
-            )
+            problems.append((("is_flux2",), "is_flux: true and is_flux2: true conflict; remove both and set arch"))
         elif flags.get("is_flux"):
             if arch is None:
                 data["arch"] = "flux"
             elif arch != "flux":
-                problems.append(
-                    (("is_flux",), f"is_flux: true (FLUX.1) conflicts with arch: {arch!r}; remove is_flux")
-                )
+                problems.append((("is_flux",), f"is_flux: true (FLUX.1) conflicts with arch: {arch!r}; remove is_flux"))
         elif flags.get("is_flux2"):
             if arch is None:
                 data["arch"] = "flux2"
@@ -411,16 +432,31 @@ class ModelConfig(_Section):
     def _speed_problems(data: dict[str, Any]) -> list[_LocProblem]:
         problems: list[_LocProblem] = []
         if data.get("block_compile") is True and data.get("compile") is not True:
-            problems.append((("block_compile",), "does nothing without compile: true (in ai-toolkit too); set "
-                             "compile: true (blocks are always compiled one by one here) or remove block_compile"))
+            problems.append(
+                (
+                    ("block_compile",),
+                    "does nothing without compile: true (in ai-toolkit too); set "
+                    "compile: true (blocks are always compiled one by one here) or remove block_compile",
+                )
+            )
         if data.get("compile_mode") in ("reduce-overhead", "max-autotune"):
-            problems.append((("compile_mode",), f"{data['compile_mode']} captures CUDA graphs, which replay fixed "
-                             "memory addresses that layer offloading and training re-allocate; use "
-                             "max-autotune-no-cudagraphs (or default)"))
+            problems.append(
+                (
+                    ("compile_mode",),
+                    f"{data['compile_mode']} captures CUDA graphs, which replay fixed "
+                    "memory addresses that layer offloading and training re-allocate; use "
+                    "max-autotune-no-cudagraphs (or default)",
+                )
+            )
         if data.get("fp8_compute") is True and data.get("quantize") is True:
-            problems.append((("fp8_compute",), "fp8 compute needs the transformer's bf16 weights, and quantize: true "
-                             "stores them quantized (qtype); set quantize: false to compute in fp8, or remove "
-                             "fp8_compute"))
+            problems.append(
+                (
+                    ("fp8_compute",),
+                    "fp8 compute needs the transformer's bf16 weights, and quantize: true "
+                    "stores them quantized (qtype); set quantize: false to compute in fp8, or remove "
+                    "fp8_compute",
+                )
+            )
         return problems
 
 
@@ -488,8 +524,9 @@ class SampleConfig(_ReferenceImages):
     network_multiplier: float = 1.0
     format: Literal["jpg", "png", "webp"] = "jpg"
     ctrl_img: Paths = Field(
-        default=None, description="Reference image(s) every sample is edited from (FLUX.2): a path or a list of "
-        "paths; a sample's own ctrl_img replaces it."
+        default=None,
+        description="Reference image(s) every sample is edited from (FLUX.2): a path or a list of "
+        "paths; a sample's own ctrl_img replaces it.",
     )
 
     _aitk_section: ClassVar[str | None] = "sample"
@@ -514,8 +551,13 @@ class SampleConfig(_ReferenceImages):
             own = item.model_dump(exclude_none=True)
             seed = self.seed + i if self.walk_seed else self.seed
             defaults = {
-                "width": self.width, "height": self.height, "seed": seed, "guidance_scale": self.guidance_scale,
-                "sample_steps": self.sample_steps, "neg": self.neg, "ctrl_img": self.ctrl_img,
+                "width": self.width,
+                "height": self.height,
+                "seed": seed,
+                "guidance_scale": self.guidance_scale,
+                "sample_steps": self.sample_steps,
+                "neg": self.neg,
+                "ctrl_img": self.ctrl_img,
                 "network_multiplier": self.network_multiplier,
             }
             resolved.append(SampleItem(**{**defaults, **own}))
@@ -541,8 +583,9 @@ class GenerateConfig(_ReferenceImages):
     prompts: list[str] = []
     prompt_file: str | None = Field(default=None, description="A text file with one prompt per line.")
     ctrl_img: Paths = Field(
-        default=None, description="Reference image(s) every prompt edits from (FLUX.2 edit LoRAs): a path or a "
-        "list of paths, in the order the model sees them."
+        default=None,
+        description="Reference image(s) every prompt edits from (FLUX.2 edit LoRAs): a path or a "
+        "list of paths, in the order the model sees them.",
     )
 
     _hints: ClassVar[dict[str, str]] = {
@@ -563,8 +606,13 @@ class GenerateConfig(_ReferenceImages):
         if data.get("prompt_file") is False:
             data.pop("prompt_file")
         elif data.get("prompt_file") is True:
-            return [(("prompt_file",), "ai-toolkit's 'write a .txt per image' switch is not supported here; "
-                     "prompt_file is the path of a text file with one prompt per line")]
+            return [
+                (
+                    ("prompt_file",),
+                    "ai-toolkit's 'write a .txt per image' switch is not supported here; "
+                    "prompt_file is the path of a text file with one prompt per line",
+                )
+            ]
         if isinstance(data.get("prompts"), str):
             if data.get("prompt_file") is not None:
                 return [(("prompts",), "a string prompts means a prompt file; give it or prompt_file, not both")]
@@ -627,8 +675,9 @@ class TrainConfig(_Section):
     optimizer_params: dict[str, Any] = {}
     lr_scheduler: Literal["constant", "cosine", "linear"] = "constant"
     lr_scheduler_params: dict[str, Any] = Field(
-        default={}, description="Scheduler options, as ai-toolkit: total_iters (default steps), eta_min (cosine), "
-        "start_factor / end_factor (linear)."
+        default={},
+        description="Scheduler options, as ai-toolkit: total_iters (default steps), eta_min (cosine), "
+        "start_factor / end_factor (linear).",
     )
     lr_warmup_steps: int = Field(default=0, ge=0)
     max_grad_norm: float = Field(default=1.0, ge=0, description="0 disables clipping.")
@@ -636,7 +685,8 @@ class TrainConfig(_Section):
     ema_config: EMAConfig = Field(default_factory=EMAConfig)
     skip_first_sample: bool = False
     force_first_sample: bool = Field(
-        default=False, description="Sample before the first step also when resuming (skip_first_sample wins, as ai-toolkit)."
+        default=False,
+        description="Sample before the first step also when resuming (skip_first_sample wins, as ai-toolkit).",
     )
     disable_sampling: bool = False
     unload_text_encoder: bool = False
@@ -644,36 +694,43 @@ class TrainConfig(_Section):
     seed: int = 42
     content_or_style: Literal["balanced", "content", "style"] = "balanced"
     noise_offset: float = Field(
-        default=0.0, ge=0, description="Adds noise_offset * N(0, 1) per sample and latent channel, constant over "
-        "the image, to the training noise (learns overall brightness shifts)."
+        default=0.0,
+        ge=0,
+        description="Adds noise_offset * N(0, 1) per sample and latent channel, constant over "
+        "the image, to the training noise (learns overall brightness shifts).",
     )
     loss_type: Literal["mse", "mae", "pseudo_huber", "wavelet"] = Field(
-        default="mse", description="Per-element loss against the flow-matching target: mse, mae, pseudo_huber "
-        "(sqrt(d^2 + 0.01^2) - 0.01) or wavelet (mse of one-level Haar subbands of the predicted x0; ai-toolkit's)."
+        default="mse",
+        description="Per-element loss against the flow-matching target: mse, mae, pseudo_huber "
+        "(sqrt(d^2 + 0.01^2) - 0.01) or wavelet (mse of one-level Haar subbands of the predicted x0; ai-toolkit's).",
     )
     bypass_guidance_embedding: bool = Field(
-        default=False, description="Train without the guidance embedding (its output is left out of the time "
-        "conditioning of training predictions; sampling keeps it). Nothing to bypass on models without one (klein)."
+        default=False,
+        description="Train without the guidance embedding (its output is left out of the time "
+        "conditioning of training predictions; sampling keeps it). Nothing to bypass on models without one (klein).",
     )
     reg_weight: float = Field(
         default=1.0, ge=0, description="Loss multiplier of batches from regularisation datasets (datasets[].is_reg)."
     )
     diff_output_preservation: bool = Field(
-        default=False, description="DOP: the LoRA's prediction on the caption with the trigger word replaced by "
-        "diff_output_preservation_class is pulled towards the base model's (LoRA off) prediction on it."
+        default=False,
+        description="DOP: the LoRA's prediction on the caption with the trigger word replaced by "
+        "diff_output_preservation_class is pulled towards the base model's (LoRA off) prediction on it.",
     )
     diff_output_preservation_multiplier: float = Field(default=1.0, ge=0, description="Weight of the DOP loss.")
     diff_output_preservation_class: str = Field(
         default="", description="The class word that replaces the trigger word in DOP captions (e.g. 'woman')."
     )
     blank_prompt_preservation: bool = Field(
-        default=False, description="Like DOP, on the empty prompt: the LoRA's prediction with an empty caption is "
-        "pulled towards the base model's."
+        default=False,
+        description="Like DOP, on the empty prompt: the LoRA's prediction with an empty caption is "
+        "pulled towards the base model's.",
     )
     blank_prompt_preservation_multiplier: float = Field(default=1.0, ge=0, description="Weight of that loss.")
     validation_config: ValidationConfig | None = Field(
-        default=None, description="Held-out images whose loss at fixed noise and sigmas is logged as a validation "
-        "curve (progress.jsonl, loss_log.csv, loss.png)."
+        default=None,
+        description="Held-out images whose loss at fixed noise and sigmas is logged as a validation "
+        "curve (progress.jsonl, loss_log.csv, loss.png).",
     )
 
     _aitk_section: ClassVar[str | None] = "train"
@@ -682,7 +739,9 @@ class TrainConfig(_Section):
     @classmethod
     def _known_timestep_type(cls, value: Any) -> Any:
         if value in AITK_TIMESTEP_TYPES:
-            raise ValueError(f"ai-toolkit's timestep_type {value!r} is not supported here: {AITK_TIMESTEP_TYPES[value]}")
+            raise ValueError(
+                f"ai-toolkit's timestep_type {value!r} is not supported here: {AITK_TIMESTEP_TYPES[value]}"
+            )
         return value
 
     @field_validator("optimizer_params", "lr_scheduler_params", mode="before")
@@ -703,20 +762,31 @@ class TrainConfig(_Section):
         problems = _both_given(data, "gradient_accumulation_steps", "gradient_accumulation")
         warmup, steps = data.get("lr_warmup_steps"), data.get("steps", cls.model_fields["steps"].default)
         if isinstance(warmup, int) and isinstance(steps, int) and not isinstance(warmup, bool) and warmup > steps:
-            problems.append((("lr_warmup_steps",), f"{warmup} warm-up steps exceed train.steps ({steps}); the "
-                                                   "learning rate would never reach train.lr. Lower it"))
+            problems.append(
+                (
+                    ("lr_warmup_steps",),
+                    f"{warmup} warm-up steps exceed train.steps ({steps}); the "
+                    "learning rate would never reach train.lr. Lower it",
+                )
+            )
         if data.get("loss_type") == "stepped":
             data.pop("loss_type")
-            message = ("ai-toolkit's 'stepped' loss steps its own training scheduler's sigma table 50 entries ahead, "
-                       "which this trainer does not have; use mse (or mae, pseudo_huber, wavelet)")
+            message = (
+                "ai-toolkit's 'stepped' loss steps its own training scheduler's sigma table 50 entries ahead, "
+                "which this trainer does not have; use mse (or mae, pseudo_huber, wavelet)"
+            )
             problems.append((("loss_type",), message))
         if data.get("diff_output_preservation") is True and data.get("blank_prompt_preservation") is True:
-            message = ("diff_output_preservation and blank_prompt_preservation each add a preservation loss; turn "
-                       "one of them off")
+            message = (
+                "diff_output_preservation and blank_prompt_preservation each add a preservation loss; turn "
+                "one of them off"
+            )
             problems.append((("blank_prompt_preservation",), message))
         if data.get("diff_output_preservation") is True and not data.get("diff_output_preservation_class"):
-            message = ("diff_output_preservation needs the class word that replaces the trigger word (e.g. "
-                       "diff_output_preservation_class: woman)")
+            message = (
+                "diff_output_preservation needs the class word that replaces the trigger word (e.g. "
+                "diff_output_preservation_class: woman)"
+            )
             problems.append((("diff_output_preservation_class",), message))
         return problems
 
@@ -745,8 +815,9 @@ class NetworkConfig(_Section):
     linear_alpha: float = Field(default=16, gt=0, validation_alias=AliasChoices("linear_alpha", "alpha"))
     network_kwargs: NetworkKwargs = Field(default_factory=NetworkKwargs)
     lokr_full_rank: bool = Field(
-        default=True, description="LoKr: full-rank Kronecker factors (linear / linear_alpha are then not used), "
-        "ai-toolkit's default. false: the larger factor is decomposed at rank linear, scaled by linear_alpha / linear."
+        default=True,
+        description="LoKr: full-rank Kronecker factors (linear / linear_alpha are then not used), "
+        "ai-toolkit's default. false: the larger factor is decomposed at rank linear, scaled by linear_alpha / linear.",
     )
     lokr_factor: int = Field(default=-1, description="-1 picks the most square factorisation automatically.")
     transformer_only: bool = Field(default=True, description="LoRA on the transformer blocks only (false is refused).")
@@ -775,8 +846,10 @@ class NetworkConfig(_Section):
     def _check(cls, data: dict[str, Any]) -> list[_LocProblem]:
         problems = _both_given(data, "linear", "rank") + _both_given(data, "linear_alpha", "alpha")
         if data.get("transformer_only") is False:
-            message = ("false (ai-toolkit: also adapt the layers outside the transformer blocks) is not supported; "
-                       "LoRA trains the blocks. Remove it")
+            message = (
+                "false (ai-toolkit: also adapt the layers outside the transformer blocks) is not supported; "
+                "LoRA trains the blocks. Remove it"
+            )
             problems.append((("transformer_only",), message))
         return problems
 
@@ -788,8 +861,9 @@ class SaveConfig(_Section):
     save_every: int = Field(default=250, ge=1)
     max_step_saves_to_keep: int = Field(default=4, ge=0)
     push_to_hub: bool = Field(
-        default=False, description="At the end of training, upload the job folder's LoRA files, config and samples "
-        "to the Hugging Face hub repo hf_repo_id (needs HF_TOKEN or a huggingface-cli login)."
+        default=False,
+        description="At the end of training, upload the job folder's LoRA files, config and samples "
+        "to the Hugging Face hub repo hf_repo_id (needs HF_TOKEN or a huggingface-cli login).",
     )
     hf_repo_id: str | None = Field(default=None, description="your-username/your-model")
     hf_private: bool = Field(default=False, description="Create the hub repo private.")
@@ -841,15 +915,17 @@ class DatasetConfig(_Section):
         "pipelines give them at inference (their own size, capped at 1024x1024 pixels, sides multiples of 16).",
     )
     is_reg: bool = Field(
-        default=False, description="Regularisation images: drawn on every other step (not on steps that save or "
-        "sample), without the trigger word, their loss weighted by train.reg_weight."
+        default=False,
+        description="Regularisation images: drawn on every other step (not on steps that save or "
+        "sample), without the trigger word, their loss weighted by train.reg_weight.",
     )
     trigger_word: str | None = Field(
         default=None, description="This dataset's trigger word (replaces the process trigger_word for its captions)."
     )
     mask_path: str | None = Field(
-        default=None, description="Folder of loss masks named like the images (any image extension): white trains "
-        "fully, black not at all; the loss is weighted per latent pixel."
+        default=None,
+        description="Folder of loss masks named like the images (any image extension): white trains "
+        "fully, black not at all; the loss is weighted per latent pixel.",
     )
     alpha_mask: bool = Field(default=False, description="Use each image's alpha channel as its loss mask.")
     invert_mask: bool = Field(default=False, description="Invert the masks (black trains, white not).")
@@ -861,12 +937,15 @@ class DatasetConfig(_Section):
     )
     loss_multiplier: float = Field(default=1.0, ge=0, description="Multiplies the loss of this dataset's items.")
     cache_text_embeddings: bool = Field(
-        default=False, description="Cache caption embeddings (as train.cache_text_embeddings); as in ai-toolkit, "
-        "all datasets or none."
+        default=False,
+        description="Cache caption embeddings (as train.cache_text_embeddings); as in ai-toolkit, "
+        "all datasets or none.",
     )
     num_workers: int = Field(
-        default=0, ge=0, description="DataLoader worker processes loading images (the first dataset's value "
-        "counts, as in ai-toolkit; ai-toolkit defaults to 2, here 0 = load in the training process)."
+        default=0,
+        ge=0,
+        description="DataLoader worker processes loading images (the first dataset's value "
+        "counts, as in ai-toolkit; ai-toolkit defaults to 2, here 0 = load in the training process).",
     )
     prefetch_factor: int = Field(default=2, ge=1, description="Batches each worker loads ahead (num_workers > 0).")
 
@@ -897,8 +976,9 @@ class DatasetConfig(_Section):
 class LoggingConfig(_Section):
     log_every: int = Field(default=1, ge=1)
     use_wandb: bool = Field(
-        default=False, description="Log losses, learning rate, timings and samples to Weights & Biases (the wandb "
-        "client; WANDB_MODE=offline writes the run locally)."
+        default=False,
+        description="Log losses, learning rate, timings and samples to Weights & Biases (the wandb "
+        "client; WANDB_MODE=offline writes the run locally).",
     )
     project_name: str = Field(default="ai-toolkit", description="wandb project.")
     run_name: str | None = Field(default=None, description="wandb run name; None = the job name.")
@@ -912,8 +992,22 @@ class LoggingConfig(_Section):
 _EMPTY_IS_DEFAULT = ("network", "save", "train", "sample", "logging")
 
 
-ADAPTER_TYPES = ("ip", "ip+", "t2i", "control_net", "controlnet", "control_lora", "clip", "llm_adapter",
-                 "vd_adapter", "subpixel", "mean_flow", "redux", "te_augmenter", "lora")
+ADAPTER_TYPES = (
+    "ip",
+    "ip+",
+    "t2i",
+    "control_net",
+    "controlnet",
+    "control_lora",
+    "clip",
+    "llm_adapter",
+    "vd_adapter",
+    "subpixel",
+    "mean_flow",
+    "redux",
+    "te_augmenter",
+    "lora",
+)
 
 
 class AdapterConfig(BaseModel):
@@ -936,8 +1030,10 @@ class TrainProcessConfig(_Section):
     device: str = "cuda:0"
     trigger_word: str | None = None
     performance_log_every: int = Field(
-        default=0, ge=0, description="Every N steps, log where the time went since the last report (data, forward, "
-        "backward, optimizer, sampling, saving) and write it to progress.jsonl; 0 = off."
+        default=0,
+        ge=0,
+        description="Every N steps, log where the time went since the last report (data, forward, "
+        "backward, optimizer, sampling, saving) and write it to progress.jsonl; 0 = off.",
     )
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     save: SaveConfig = Field(default_factory=SaveConfig)
@@ -968,9 +1064,14 @@ class TrainProcessConfig(_Section):
         caching = [isinstance(d, dict) and d.get("cache_text_embeddings") is True for d in datasets]
         problems = _sampling_without_prompts(data)
         if any(caching) and not all(caching):
-            problems.append((("datasets", caching.index(False), "cache_text_embeddings"), "text embeddings are "
-                             "cached for all datasets or none (as in ai-toolkit); set cache_text_embeddings: true on "
-                             "every dataset, or train.cache_text_embeddings: true"))
+            problems.append(
+                (
+                    ("datasets", caching.index(False), "cache_text_embeddings"),
+                    "text embeddings are "
+                    "cached for all datasets or none (as in ai-toolkit); set cache_text_embeddings: true on "
+                    "every dataset, or train.cache_text_embeddings: true",
+                )
+            )
         return problems
 
     @model_validator(mode="after")
@@ -999,8 +1100,13 @@ def _sampling_without_prompts(process: dict[str, Any]) -> list[_LocProblem]:
         return []
     if sample.get("prompts") or sample.get("samples"):
         return []
-    return [(("sample", "prompts"), "sample.sample_every is set but there is no prompt to sample: add prompts "
-                                    "(or samples), or set train.disable_sampling: true")]
+    return [
+        (
+            ("sample", "prompts"),
+            "sample.sample_every is set but there is no prompt to sample: add prompts "
+            "(or samples), or set train.disable_sampling: true",
+        )
+    ]
 
 
 class GenerateProcessConfig(_Section):
@@ -1029,7 +1135,8 @@ def _alias_process_types(section: Any) -> Any:
         return section
     processes = [
         {**p, "type": PROCESS_TYPE_ALIASES[p["type"]]}
-        if isinstance(p, dict) and isinstance(p.get("type"), str) and p["type"] in PROCESS_TYPE_ALIASES else p
+        if isinstance(p, dict) and isinstance(p.get("type"), str) and p["type"] in PROCESS_TYPE_ALIASES
+        else p
         for p in section["process"]
     ]
     return {**section, "process": processes}
@@ -1072,8 +1179,13 @@ class JobConfig(_Section):
         for i, process in enumerate(processes if isinstance(processes, list) else []):
             kind = process.get("type") if isinstance(process, dict) else None
             if kind in PROCESS_TYPES and kind != wanted:
-                problems.append((("job",), f"'{job}' runs only type: {wanted} processes, but config.process[{i}] "
-                                           f"is type: {kind}; use job: {other_job[kind]} for it"))
+                problems.append(
+                    (
+                        ("job",),
+                        f"'{job}' runs only type: {wanted} processes, but config.process[{i}] "
+                        f"is type: {kind}; use job: {other_job[kind]} for it",
+                    )
+                )
         return problems
 
 

@@ -46,8 +46,11 @@ def read_config_bytes(path: Path, limit: int = MAX_CONFIG_BYTES) -> bytes:
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror or exc}", str(path)) from None
     if len(data) > limit:
-        raise ConfigError(f"the file is larger than {limit // (1024 * 1024)} MiB; a job file is a few kilobytes "
-                          "(is this the right file?)", str(path))
+        raise ConfigError(
+            f"the file is larger than {limit // (1024 * 1024)} MiB; a job file is a few kilobytes "
+            "(is this the right file?)",
+            str(path),
+        )
     return data
 
 
@@ -55,22 +58,31 @@ def decode_config(data: bytes, source: str) -> str:
     """UTF-8 text of a job file, or a ConfigError naming the encoding found and how to convert it."""
     for bom, name in _BOMS:
         if data.startswith(bom):
-            raise ConfigError(f"the file is {name} encoded (it starts with a {name} byte-order mark); job files are "
-                              f"UTF-8: save it as UTF-8 (e.g. iconv -f {name.replace(' ', '')} -t UTF-8)", source)
+            raise ConfigError(
+                f"the file is {name} encoded (it starts with a {name} byte-order mark); job files are "
+                f"UTF-8: save it as UTF-8 (e.g. iconv -f {name.replace(' ', '')} -t UTF-8)",
+                source,
+            )
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     head = data[:4096]
     if head and head.count(0) >= len(head) // 4:
         name = "UTF-16 LE" if head[1::2].count(0) > head[0::2].count(0) else "UTF-16 BE"
-        raise ConfigError(f"the file looks {name} encoded (every other byte is NUL, no byte-order mark); job files "
-                          "are UTF-8: save it as UTF-8", source)
+        raise ConfigError(
+            f"the file looks {name} encoded (every other byte is NUL, no byte-order mark); job files "
+            "are UTF-8: save it as UTF-8",
+            source,
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise ConfigError(f"the file is not UTF-8: byte 0x{data[exc.start]:02x} at line {line}, column {column} "
-                          f"({_guess(data)}); save it as UTF-8", source) from None
+        raise ConfigError(
+            f"the file is not UTF-8: byte 0x{data[exc.start]:02x} at line {line}, column {column} "
+            f"({_guess(data)}); save it as UTF-8",
+            source,
+        ) from None
 
 
 def _guess(data: bytes) -> str:
@@ -102,9 +114,12 @@ def check_node_expansion(node: yaml.Node, source: str, limit: int = MAX_EXPANDED
             size[key] = total
             on_stack.discard(key)
             if total > limit:
-                raise ConfigError(f"the YAML expands to more than {limit:,} values once its aliases (*name) and "
-                                  "merges (<<:) are written out; a job file needs far fewer. Refusing it (an alias "
-                                  "bomb such as 'billion laughs'?)", source)
+                raise ConfigError(
+                    f"the YAML expands to more than {limit:,} values once its aliases (*name) and "
+                    "merges (<<:) are written out; a job file needs far fewer. Refusing it (an alias "
+                    "bomb such as 'billion laughs'?)",
+                    source,
+                )
             continue
         if key in on_stack:  # a recursive alias; the constructor reports it
             continue
@@ -127,9 +142,14 @@ def env_problems(raw: Any, where: str = "") -> list[Problem]:
     for path, value in _strings(raw, where):
         match = _ENV_REF.search(value)
         if match:
-            problems.append((path, f"'{match.group(0)}' would read an environment variable; jobs from the UI are "
-                                   "never expanded (the value would be served back to the browser): write the "
-                                   "value itself"))
+            problems.append(
+                (
+                    path,
+                    f"'{match.group(0)}' would read an environment variable; jobs from the UI are "
+                    "never expanded (the value would be served back to the browser): write the "
+                    "value itself",
+                )
+            )
     return problems
 
 

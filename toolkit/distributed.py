@@ -56,11 +56,14 @@ class FsdpSettings:
         if plugin.fsdp_version != 2:
             raise DistributedConfigError(
                 f"accelerate config: fsdp_config.fsdp_version is {plugin.fsdp_version}; this trainer shards with "
-                "FSDP2 (torch's fully_shard). Set fsdp_version: 2 (see config/accelerate/fsdp2.yaml)")
+                "FSDP2 (torch's fully_shard). Set fsdp_version: 2 (see config/accelerate/fsdp2.yaml)"
+            )
         reshard = plugin.reshard_after_forward
-        return cls(reshard_after_forward=reshard if isinstance(reshard, bool) else True,
-                   offload_params=isinstance(plugin.cpu_offload, CPUOffloadPolicy),
-                   activation_checkpointing=bool(plugin.activation_checkpointing))
+        return cls(
+            reshard_after_forward=reshard if isinstance(reshard, bool) else True,
+            offload_params=isinstance(plugin.cpu_offload, CPUOffloadPolicy),
+            activation_checkpointing=bool(plugin.activation_checkpointing),
+        )
 
 
 class Distributed:
@@ -98,8 +101,9 @@ class Distributed:
         bounds = [round(i * size / self.world) for i in range(self.world + 1)]
         return bounds[self.rank], bounds[self.rank + 1]
 
-    def shard_model(self, module: torch.nn.Module, blocks: list[torch.nn.Module],
-                    replicated: list[torch.nn.Parameter]) -> None:
+    def shard_model(
+        self, module: torch.nn.Module, blocks: list[torch.nn.Module], replicated: list[torch.nn.Parameter]
+    ) -> None:
         """Shard `module` (on the CPU) across the processes with FSDP2, one unit per block plus the root.
 
         `replicated` (the LoRA parameters) stay whole on every process's device; everything else is cut
@@ -115,15 +119,25 @@ class Distributed:
         for param in keep:
             param.data = param.data.to(self.device)
         mesh = init_device_mesh(self.device.type, (self.world,))
-        options = {"mesh": mesh, "reshard_after_forward": self.fsdp.reshard_after_forward,
-                   "offload_policy": CPUOffloadPolicy() if self.fsdp.offload_params else OffloadPolicy()}
+        options = {
+            "mesh": mesh,
+            "reshard_after_forward": self.fsdp.reshard_after_forward,
+            "offload_policy": CPUOffloadPolicy() if self.fsdp.offload_params else OffloadPolicy(),
+        }
         for block in blocks:
             fully_shard(block, ignored_params={p for p in block.parameters() if p in keep}, **options)
         fully_shard(module, ignored_params=keep, **options)
         total = sum(p.numel() for p in module.parameters() if p not in keep)
         local = sum(p.to_local().numel() for p in module.parameters() if p not in keep)
-        log.info("FSDP: transformer sharded over %d process(es) in %d block units: this process holds %d of its "
-                 "%d frozen parameters (%.1f%%)", self.world, len(blocks), local, total, 100.0 * local / max(total, 1))
+        log.info(
+            "FSDP: transformer sharded over %d process(es) in %d block units: this process holds %d of its "
+            "%d frozen parameters (%.1f%%)",
+            self.world,
+            len(blocks),
+            local,
+            total,
+            100.0 * local / max(total, 1),
+        )
 
     def sum_gradients(self, params: list[torch.nn.Parameter]) -> None:
         """All-reduce (sum) the gradients of `params` in one flat buffer."""
@@ -135,7 +149,7 @@ class Distributed:
         offset = 0
         for param, grad in zip(params, grads):
             n = grad.numel()
-            param.grad = flat[offset:offset + n].view_as(grad).to(grad.dtype)
+            param.grad = flat[offset : offset + n].view_as(grad).to(grad.dtype)
             offset += n
 
     def sum_scalar(self, value: float) -> float:

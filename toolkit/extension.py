@@ -87,8 +87,7 @@ def get_extensions(dirs: tuple[Path, ...] | None = None) -> dict[str, type[Exten
         for ext in getattr(module, "AI_TOOLKIT_EXTENSIONS", []):
             if ext.uid in found and found[ext.uid] is not ext:
                 raise ExtensionImportError(
-                    f"process type '{ext.uid}' is defined twice: by {found[ext.uid].__module__} "
-                    f"and by {ext.__module__}"
+                    f"process type '{ext.uid}' is defined twice: by {found[ext.uid].__module__} and by {ext.__module__}"
                 )
             found[ext.uid] = ext
     return found
@@ -111,7 +110,9 @@ def get_arch_specs(dirs: tuple[Path, ...] | None = None) -> list:
         for cls in getattr(module, "AI_TOOLKIT_MODELS", []):
             spec = getattr(cls, "spec", None)
             if spec is None:
-                raise ExtensionImportError(f"model class {cls.__module__}.{cls.__name__} ({module.__name__}) declares "
-                                           "no `spec`; give it a toolkit.arch.ArchSpec")
+                raise ExtensionImportError(
+                    f"model class {cls.__module__}.{cls.__name__} ({module.__name__}) declares "
+                    "no `spec`; give it a toolkit.arch.ArchSpec"
+                )
             specs.append(spec)
     return specs

@@ -43,21 +43,48 @@ def _uses_ctrl_img(cfg) -> list[str]:
 
 
 FEATURES: tuple[Feature, ...] = (
-    Feature("adapter", "adapters (`adapter.type`: ip, control_net, control_lora, vd_adapter, subpixel, mean_flow...)",
-            lambda c: ["adapter.type"] if c.adapter is not None else [], _never,
-            "remove the adapter section; train a plain LoRA / LoKr"),
-    Feature("network.type", "LoKr (`network.type: lokr`)", lambda c: ["network.type"] if c.network.type == "lokr" else [],
-            lambda caps: caps.lokr, "use network.type: lora"),
-    Feature("train.train_text_encoder", "text-encoder training",
-            _flag(lambda c: c.train.train_text_encoder, "train.train_text_encoder"),
-            lambda caps: caps.text_encoder_trainable, "set it to false"),
-    Feature("datasets[i].control_path", "reference / edit images (`control_path`)", _per_dataset("control_path"),
-            lambda caps: caps.reference_training, "remove it"),
-    Feature("sample.ctrl_img", "sampling with reference images (`ctrl_img`)", _uses_ctrl_img,
-            lambda caps: caps.reference_training, "remove it"),
-    Feature("model.assistant_lora_path", "assistant (training adapter) LoRA",
-            _flag(lambda c: c.model.assistant_lora_path, "model.assistant_lora_path"), _never,
-            "remove it, or train on FLUX.1-dev instead of schnell"),
+    Feature(
+        "adapter",
+        "adapters (`adapter.type`: ip, control_net, control_lora, vd_adapter, subpixel, mean_flow...)",
+        lambda c: ["adapter.type"] if c.adapter is not None else [],
+        _never,
+        "remove the adapter section; train a plain LoRA / LoKr",
+    ),
+    Feature(
+        "network.type",
+        "LoKr (`network.type: lokr`)",
+        lambda c: ["network.type"] if c.network.type == "lokr" else [],
+        lambda caps: caps.lokr,
+        "use network.type: lora",
+    ),
+    Feature(
+        "train.train_text_encoder",
+        "text-encoder training",
+        _flag(lambda c: c.train.train_text_encoder, "train.train_text_encoder"),
+        lambda caps: caps.text_encoder_trainable,
+        "set it to false",
+    ),
+    Feature(
+        "datasets[i].control_path",
+        "reference / edit images (`control_path`)",
+        _per_dataset("control_path"),
+        lambda caps: caps.reference_training,
+        "remove it",
+    ),
+    Feature(
+        "sample.ctrl_img",
+        "sampling with reference images (`ctrl_img`)",
+        _uses_ctrl_img,
+        lambda caps: caps.reference_training,
+        "remove it",
+    ),
+    Feature(
+        "model.assistant_lora_path",
+        "assistant (training adapter) LoRA",
+        _flag(lambda c: c.model.assistant_lora_path, "model.assistant_lora_path"),
+        _never,
+        "remove it, or train on FLUX.1-dev instead of schnell",
+    ),
 )
 
 
@@ -78,8 +105,9 @@ def check_features(process_config, model_cls, registry: dict, key: str, only: st
         where = sorted(arch for arch, cls in registry.items() if feature.supported(cls.capabilities))
         elsewhere = f"supported for: {', '.join(where)}" if where else "not supported for any architecture yet"
         for path in paths:
-            problems.append(f"{key}.{path}: {feature.label} is not supported for {model_cls.arch} ({elsewhere}); "
-                            f"{feature.instead}")
+            problems.append(
+                f"{key}.{path}: {feature.label} is not supported for {model_cls.arch} ({elsewhere}); {feature.instead}"
+            )
     if model_cls.capabilities.reference_training and not only:
         problems += reference_count_problems(process_config, model_cls, key)
     return problems
@@ -99,14 +127,14 @@ def too_many_references(model_cls, count: int, where: str) -> list[str]:
     limit = model_cls.capabilities.max_reference_images
     if count <= limit:
         return []
-    return [f"{where}: {count} reference images, but {model_cls.arch} conditions on at most {limit}; "
-            f"use {limit} or fewer"]
+    return [
+        f"{where}: {count} reference images, but {model_cls.arch} conditions on at most {limit}; use {limit} or fewer"
+    ]
 
 
 def markdown_table(registry: dict[str, type]) -> str:
     archs = sorted(registry)
-    lines = ["| feature | key | " + " | ".join(f"`{a}`" for a in archs) + " |",
-             "|---|---|" + "---|" * len(archs)]
+    lines = ["| feature | key | " + " | ".join(f"`{a}`" for a in archs) + " |", "|---|---|" + "---|" * len(archs)]
     for feature in FEATURES:
         cells = ["yes" if feature.supported(registry[a].capabilities) else "no" for a in archs]
         lines.append(f"| {feature.label} | `{feature.key}` | " + " | ".join(cells) + " |")

@@ -67,14 +67,22 @@ RUNS: tuple[Run, ...] = (
     Run("flux2_bf16", "flux2", COMMON, "28.2% MFU before"),
     Run("flux2_bf16_compile", "flux2", (*COMMON, "--compile"), ">= 40% MFU"),
     Run("flux2_fp8_compile", "flux2", (*COMMON, "--compile", "--fp8"), ">= 55% of bf16 peak"),
-    Run("flux2_qint4_24g", "flux2", (*COMMON, "--qtype", "qint4", "--offload", "auto", "--vram-cap-gb", "24"),
-        "peak < 24 GiB, <= 1.5x uncapped"),
+    Run(
+        "flux2_qint4_24g",
+        "flux2",
+        (*COMMON, "--qtype", "qint4", "--offload", "auto", "--vram-cap-gb", "24"),
+        "peak < 24 GiB, <= 1.5x uncapped",
+    ),
     Run("flux2_qint4_uncapped", "flux2", (*COMMON, "--qtype", "qint4")),
     Run("klein9b_16g", "flux2_klein_9b", (*COMMON, "--offload", "auto", "--vram-cap-gb", "16"), "peak < 16 GiB"),
     Run("klein4b_12g", "flux2_klein_4b", (*COMMON, "--offload", "auto", "--vram-cap-gb", "12"), "peak < 12 GiB"),
     Run("klein4b_compile", "flux2_klein_4b", (*COMMON, "--compile"), ">= 35% MFU"),
-    Run("flux1_qfloat8_24g", "flux", (*COMMON, "--qtype", "qfloat8", "--offload", "auto", "--vram-cap-gb", "24"),
-        "peak < 24 GiB"),
+    Run(
+        "flux1_qfloat8_24g",
+        "flux",
+        (*COMMON, "--qtype", "qfloat8", "--offload", "auto", "--vram-cap-gb", "24"),
+        "peak < 24 GiB",
+    ),
 )
 
 
@@ -143,7 +151,8 @@ def summary(results: dict[str, dict], dry_run: bool) -> str:
         lines.append(
             f"| {name} | {r['s_per_step']:.3f} | {r['startup_s']} ({_cell(r.get('compile_s'))}) | "
             f"{_cell(r['peak_gpu_gb'])} / {r['predicted_peak_gb']} | {r['peak_host_gb']} | {r['tflops']:.1f} | "
-            f"{100 * r['mfu']:.1f}% | {targets.get(name, '')} |")
+            f"{100 * r['mfu']:.1f}% | {targets.get(name, '')} |"
+        )
     return "\n".join(lines)
 
 

@@ -8,7 +8,6 @@ from toolkit.config_modules import ConfigError
 from toolkit.paths import CONFIG_DIR
 
 
-
 def load_job_config(config: str, name: str | None = None, expand_env: bool = True):
     """Find, read, substitute and validate a job file (no torch import); log its ai-toolkit no-op keys once.
     ``expand_env=False`` refuses ``${...}`` instead of reading the environment (``run.py --no-env``, UI jobs)."""

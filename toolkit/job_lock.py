@@ -58,7 +58,8 @@ class JobFolderBusy(ToolkitError):
         super().__init__(
             f"job folder '{folder}' is in use by another run (pid {holder.get('pid', '?')} on "
             f"{holder.get('host', '?')}{since}); wait for it to finish, stop it, or give this job another "
-            "config.name")
+            "config.name"
+        )
 
 
 def holder(folder: Path) -> dict | None:
@@ -100,8 +101,12 @@ class JobFolderLock:
             raise JobFolderBusy(self.folder, _read(self.path) or {}) from None
         previous = _read(self.path)
         if previous and previous.get("pid") != me["pid"]:
-            log.info("job folder %s: taking over a stale lock (pid %s on %s is gone)", self.folder,
-                     previous.get("pid"), previous.get("host"))
+            log.info(
+                "job folder %s: taking over a stale lock (pid %s on %s is gone)",
+                self.folder,
+                previous.get("pid"),
+                previous.get("host"),
+            )
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, 0)
         os.write(fd, json.dumps(me).encode())

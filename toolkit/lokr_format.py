@@ -24,10 +24,14 @@ COMFY_PREFIX = "diffusion_model."
 DIFFUSERS_PREFIX = "transformer."
 _KEY = re.compile(r"^(.+)\.(lokr_w1|lokr_w1_a|lokr_w1_b|lokr_w2|lokr_w2_a|lokr_w2_b)$")
 _DOUBLE = {
-    "attn.to_qkv": "img_attn.qkv", "attn.to_added_qkv": "txt_attn.qkv",
-    "attn.to_out.0": "img_attn.proj", "attn.to_add_out": "txt_attn.proj",
-    "ff.linear_in": "img_mlp.0", "ff.linear_out": "img_mlp.2",
-    "ff_context.linear_in": "txt_mlp.0", "ff_context.linear_out": "txt_mlp.2",
+    "attn.to_qkv": "img_attn.qkv",
+    "attn.to_added_qkv": "txt_attn.qkv",
+    "attn.to_out.0": "img_attn.proj",
+    "attn.to_add_out": "txt_attn.proj",
+    "ff.linear_in": "img_mlp.0",
+    "ff.linear_out": "img_mlp.2",
+    "ff_context.linear_in": "txt_mlp.0",
+    "ff_context.linear_out": "txt_mlp.2",
 }
 _SINGLE = {"attn.to_qkv_mlp_proj": "linear1", "attn.to_out": "linear2"}
 _BLOCK = re.compile(r"^(transformer_blocks|single_transformer_blocks)\.(\d+)\.(.+)$")
@@ -78,5 +82,8 @@ def lokr_peft_to_comfy(state_dict: dict[str, torch.Tensor], alpha: float, rank: 
 
 def lokr_peft_to_diffusers(state_dict: dict[str, torch.Tensor], alpha: float, rank: int, *, dtype=None):
     """PEFT LoKr keys -> `transformer.{module}.lokr_*` (diffusers names), scale folded."""
-    return {f"{DIFFUSERS_PREFIX}{module}.{part}": tensor
-            for module, parts in _folded(state_dict, alpha / rank, dtype).items() for part, tensor in parts.items()}
+    return {
+        f"{DIFFUSERS_PREFIX}{module}.{part}": tensor
+        for module, parts in _folded(state_dict, alpha / rank, dtype).items()
+        for part, tensor in parts.items()
+    }

@@ -112,13 +112,21 @@ def _flux_refuse(module: str) -> str | None:
 
 _FAMILIES = {
     "flux2": _Family(
-        "flux2", flux2_diffusers_module_to_bfl, "Flux2Transformer2DModel", ("lora_A", "lora_B"),
-        {"img_attn.qkv": (1, 1, 1), "txt_attn.qkv": (1, 1, 1)}, _flux2_refuse,
+        "flux2",
+        flux2_diffusers_module_to_bfl,
+        "Flux2Transformer2DModel",
+        ("lora_A", "lora_B"),
+        {"img_attn.qkv": (1, 1, 1), "txt_attn.qkv": (1, 1, 1)},
+        _flux2_refuse,
     ),
     "flux": _Family(
-        "flux", flux_diffusers_module_to_bfl, "FluxTransformer2DModel", ("lora_down", "lora_up"),
+        "flux",
+        flux_diffusers_module_to_bfl,
+        "FluxTransformer2DModel",
+        ("lora_down", "lora_up"),
         # FLUX.1 single blocks: q, k, v of width dim, then the MLP (mlp_ratio 4, fixed in diffusers)
-        {"img_attn.qkv": (1, 1, 1), "txt_attn.qkv": (1, 1, 1), "linear1": (1, 1, 1, 4)}, _flux_refuse,
+        {"img_attn.qkv": (1, 1, 1), "txt_attn.qkv": (1, 1, 1), "linear1": (1, 1, 1, 4)},
+        _flux_refuse,
     ),
 }
 
@@ -133,8 +141,9 @@ def _family(arch_family: str) -> _Family:
     try:
         return _FAMILIES[get_arch(arch_family).lora_family]
     except (UnknownArchError, KeyError):
-        raise ValueError(f"unknown arch family '{arch_family}'; expected one of {', '.join(_FAMILIES)} or a "
-                         "declared arch") from None
+        raise ValueError(
+            f"unknown arch family '{arch_family}'; expected one of {', '.join(_FAMILIES)} or a declared arch"
+        ) from None
 
 
 def bfl_module_name(arch_family: str, module: str) -> str | None:
@@ -186,7 +195,9 @@ def _pairs(state_dict: StateDict, pattern: re.Pattern, what: str, hint: str) -> 
 
 def _peft_pairs(state_dict: StateDict, rank: int) -> dict[str, dict[str, "Tensor"]]:
     pairs = _pairs(
-        state_dict, _PEFT_KEY, "PEFT",
+        state_dict,
+        _PEFT_KEY,
+        "PEFT",
         "expected '<module>.lora_A.weight' / '.lora_B.weight' relative to the transformer, as "
         "peft.get_peft_model_state_dict(transformer) returns them (no adapter name, no bias, no DoRA)",
     )
@@ -200,7 +211,7 @@ def _strip_prefix(state_dict: StateDict, prefix: str, what: str) -> StateDict:
     wrong = [k for k in state_dict if not k.startswith(prefix)]
     if wrong:
         raise LoraFormatError(f"not a {what} LoRA: key '{wrong[0]}' does not start with '{prefix}'")
-    return {k[len(prefix):]: v for k, v in state_dict.items()}
+    return {k[len(prefix) :]: v for k, v in state_dict.items()}
 
 
 def _fold(pair: dict[str, "Tensor"], factors: tuple[float, float], dtype) -> tuple["Tensor", "Tensor"]:
@@ -225,7 +236,11 @@ def _bfl_parts(family_name: str) -> dict[str, tuple[tuple[int | None, str], ...]
     family = _FAMILIES[family_name]
     with torch.device("meta"):
         model = getattr(diffusers, family.model_class)(
-            num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=1, guidance_embeds=True,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=1,
+            guidance_embeds=True,
         )
     table: dict[str, list[tuple[int | None, str]]] = {}
     for name, module in model.named_modules():
@@ -343,7 +358,9 @@ def comfy_to_peft(
     """
     family = _family(arch_family)
     pairs = _pairs(
-        _strip_prefix(state_dict, COMFY_PREFIX, "comfy"), _COMFY_KEY, "comfy",
+        _strip_prefix(state_dict, COMFY_PREFIX, "comfy"),
+        _COMFY_KEY,
+        "comfy",
         "expected 'diffusion_model.<BFL module>.lora_A.weight' (or lora_down) and '.lora_B.weight' (or lora_up)",
     )
     table = _bfl_parts(family.name)
@@ -430,7 +447,9 @@ def diffusers_to_peft(state_dict: StateDict, *, alpha: float | None = None) -> t
     alpha: as in :func:`comfy_to_peft` (None keeps the scale folded and returns ``alpha = rank``).
     """
     pairs = _pairs(
-        _strip_prefix(state_dict, DIFFUSERS_PREFIX, "diffusers"), _PEFT_KEY, "diffusers",
+        _strip_prefix(state_dict, DIFFUSERS_PREFIX, "diffusers"),
+        _PEFT_KEY,
+        "diffusers",
         "expected 'transformer.<module>.lora_A.weight' / '.lora_B.weight'",
     )
     ranks = {pair["lora_A"].shape[0] for pair in pairs.values()}

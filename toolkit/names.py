@@ -19,8 +19,10 @@ def name_problem(name: Any) -> str | None:
     if not isinstance(name, str) or not name:
         return "must be a non-empty file name"
     if name in (".", "..") or "/" in name or "\\" in name:
-        return (f"'{name}' is not a plain file name (it names <training_folder>/<name>/, so it cannot hold '/', "
-                "'\\' or be '.' / '..'); use letters, digits, '_', '-' and '.'")
+        return (
+            f"'{name}' is not a plain file name (it names <training_folder>/<name>/, so it cannot hold '/', "
+            "'\\' or be '.' / '..'); use letters, digits, '_', '-' and '.'"
+        )
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         return "must not hold control characters (newline, tab, NUL...)"
     if name.startswith(("-", ".")):

@@ -34,8 +34,13 @@ def module_spellings(name: str, bfl_name: str | None = None) -> list[str]:
     return spellings
 
 
-def select_targets(candidates: list[str], only_if_contains: list[str], ignore_if_contains: list[str], key: str,
-                   bfl_name: Callable[[str], str | None] | None = None) -> list[str]:
+def select_targets(
+    candidates: list[str],
+    only_if_contains: list[str],
+    ignore_if_contains: list[str],
+    key: str,
+    bfl_name: Callable[[str], str | None] | None = None,
+) -> list[str]:
     """Filter module names by substring, in any spelling of :func:`module_spellings`; pure, so every
     architecture filters alike. `bfl_name` maps a module to its BFL name (None: no BFL spelling)."""
     spellings = {name: module_spellings(name, bfl_name(name) if bfl_name else None) for name in candidates}
@@ -50,7 +55,8 @@ def select_targets(candidates: list[str], only_if_contains: list[str], ignore_if
             f"(e.g. {candidates[:3]}); check the module names"
         )
     selected = [
-        name for name in candidates
+        name
+        for name in candidates
         if (not only_if_contains or any(hit(s, name) for s in only_if_contains))
         and not any(hit(s, name) for s in ignore_if_contains)
     ]
@@ -62,8 +68,14 @@ def select_targets(candidates: list[str], only_if_contains: list[str], ignore_if
     return selected
 
 
-def attach_lora(transformer: torch.nn.Module, targets: list[str], rank: int, alpha: float,
-                network_type: str = "lora", lokr_factor: int = -1) -> list[torch.nn.Parameter]:
+def attach_lora(
+    transformer: torch.nn.Module,
+    targets: list[str],
+    rank: int,
+    alpha: float,
+    network_type: str = "lora",
+    lokr_factor: int = -1,
+) -> list[torch.nn.Parameter]:
     """Add a PEFT LoRA (or LoKr) adapter on exactly `targets`; returns the trainable parameters (fp32).
 
     LoKr: `rank` is PEFT's `r` (the rank of decomposed Kronecker factors; a rank at least half the larger
@@ -135,8 +147,9 @@ class ItemMultiplier:
         if self.weights is None:
             return out
         if out.shape[0] != self.weights.shape[0]:
-            raise RuntimeError(f"network_weight: an adapter saw a batch of {out.shape[0]}, the data one of "
-                               f"{self.weights.shape[0]}")
+            raise RuntimeError(
+                f"network_weight: an adapter saw a batch of {out.shape[0]}, the data one of {self.weights.shape[0]}"
+            )
         return out * self.weights.to(out.device, out.dtype).view(-1, *([1] * (out.ndim - 1)))
 
     def set(self, weights: torch.Tensor | None) -> None:

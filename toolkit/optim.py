@@ -64,14 +64,20 @@ def _adafactor():
 
 
 _FACTORIES: dict[str, Callable[[], tuple[type, dict[str, Any]]]] = {
-    "adamw": _adamw, "adamw8bit": _adamw8bit, "prodigy": _prodigy, "adafactor": _adafactor,
+    "adamw": _adamw,
+    "adamw8bit": _adamw8bit,
+    "prodigy": _prodigy,
+    "adafactor": _adafactor,
 }
 
 
 def _accepted_keys(cls: type) -> list[str]:
     parameters = inspect.signature(cls.__init__).parameters
-    return [name for name, p in parameters.items() if name not in ("self", "params", "lr")
-            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return [
+        name
+        for name, p in parameters.items()
+        if name not in ("self", "params", "lr") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
 
 
 def _check_params(name: str, cls: type, optimizer_params: dict[str, Any]) -> None:
@@ -83,8 +89,9 @@ def _check_params(name: str, cls: type, optimizer_params: dict[str, Any]) -> Non
         elif key not in accepted:
             close = difflib.get_close_matches(key, accepted, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            problems.append((f"{_PARAMS_KEY}.{key}",
-                             f"not an option of optimizer {name} (accepted: {', '.join(accepted)}){hint}"))
+            problems.append(
+                (f"{_PARAMS_KEY}.{key}", f"not an option of optimizer {name} (accepted: {', '.join(accepted)}){hint}")
+            )
     if problems:
         raise ConfigError(problems)
 
@@ -131,12 +138,14 @@ _FUSED_DEVICE_TYPES = ("cuda",)
 def _can_fuse(params: list) -> bool:
     """torch's fused AdamW: every parameter a floating-point tensor on a CUDA device."""
     tensors = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
-    return bool(tensors) and all(
-        t.device.type in _FUSED_DEVICE_TYPES and t.is_floating_point() for t in tensors)
+    return bool(tensors) and all(t.device.type in _FUSED_DEVICE_TYPES and t.is_floating_point() for t in tensors)
 
 
 def build_scheduler(
-    name: str, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0,
+    name: str,
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    warmup_steps: int = 0,
     params: dict[str, Any] | None = None,
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """``constant`` / ``cosine`` / ``linear`` (:data:`LR_SCHEDULERS`) with ``warmup_steps`` of linear warm-up.
@@ -159,8 +168,10 @@ def build_scheduler(
         raise ConfigError([("train.lr_warmup_steps", message)])
     if name == "linear" or params:
         if warmup_steps:
-            message = ("warm-up combines with lr_scheduler constant or cosine without lr_scheduler_params; remove it "
-                       "or set lr_scheduler_params yourself")
+            message = (
+                "warm-up combines with lr_scheduler constant or cosine without lr_scheduler_params; remove it "
+                "or set lr_scheduler_params yourself"
+            )
             raise ConfigError([("train.lr_warmup_steps", message)])
         return _torch_scheduler(name, optimizer, total_steps, params)
     if name == "constant":

@@ -28,8 +28,18 @@ _FLAGS = {
 }
 
 # Long names people type for the short flags, used only to suggest the right one.
-_SUGGEST = {**{f: f for f in _FLAGS}, "width": "w", "height": "h", "neg": "n", "negative": "n", "guidance": "cfg",
-            "guidance_scale": "cfg", "sample_steps": "steps", "multiplier": "m", "network_multiplier": "m"}
+_SUGGEST = {
+    **{f: f for f in _FLAGS},
+    "width": "w",
+    "height": "h",
+    "neg": "n",
+    "negative": "n",
+    "guidance": "cfg",
+    "guidance_scale": "cfg",
+    "sample_steps": "steps",
+    "multiplier": "m",
+    "network_multiplier": "m",
+}
 
 _FLAG_RE = re.compile(r"(?:^|\s)--([A-Za-z_]+)")
 
@@ -67,13 +77,12 @@ def parse_prompt(text: str) -> PromptSpec:
     for i, match in enumerate(matches):
         flag = match.group(1)
         end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        raw = text[match.end():end].strip()
+        raw = text[match.end() : end].strip()
         if flag not in _FLAGS:
             close = difflib.get_close_matches(flag, list(_SUGGEST), n=1, cutoff=0.5)
             hint = f"; did you mean --{_SUGGEST[close[0]]}?" if close else ""
             raise PromptError(
-                f"unknown prompt flag --{flag} in {text!r}{hint} "
-                f"(known: {', '.join('--' + f for f in _FLAGS)})"
+                f"unknown prompt flag --{flag} in {text!r}{hint} (known: {', '.join('--' + f for f in _FLAGS)})"
             )
         field, convert = _FLAGS[flag]
         try:

@@ -72,7 +72,9 @@ class StableDiffusion(BaseModel):
             folder, sub = subfolder_or_self(src.vae, "vae")
             vae = load_component(AutoencoderKL, folder, sub, dtype, "VAE")
         else:
-            vae = AutoencoderKL.from_single_file(str(src.vae), config=str(src.base_folder), subfolder="vae", torch_dtype=dtype)
+            vae = AutoencoderKL.from_single_file(
+                str(src.vae), config=str(src.base_folder), subfolder="vae", torch_dtype=dtype
+            )
         # text_encoder_path overrides T5 (the large one users swap); CLIP stays with the base.
         if src.text_encoder is not None:
             t5_folder, t5_sub = subfolder_or_self(src.text_encoder, "text_encoder_2")
@@ -101,8 +103,12 @@ class StableDiffusion(BaseModel):
         from toolkit.convert.flux_keys import flux_transformer_bfl_to_diffusers
 
         return load_converted(
-            FluxTransformer2DModel, src.base_folder, "transformer", src.transformer_file,
-            lambda state, model: flux_transformer_bfl_to_diffusers(state), self.torch_dtype,
+            FluxTransformer2DModel,
+            src.base_folder,
+            "transformer",
+            src.transformer_file,
+            lambda state, model: flux_transformer_bfl_to_diffusers(state),
+            self.torch_dtype,
             f"model.name_or_path: '{src.transformer_file}' does not match the FLUX.1 transformer config in",
         )
 
@@ -113,7 +119,9 @@ class StableDiffusion(BaseModel):
         The pipeline's text_ids are all zeros of shape (512, 3), not batch-first, so they are
         rebuilt at prediction time instead of being cached per caption.
         """
-        embeds, pooled, _ = self.pipeline.encode_prompt(prompt=list(prompts), prompt_2=None, device=self.text_encoder_device())
+        embeds, pooled, _ = self.pipeline.encode_prompt(
+            prompt=list(prompts), prompt_2=None, device=self.text_encoder_device()
+        )
         return PromptEmbeds({"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}).to(self.device)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -168,14 +176,16 @@ class StableDiffusion(BaseModel):
         if request.neg:
             log.warning("FLUX.1 is guidance-distilled: the negative prompt %r is ignored", request.neg)
         return {
-            "prompt_embeds": embeds["prompt_embeds"], "pooled_prompt_embeds": embeds["pooled_prompt_embeds"],
+            "prompt_embeds": embeds["prompt_embeds"],
+            "pooled_prompt_embeds": embeds["pooled_prompt_embeds"],
             "guidance_scale": request.guidance_scale,
         }
 
     def lora_targets(self) -> list[str]:
         """Linears in the double/single blocks except the adaLN modulation (norm*.linear)."""
         return [
-            name for name, module in self.transformer.named_modules()
+            name
+            for name, module in self.transformer.named_modules()
             if isinstance(module, torch.nn.Linear)
             and name.startswith(("transformer_blocks.", "single_transformer_blocks."))
             and ".norm" not in name

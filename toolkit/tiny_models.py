@@ -76,9 +76,16 @@ def tiny_specs() -> dict[str, TinySpec]:
     for arch in arch_registry().values():
         for tiny_id, release in arch.tiny_ids():
             shape = arch.tiny
-            specs[tiny_id] = TinySpec(shape.builder, release.single_file_name, release.guidance_embeds,
-                                      shape.text_encoder, shape.text_hidden, shape.heads, dict(release.scheduler),
-                                      dict(shape.model_index_names))
+            specs[tiny_id] = TinySpec(
+                shape.builder,
+                release.single_file_name,
+                release.guidance_embeds,
+                shape.text_encoder,
+                shape.text_hidden,
+                shape.heads,
+                dict(release.scheduler),
+                dict(shape.model_index_names),
+            )
     return specs
 
 
@@ -92,8 +99,9 @@ NUM_SINGLE_BLOCKS = 2
 
 def _spec(tiny_id: str) -> TinySpec:
     if tiny_id not in SPECS:
-        raise ValueError(f"unknown tiny model '{tiny_id}' (an arch, or <arch>-<release>); expected one of "
-                         f"{', '.join(TINY_IDS)}")
+        raise ValueError(
+            f"unknown tiny model '{tiny_id}' (an arch, or <arch>-<release>); expected one of {', '.join(TINY_IDS)}"
+        )
     return SPECS[tiny_id]
 
 
@@ -163,9 +171,26 @@ def _prefix_bpe(pieces: list[str], specials: list[str], suffix: str = "") -> tup
 
 # Mistral's (tekken) first ids, in the release order; the processor and the model refer to [IMG] = 10.
 _MISTRAL_SPECIALS = [
-    "<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]",
-    "[/TOOL_RESULTS]", "[TOOL_CALLS]", "[IMG]", "<pad>", "[IMG_BREAK]", "[IMG_END]", "[PREFIX]", "[MIDDLE]",
-    "[SUFFIX]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[TOOL_CONTENT]",
+    "<unk>",
+    "<s>",
+    "</s>",
+    "[INST]",
+    "[/INST]",
+    "[AVAILABLE_TOOLS]",
+    "[/AVAILABLE_TOOLS]",
+    "[TOOL_RESULTS]",
+    "[/TOOL_RESULTS]",
+    "[TOOL_CALLS]",
+    "[IMG]",
+    "<pad>",
+    "[IMG_BREAK]",
+    "[IMG_END]",
+    "[PREFIX]",
+    "[MIDDLE]",
+    "[SUFFIX]",
+    "[SYSTEM_PROMPT]",
+    "[/SYSTEM_PROMPT]",
+    "[TOOL_CONTENT]",
 ]
 # Renders Flux2Pipeline's messages: content is a string or a list of {"type": "text"|"image", ...}.
 _MISTRAL_CHAT_TEMPLATE = (
@@ -203,8 +228,13 @@ def _mistral_tokenizer():
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in _MISTRAL_SPECIALS])
     tokenizer = TokenizersBackend(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
-        padding_side="left", model_max_length=131072,
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        padding_side="left",
+        model_max_length=131072,
     )
     tokenizer.chat_template = _MISTRAL_CHAT_TEMPLATE
     return tokenizer
@@ -216,7 +246,9 @@ def _qwen_tokenizer():
 
     vocab, merges = _prefix_bpe(_pieces(pre_tokenizers.ByteLevel(add_prefix_space=False)), ["<|endoftext|>"])
     tokenizer = Qwen2TokenizerFast(
-        vocab=vocab, merges=merges, model_max_length=131072,
+        vocab=vocab,
+        merges=merges,
+        model_max_length=131072,
         additional_special_tokens=["<|im_start|>", "<|im_end|>", "<think>", "</think>"],
     )
     tokenizer.chat_template = _QWEN3_CHAT_TEMPLATE
@@ -229,8 +261,12 @@ def _clip_tokenizer():
 
     # CLIPTokenizer's own splitting (lower-cased input), so that corpus words are single tokens.
     split = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
-    pre = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(split), behavior="removed", invert=True),
-                                   pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    pre = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(split), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
     vocab, merges = _prefix_bpe(_pieces(pre, lower=True), ["<|startoftext|>", "<|endoftext|>"], suffix="</w>")
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
 
@@ -251,6 +287,7 @@ def _t5_tokenizer():
 
 # -------------------------------------------------------------------------------------- text encoders
 
+
 def _vocab_rows(tokenizer) -> int:
     """Embedding rows: the tokenizer's ids rounded up to a multiple of 64 (real models pad theirs too)."""
     return -(-len(tokenizer) // 64) * 64
@@ -260,18 +297,33 @@ def _mistral3(tokenizer, hidden: int):
     from transformers import Mistral3Config, Mistral3ForConditionalGeneration, MistralConfig, PixtralVisionConfig
 
     text = MistralConfig(
-        vocab_size=_vocab_rows(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+        vocab_size=_vocab_rows(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
         num_hidden_layers=31,  # Flux2Pipeline stacks hidden states 10, 20 and 30
-        num_attention_heads=hidden // HEAD_DIM, num_key_value_heads=1, head_dim=HEAD_DIM,
-        max_position_embeddings=2048, rms_norm_eps=1e-5, sliding_window=None,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        num_attention_heads=hidden // HEAD_DIM,
+        num_key_value_heads=1,
+        head_dim=HEAD_DIM,
+        max_position_embeddings=2048,
+        rms_norm_eps=1e-5,
+        sliding_window=None,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     vision = PixtralVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, head_dim=HEAD_DIM,
-        image_size=64, patch_size=16,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        head_dim=HEAD_DIM,
+        image_size=64,
+        patch_size=16,
     )
     config = Mistral3Config(
-        text_config=text, vision_config=vision, spatial_merge_size=2,
+        text_config=text,
+        vision_config=vision,
+        spatial_merge_size=2,
         image_token_index=tokenizer.convert_tokens_to_ids("[IMG]"),
     )
     return Mistral3ForConditionalGeneration(config)
@@ -281,11 +333,17 @@ def _qwen3(tokenizer, hidden: int):
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     config = Qwen3Config(
-        vocab_size=_vocab_rows(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+        vocab_size=_vocab_rows(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
         num_hidden_layers=28,  # Flux2KleinPipeline stacks hidden states 9, 18 and 27
-        num_attention_heads=hidden // HEAD_DIM, num_key_value_heads=1, head_dim=HEAD_DIM,
-        max_position_embeddings=2048, tie_word_embeddings=True,
-        bos_token_id=None, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        num_attention_heads=hidden // HEAD_DIM,
+        num_key_value_heads=1,
+        head_dim=HEAD_DIM,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
         pad_token_id=tokenizer.pad_token_id,
     )
     return Qwen3ForCausalLM(config)
@@ -295,9 +353,16 @@ def _clip(tokenizer, hidden: int):
     from transformers import CLIPTextConfig, CLIPTextModel
 
     config = CLIPTextConfig(
-        vocab_size=_vocab_rows(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, projection_dim=hidden,
-        num_hidden_layers=2, num_attention_heads=hidden // HEAD_DIM, max_position_embeddings=77,
-        hidden_act="quick_gelu", bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=_vocab_rows(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        projection_dim=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=hidden // HEAD_DIM,
+        max_position_embeddings=77,
+        hidden_act="quick_gelu",
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     return CLIPTextModel(config)
@@ -307,24 +372,39 @@ def _t5(tokenizer, hidden: int):
     from transformers import T5Config, T5EncoderModel
 
     config = T5Config(
-        vocab_size=_vocab_rows(tokenizer), d_model=hidden, d_kv=HEAD_DIM, d_ff=2 * hidden, num_layers=2,
-        num_heads=hidden // HEAD_DIM, relative_attention_num_buckets=32, feed_forward_proj="gated-gelu",
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=0,
+        vocab_size=_vocab_rows(tokenizer),
+        d_model=hidden,
+        d_kv=HEAD_DIM,
+        d_ff=2 * hidden,
+        num_layers=2,
+        num_heads=hidden // HEAD_DIM,
+        relative_attention_num_buckets=32,
+        feed_forward_proj="gated-gelu",
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=0,
     )
     return T5EncoderModel(config)
 
 
 # ------------------------------------------------------------------------------ transformer and VAE
 
+
 def _flux2_transformer(spec: TinySpec):
     from diffusers import Flux2Transformer2DModel
 
     return Flux2Transformer2DModel(
-        patch_size=1, in_channels=128,  # 4 * VAE latent channels (2x2 patchified latents)
-        num_layers=NUM_DOUBLE_BLOCKS, num_single_layers=NUM_SINGLE_BLOCKS,
-        attention_head_dim=HEAD_DIM, num_attention_heads=spec.heads,
+        patch_size=1,
+        in_channels=128,  # 4 * VAE latent channels (2x2 patchified latents)
+        num_layers=NUM_DOUBLE_BLOCKS,
+        num_single_layers=NUM_SINGLE_BLOCKS,
+        attention_head_dim=HEAD_DIM,
+        num_attention_heads=spec.heads,
         joint_attention_dim=3 * spec.text_hidden,  # three stacked text-encoder layers
-        timestep_guidance_channels=256, mlp_ratio=3.0, axes_dims_rope=(4, 4, 4, 4), rope_theta=2000,
+        timestep_guidance_channels=256,
+        mlp_ratio=3.0,
+        axes_dims_rope=(4, 4, 4, 4),
+        rope_theta=2000,
         guidance_embeds=spec.guidance_embeds,
     )
 
@@ -333,11 +413,16 @@ def _flux_transformer(spec: TinySpec):
     from diffusers import FluxTransformer2DModel
 
     return FluxTransformer2DModel(
-        patch_size=1, in_channels=64,  # 4 * 16 latent channels
-        num_layers=NUM_DOUBLE_BLOCKS, num_single_layers=NUM_SINGLE_BLOCKS,
-        attention_head_dim=HEAD_DIM, num_attention_heads=spec.heads,
-        joint_attention_dim=spec.text_hidden, pooled_projection_dim=spec.text_hidden,
-        guidance_embeds=spec.guidance_embeds, axes_dims_rope=(4, 6, 6),
+        patch_size=1,
+        in_channels=64,  # 4 * 16 latent channels
+        num_layers=NUM_DOUBLE_BLOCKS,
+        num_single_layers=NUM_SINGLE_BLOCKS,
+        attention_head_dim=HEAD_DIM,
+        num_attention_heads=spec.heads,
+        joint_attention_dim=spec.text_hidden,
+        pooled_projection_dim=spec.text_hidden,
+        guidance_embeds=spec.guidance_embeds,
+        axes_dims_rope=(4, 6, 6),
     )
 
 
@@ -367,8 +452,12 @@ def _flux_vae():
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
-        **_VAE_BLOCKS, latent_channels=16, use_quant_conv=False, use_post_quant_conv=False,
-        scaling_factor=0.3611, shift_factor=0.1159,
+        **_VAE_BLOCKS,
+        latent_channels=16,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        scaling_factor=0.3611,
+        shift_factor=0.1159,
     )
 
 
@@ -384,6 +473,7 @@ def _randomize_constant_params(module) -> None:
 
 
 # ---------------------------------------------------------------------------------------- pipelines
+
 
 def build_tiny_pipeline(arch: str, seed: int = 0):
     """A diffusers pipeline (FluxPipeline, Flux2Pipeline or Flux2KleinPipeline) with tiny random fp32 weights.
@@ -412,14 +502,21 @@ def _build_flux2(spec: TinySpec):
         tokenizer = _mistral_tokenizer()
         text_encoder = _mistral3(tokenizer, spec.text_hidden)
         return Flux2Pipeline(
-            scheduler=scheduler, vae=vae, text_encoder=text_encoder.eval(), tokenizer=tokenizer,
+            scheduler=scheduler,
+            vae=vae,
+            text_encoder=text_encoder.eval(),
+            tokenizer=tokenizer,
             transformer=transformer,
         )
     tokenizer = _qwen_tokenizer()
     text_encoder = _qwen3(tokenizer, spec.text_hidden)
     return Flux2KleinPipeline(
-        scheduler=scheduler, vae=vae, text_encoder=text_encoder.eval(), tokenizer=tokenizer,
-        transformer=transformer, is_distilled=False,  # the trainable "base" releases
+        scheduler=scheduler,
+        vae=vae,
+        text_encoder=text_encoder.eval(),
+        tokenizer=tokenizer,
+        transformer=transformer,
+        is_distilled=False,  # the trainable "base" releases
     )
 
 
@@ -461,8 +558,10 @@ def _write_single_files(pipe, spec: TinySpec, out_dir: Path) -> dict[str, Path]:
 
     to_bfl = flux2_transformer_diffusers_to_bfl if spec.family == "flux2" else flux_transformer_diffusers_to_bfl
     paths = {"transformer": out_dir / spec.transformer_file, "vae": out_dir / "ae.safetensors"}
-    for name, state in (("transformer", to_bfl(pipe.transformer.state_dict())),
-                        ("vae", vae_diffusers_to_ldm(pipe.vae.state_dict()))):
+    for name, state in (
+        ("transformer", to_bfl(pipe.transformer.state_dict())),
+        ("vae", vae_diffusers_to_ldm(pipe.vae.state_dict())),
+    ):
         save_file({k: v.detach().contiguous() for k, v in state.items()}, str(paths[name]))
     return paths
 

@@ -187,8 +187,12 @@ def sample_timesteps(
 
 
 def sample_noise(
-    shape: tuple[int, ...], generator: torch.Generator, *, noise_offset: float = 0.0,
-    dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
+    shape: tuple[int, ...],
+    generator: torch.Generator,
+    *,
+    noise_offset: float = 0.0,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """Gaussian noise of ``shape`` (B, C, ...); ``noise_offset`` adds ``noise_offset * N(0, 1)`` per (sample,
     channel), constant over space (``train.noise_offset``: lets the model learn overall brightness shifts)."""

@@ -43,13 +43,23 @@ from toolkit.paths import CONFIG_DIR
 from toolkit.prompt import PromptError, apply_trigger, parse_prompt
 from toolkit.train.checks import training_problems
 
-__all__ = ["Problem", "TrainPlan", "GeneratePlan", "validate_job", "check_job", "plan_job", "plan_train",
-           "plan_generate", "distributed_from_env"]
+__all__ = [
+    "Problem",
+    "TrainPlan",
+    "GeneratePlan",
+    "validate_job",
+    "check_job",
+    "plan_job",
+    "plan_train",
+    "plan_generate",
+    "distributed_from_env",
+]
 
 
 @dataclasses.dataclass
 class TrainPlan:
     """What checking a training process produced, for the trainer to use (None where a stage did not run)."""
+
     spec: Any = None  # toolkit.arch.ArchSpec
     items: list | None = None  # toolkit.data.dataset.TrainItem, every dataset's
     sample_specs: list = dataclasses.field(default_factory=list)  # (SampleItem, PromptSpec) per sample
@@ -66,9 +76,17 @@ class GeneratePlan:
 # ----------------------------------------------------------------------------- public API
 
 
-def validate_job(source: str | Path | dict | Any, *, name: str | None = None, data: bool = True,
-                 machine: bool = True, world: int | None = None, shards_model: bool | None = None,
-                 pending: Collection[str | Path] = (), expand_env: bool = True) -> list[Problem]:
+def validate_job(
+    source: str | Path | dict | Any,
+    *,
+    name: str | None = None,
+    data: bool = True,
+    machine: bool = True,
+    world: int | None = None,
+    shards_model: bool | None = None,
+    pending: Collection[str | Path] = (),
+    expand_env: bool = True,
+) -> list[Problem]:
     """Every problem of a job, as (key path, message); [] when it can run.
 
     source: a job file path (or a bare name looked up in ``config/``), a raw mapping as read from YAML/JSON
@@ -89,9 +107,17 @@ def check_job(source: str | Path | dict | Any, **options) -> Any:
     return job_config
 
 
-def plan_job(source: str | Path | dict | Any, *, name: str | None = None, data: bool = True, machine: bool = True,
-             world: int | None = None, shards_model: bool | None = None,
-             pending: Collection[str | Path] = (), expand_env: bool = True) -> tuple[Any, list]:
+def plan_job(
+    source: str | Path | dict | Any,
+    *,
+    name: str | None = None,
+    data: bool = True,
+    machine: bool = True,
+    world: int | None = None,
+    shards_model: bool | None = None,
+    pending: Collection[str | Path] = (),
+    expand_env: bool = True,
+) -> tuple[Any, list]:
     """(JobConfig, one TrainPlan / GeneratePlan per process), or one ConfigError listing every problem of every
     process: a multi-process job is refused whole before its first process starts."""
     problems, job_config, plans = _validate(source, name, data, machine, world, shards_model, pending, expand_env)
@@ -114,8 +140,9 @@ def _source_label(source) -> str | None:
     return str(source) if isinstance(source, (str, Path)) else None
 
 
-def _validate(source, name, data, machine, world, shards_model, pending=(),
-              expand_env=True) -> tuple[list[Problem], Any, list]:
+def _validate(
+    source, name, data, machine, world, shards_model, pending=(), expand_env=True
+) -> tuple[list[Problem], Any, list]:
     if isinstance(source, JobConfig):
         problems, job_config = [], source
     else:
@@ -140,8 +167,9 @@ def _validate(source, name, data, machine, world, shards_model, pending=(),
         if process.type == "to_folder":
             found, plan = plan_generate(process, key, machine=machine)
         else:
-            found, plan = plan_train(process, key, data=data, machine=machine, world=world,
-                                     shards_model=shards_model, pending=pending)
+            found, plan = plan_train(
+                process, key, data=data, machine=machine, world=world, shards_model=shards_model, pending=pending
+            )
         problems += found
         plans.append(plan)
     problems = list(dict.fromkeys(problems))
@@ -195,8 +223,7 @@ def _without_bad_keys(raw: dict, problems: list[Problem], label: str) -> Any:
         if not paths or any(not parts or parts == ["config"] for parts in paths):
             return None
         # Deepest and highest list index first, so one removal does not shift the next one's path.
-        for parts in sorted(paths, key=lambda ps: [(1, p) if isinstance(p, int) else (0, p) for p in ps],
-                            reverse=True):
+        for parts in sorted(paths, key=lambda ps: [(1, p) if isinstance(p, int) else (0, p) for p in ps], reverse=True):
             if not _remove(pruned, parts):
                 return None
         try:
@@ -250,8 +277,13 @@ def _arch(model_config, key: str) -> tuple[list[Problem], Any, dict]:
 def model_option_problems(model_config, key: str) -> list[Problem]:
     """Model options that contradict each other: errors, never silently ignored."""
     if model_config.layer_offloading is True and model_config.vram_budget_gb is not None:
-        return [(f"{key}.vram_budget_gb", "plans layer offloading automatically, but layer_offloading: true streams "
-                 "the fixed layer_offloading_*_percent; set layer_offloading: auto (or remove vram_budget_gb)")]
+        return [
+            (
+                f"{key}.vram_budget_gb",
+                "plans layer offloading automatically, but layer_offloading: true streams "
+                "the fixed layer_offloading_*_percent; set layer_offloading: auto (or remove vram_budget_gb)",
+            )
+        ]
     return []
 
 
@@ -260,8 +292,13 @@ def fsdp_problems(model_config, key: str, world: int) -> list[Problem]:
     share = f"FSDP already splits the transformer across the {world} processes (1/{world} each)"
     problems = []
     if model_config.quantize:
-        problems.append((f"{key}.quantize", f"quantized (optimum-quanto) weights cannot be sharded by FSDP; set "
-                         f"quantize: false ({share}) or train without the FSDP accelerate config"))
+        problems.append(
+            (
+                f"{key}.quantize",
+                f"quantized (optimum-quanto) weights cannot be sharded by FSDP; set "
+                f"quantize: false ({share}) or train without the FSDP accelerate config",
+            )
+        )
     if model_config.layer_offloading or model_config.vram_budget_gb is not None:
         option = "layer_offloading" if model_config.layer_offloading else "vram_budget_gb"
         problems.append((f"{key}.{option}", f"layer offloading cannot stream FSDP-sharded blocks; remove it ({share})"))
@@ -294,8 +331,16 @@ def _writable(folder: Path) -> str | None:
 # ----------------------------------------------------------------------------- training
 
 
-def plan_train(cfg, key: str, *, data: bool = True, machine: bool = True, world: int = 1,
-               shards_model: bool = False, pending: Collection[str | Path] = ()) -> tuple[list[Problem], TrainPlan]:
+def plan_train(
+    cfg,
+    key: str,
+    *,
+    data: bool = True,
+    machine: bool = True,
+    world: int = 1,
+    shards_model: bool = False,
+    pending: Collection[str | Path] = (),
+) -> tuple[list[Problem], TrainPlan]:
     """Every problem of one ``sd_trainer`` process (`cfg`: TrainProcessConfig at `key`), and what checking it
     produced (the architecture, the training items, the parsed sample prompts, the device). ``pending``:
     dataset / control folders a UI writes after the check (not scanned)."""
@@ -305,8 +350,12 @@ def plan_train(cfg, key: str, *, data: bool = True, machine: bool = True, world:
     if plan.spec is not None:
         problems += [_split(p) for p in check_features(cfg, plan.spec, registry, key)]
     if cfg.model.lora_path:
-        problems.append((f"{key}.model.lora_path", "applies a LoRA when generating; it cannot be merged into a "
-                         "training run yet. Remove it"))
+        problems.append(
+            (
+                f"{key}.model.lora_path",
+                "applies a LoRA when generating; it cannot be merged into a training run yet. Remove it",
+            )
+        )
     if shards_model:
         problems += fsdp_problems(cfg.model, f"{key}.model", world)
     if not cfg.train.train_unet:
@@ -364,8 +413,9 @@ def _datasets(cfg, key: str, spec, pending: frozenset[Path]) -> tuple[list[Probl
         if not datasets:
             return [], None
     try:
-        return [], build_items(datasets, cfg.trigger_word, caps.bucket_divisibility, keys,
-                               reference_max_pixels=caps.reference_max_pixels)
+        return [], build_items(
+            datasets, cfg.trigger_word, caps.bucket_divisibility, keys, reference_max_pixels=caps.reference_max_pixels
+        )
     except DatasetError as exc:
         lines = str(exc).splitlines()
         if len(lines) > 1 and lines[0].endswith("dataset problems:"):
@@ -392,8 +442,10 @@ def _optimizer(name: str, params: dict, key: str) -> list[Problem]:
     try:
         check_optimizer(name, params)
     except ConfigError as exc:  # problems at train.optimizer_params.<name>
-        return [(f"{key.removesuffix('.train')}.{path}" if path.startswith("train.") else f"{key}.optimizer", message)
-                for path, message in exc.problems]
+        return [
+            (f"{key.removesuffix('.train')}.{path}" if path.startswith("train.") else f"{key}.optimizer", message)
+            for path, message in exc.problems
+        ]
     except ToolkitError as exc:
         return [(f"{key}.optimizer", str(exc))]
     return []
@@ -444,8 +496,13 @@ def plan_generate(cfg, key: str, *, machine: bool = True) -> tuple[list[Problem]
         for spec in plan.prompt_specs:
             for side, value in (("width", spec.width or gen.width), ("height", spec.height or gen.height)):
                 if value % div:
-                    problems.append((f"{key}.generate", f"{side} {value} for {spec.prompt!r} is not a multiple of "
-                                     f"{div} ({arch} needs it); use {value // div * div} or {(value // div + 1) * div}"))
+                    problems.append(
+                        (
+                            f"{key}.generate",
+                            f"{side} {value} for {spec.prompt!r} is not a multiple of "
+                            f"{div} ({arch} needs it); use {value // div * div} or {(value // div + 1) * div}",
+                        )
+                    )
     if gen.ctrl_imgs:
         problems += [(f"{key}.generate.ctrl_img", p) for p in unreadable_images(gen.ctrl_imgs)]
     if machine:

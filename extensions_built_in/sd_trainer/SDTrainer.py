@@ -35,11 +35,20 @@ class SDTrainer(BaseSDTrainProcess):
         empty = hi == lo
         # Drawn for the whole global batch, then sliced: the same numbers whatever the process count.
         cut = slice(0, 1) if empty else slice(lo, hi)
-        noise = sample_noise((size, *latents.shape[1:]), self.generator, noise_offset=train.noise_offset,
-                             dtype=latents.dtype, device=latents.device)[cut]
+        noise = sample_noise(
+            (size, *latents.shape[1:]),
+            self.generator,
+            noise_offset=train.noise_offset,
+            dtype=latents.dtype,
+            device=latents.device,
+        )[cut]
         timesteps = sample_timesteps(
-            self.timestep_type, size, self.generator, mu=model.shift_mu(latents),
-            content_or_style=train.content_or_style, device=latents.device,
+            self.timestep_type,
+            size,
+            self.generator,
+            mu=model.shift_mu(latents),
+            content_or_style=train.content_or_style,
+            device=latents.device,
         )[cut]
         embeds = self.batch_prompt_embeds(batch.captions)
         references = self.batch_references(batch)
@@ -54,8 +63,9 @@ class SDTrainer(BaseSDTrainProcess):
         loss = batch_loss(elementwise, batch.masks, batch.loss_multipliers)
         if self.preservation:
             texts = self.preservation.texts(batch.captions, batch.triggers or [None] * len(batch.captions))
-            loss = loss + self.preservation.loss(self.predict, model.transformer, self.batch_prompt_embeds(texts),
-                                                 noisy, timesteps, references)
+            loss = loss + self.preservation.loss(
+                self.predict, model.transformer, self.batch_prompt_embeds(texts), noisy, timesteps, references
+            )
         if self.reg_loader is not None:  # a host-side fact: no device read inside the step
             # ai-toolkit: the whole loss times the batch mean of (reg_weight for reg items, 1 otherwise)
             loss = loss * torch.where(batch.is_reg, train.reg_weight, 1.0).float().mean().to(loss.device)
@@ -71,8 +81,10 @@ class SDTrainer(BaseSDTrainProcess):
             self.validation.prepare(self.model, self.model_cls.capabilities.bucket_divisibility)
         super()._prepare_data()
         if self.config.train.bypass_guidance_embedding and self.model.guidance_embedder() is None:
-            log.info("train.bypass_guidance_embedding: %s has no guidance embedding; there is nothing to bypass",
-                     self.model.arch)
+            log.info(
+                "train.bypass_guidance_embedding: %s has no guidance embedding; there is nothing to bypass",
+                self.model.arch,
+            )
 
     def extra_captions(self) -> list[str]:
         return self.validation.prompts if self.validation is not None else []
@@ -81,8 +93,9 @@ class SDTrainer(BaseSDTrainProcess):
         if self.validation is None or not self.validation.due(self.step, first_step):
             return
         model = self.model
-        loss = self.validation(self.predict, self.batch_prompt_embeds, model.get_loss_target, self.device,
-                               model.transformer.dtype)
+        loss = self.validation(
+            self.predict, self.batch_prompt_embeds, model.get_loss_target, self.device, model.transformer.dtype
+        )
         self.reporter.validation(self.step, loss)
 
     def predict(self, noisy, timesteps, embeds, references=None) -> torch.Tensor:

@@ -109,9 +109,16 @@ class BaseSDTrainProcess(BaseProcess):
         # accelerate assigned each process its own device (cuda:<local rank>, or the CPU with gloo)
         self.device = self.dist.device if self.dist.enabled else checked.device
         effective = cfg.train.batch_size * self.dist.world * cfg.train.gradient_accumulation_steps
-        log.info("process %d of %d on %s; effective batch size %d (batch_size %d x %d process(es) x %d accumulation)",
-                 self.dist.rank, self.dist.world, self.device, effective, cfg.train.batch_size, self.dist.world,
-                 cfg.train.gradient_accumulation_steps)
+        log.info(
+            "process %d of %d on %s; effective batch size %d (batch_size %d x %d process(es) x %d accumulation)",
+            self.dist.rank,
+            self.dist.world,
+            self.device,
+            effective,
+            cfg.train.batch_size,
+            self.dist.world,
+            cfg.train.gradient_accumulation_steps,
+        )
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             probe = self.folder / f".write-test-{os.getpid()}"
@@ -164,9 +171,16 @@ class BaseSDTrainProcess(BaseProcess):
         defaults = self.model.sample_defaults()
         self.sample_requests = []
         for item, spec in self.sample_specs:
-            base = {"neg": item.neg, "width": item.width, "height": item.height, "seed": item.seed,
-                    "guidance_scale": item.guidance_scale, "sample_steps": item.sample_steps,
-                    "network_multiplier": item.network_multiplier, "ctrl_img": tuple(item.ctrl_imgs)}
+            base = {
+                "neg": item.neg,
+                "width": item.width,
+                "height": item.height,
+                "seed": item.seed,
+                "guidance_scale": item.guidance_scale,
+                "sample_steps": item.sample_steps,
+                "network_multiplier": item.network_multiplier,
+                "ctrl_img": tuple(item.ctrl_imgs),
+            }
             base = {**defaults, **{k: v for k, v in base.items() if v is not None}}
             self.sample_requests.append(ImageRequest.from_spec(spec, base))
 
@@ -185,20 +199,29 @@ class BaseSDTrainProcess(BaseProcess):
             self.latent_cache = LatentCache(model.encode_images, vae_id=vae_id, show_progress=self.dist.is_main)
             self._fill_cache(self.latent_cache, self.items)
         if references:  # always cached: encoded once, never per step
-            self.reference_cache = LatentCache(model.encode_images, vae_id=vae_id, load_image=load_reference,
-                                               show_progress=self.dist.is_main, desc="Caching reference latents")
+            self.reference_cache = LatentCache(
+                model.encode_images,
+                vae_id=vae_id,
+                load_image=load_reference,
+                show_progress=self.dist.is_main,
+                desc="Caching reference latents",
+            )
             self._fill_cache(self.reference_cache, references)
         if cfg.caches_text_embeddings or cfg.train.unload_text_encoder:
             self.text_cache = TextEmbeddingCache(model.encode_prompt)
-            self.text_cache.fill(caption_variants(self.items) + self.preservation.cache_texts(self.items)
-                                 + self.extra_captions())
+            self.text_cache.fill(
+                caption_variants(self.items) + self.preservation.cache_texts(self.items) + self.extra_captions()
+            )
             texts = [t for request in self.sample_requests for t in model.sampling_texts(request)]
             model.cache_prompts(texts)
             self.text_cache.release_encoder()
             # unload_text_encoder drops it; cache_text_embeddings parks it on the CPU.
             model.unload_text_encoders(keep_on_cpu=not cfg.train.unload_text_encoder)
-            log.info("text embeddings cached (%d captions); text encoder %s", len(self.text_cache),
-                     "unloaded" if cfg.train.unload_text_encoder else "moved to CPU")
+            log.info(
+                "text embeddings cached (%d captions); text encoder %s",
+                len(self.text_cache),
+                "unloaded" if cfg.train.unload_text_encoder else "moved to CPU",
+            )
         # With every latent cached the VAE is only needed to decode samples: park it on the CPU meanwhile.
         self.vae_parked = self.latent_cache is not None and all(item.latents_cached for item in self.items)
         if self.vae_parked:
@@ -208,10 +231,20 @@ class BaseSDTrainProcess(BaseProcess):
         first = cfg.datasets[0]  # ai-toolkit: the first dataset's worker settings load every dataset
 
         def loader(items):
-            return make_dataloader(items, global_batch, cfg.train.seed, latent_cache=self.latent_cache,
-                                   reference_cache=self.reference_cache, num_workers=first.num_workers,
-                                   prefetch_factor=first.prefetch_factor,
-                                   pin_memory=pins_memory(self.device)) if items else None
+            return (
+                make_dataloader(
+                    items,
+                    global_batch,
+                    cfg.train.seed,
+                    latent_cache=self.latent_cache,
+                    reference_cache=self.reference_cache,
+                    num_workers=first.num_workers,
+                    prefetch_factor=first.prefetch_factor,
+                    pin_memory=pins_memory(self.device),
+                )
+                if items
+                else None
+            )
 
         # Regularisation images come from a loader of their own, on alternate steps (toolkit/train/batches.py).
         self.loader = loader([item for item in self.items if not item.is_reg])
@@ -235,11 +268,14 @@ class BaseSDTrainProcess(BaseProcess):
 
         net = self.config.network
         transformer = self.model.transformer
-        targets = select_targets(self.model.lora_targets(), net.network_kwargs.only_if_contains,
-                                 net.network_kwargs.ignore_if_contains, f"{self.key}.network",
-                                 bfl_name=lambda module: bfl_module_name(self.model.arch, module))
-        self.params = attach_lora(transformer, targets, net.adapter_rank, net.adapter_alpha, net.type,
-                                  net.lokr_factor)
+        targets = select_targets(
+            self.model.lora_targets(),
+            net.network_kwargs.only_if_contains,
+            net.network_kwargs.ignore_if_contains,
+            f"{self.key}.network",
+            bfl_name=lambda module: bfl_module_name(self.model.arch, module),
+        )
+        self.params = attach_lora(transformer, targets, net.adapter_rank, net.adapter_alpha, net.type, net.lokr_factor)
         if any(item.network_weight != 1 for item in self.items):
             from toolkit.network import ItemMultiplier
 
@@ -251,8 +287,14 @@ class BaseSDTrainProcess(BaseProcess):
             transformer.enable_gradient_checkpointing()
         transformer.train()
         count = sum(p.numel() for p in self.params)
-        log.info("%s rank %d alpha %g on %d modules: %.2fM parameters", net.type, net.adapter_rank, net.adapter_alpha,
-                 len(targets), count / 1e6)
+        log.info(
+            "%s rank %d alpha %g on %d modules: %.2fM parameters",
+            net.type,
+            net.adapter_rank,
+            net.adapter_alpha,
+            len(targets),
+            count / 1e6,
+        )
 
     def _prepare_optimizer(self) -> None:
         from toolkit.ema import build_ema
@@ -260,8 +302,9 @@ class BaseSDTrainProcess(BaseProcess):
 
         train = self.config.train
         self.optimizer = build_optimizer(train.optimizer, self.params, train.lr, train.optimizer_params)
-        self.scheduler = build_scheduler(train.lr_scheduler, self.optimizer, train.steps, train.lr_warmup_steps,
-                                         train.lr_scheduler_params)
+        self.scheduler = build_scheduler(
+            train.lr_scheduler, self.optimizer, train.steps, train.lr_warmup_steps, train.lr_scheduler_params
+        )
         if train.ema_config.use_ema:
             self.ema = build_ema(self.params, train.ema_config.ema_decay)
         self.generator = torch.Generator("cpu").manual_seed(train.seed)
@@ -293,9 +336,14 @@ class BaseSDTrainProcess(BaseProcess):
         current = self.config.train.batch_size * self.dist.world
         if saved is None or saved == current or position is None:
             return position
-        log.warning("this checkpoint was trained with global batches of %d (batch_size x processes) and this run uses "
-                    "%d (%d process(es)): the effective batch size changes and the data order restarts at epoch %d",
-                    saved, current, self.dist.world, position["epoch"] + (1 if position["batch"] else 0))
+        log.warning(
+            "this checkpoint was trained with global batches of %d (batch_size x processes) and this run uses "
+            "%d (%d process(es)): the effective batch size changes and the data order restarts at epoch %d",
+            saved,
+            current,
+            self.dist.world,
+            position["epoch"] + (1 if position["batch"] else 0),
+        )
         if position["batch"] == 0:
             return position
         return {**position, "epoch": position["epoch"] + 1, "batch": 0}
@@ -355,20 +403,29 @@ class BaseSDTrainProcess(BaseProcess):
         if self.step >= total:
             if not (self.folder / f"{self.name}.safetensors").exists():
                 self.save(final=True)  # killed between the last step save and the final file
-            log.info("already trained to step %d of %d; nothing to do (raise train.steps to continue)", self.step, total)
+            log.info(
+                "already trained to step %d of %d; nothing to do (raise train.steps to continue)", self.step, total
+            )
             return
         from toolkit.train.reporter import Reporter
 
-        self.reporter = Reporter(self.config, self.progress, self.name, self.job.job_config.model_dump(mode="json"),
-                                 self.device)
+        self.reporter = Reporter(
+            self.config, self.progress, self.name, self.job.job_config.model_dump(mode="json"), self.device
+        )
         timed, first_step = self.reporter.timer.section, self.step + 1
         # ai-toolkit's rule: skip_first_sample wins; force_first_sample also samples when resuming.
         first = not train.skip_first_sample and (self.step == 0 or train.force_first_sample)
         if first and not train.disable_sampling:
             self.sample()
         batches = self._batches()
-        bar = tqdm(total=total, initial=self.step, desc=self.name, unit="step", dynamic_ncols=True,
-                   disable=not self.dist.is_main)
+        bar = tqdm(
+            total=total,
+            initial=self.step,
+            desc=self.name,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not self.dist.is_main,
+        )
         self._pending_losses = []
         logged_at, logged_step = time.perf_counter(), self.step
         while self.step < total:
@@ -393,8 +450,12 @@ class BaseSDTrainProcess(BaseProcess):
             if save_now:
                 with timed("saving"):
                     self.save()
-            if (self.step < total and not train.disable_sampling and self.step >= sample.sample_start_step
-                    and self.step % sample.sample_every == 0):
+            if (
+                self.step < total
+                and not train.disable_sampling
+                and self.step >= sample.sample_start_step
+                and self.step % sample.sample_every == 0
+            ):
                 with timed("sampling"):
                     self.sample()
         bar.close()
@@ -415,8 +476,9 @@ class BaseSDTrainProcess(BaseProcess):
         """The batch streams (toolkit/train/batches.py), resuming after the last batches the checkpoint consumed."""
         from toolkit.train.batches import TrainingBatches
 
-        return TrainingBatches(self.config, self.dist, self.loader, self.reg_loader, self.loader_state,
-                               self.reg_loader_state)
+        return TrainingBatches(
+            self.config, self.dist, self.loader, self.reg_loader, self.loader_state, self.reg_loader_state
+        )
 
     def train_step(self, batches) -> torch.Tensor:
         """One optimizer step over `gradient_accumulation_steps` batches; returns this process's share of the
@@ -516,13 +578,16 @@ class BaseSDTrainProcess(BaseProcess):
         if self.vae_parked:
             self.model.vae.to(self.device)
         with self._weights_context():
-            for i, request in enumerate(tqdm(self.sample_requests, desc="sampling", unit="img", leave=False,
-                                             disable=not self.dist.is_main)):
+            for i, request in enumerate(
+                tqdm(self.sample_requests, desc="sampling", unit="img", leave=False, disable=not self.dist.is_main)
+            ):
                 image = self.model.generate_images([request])[0]
                 if not self.dist.is_main:
                     continue
                 path = folder / f"{self.step:09d}_{i}.{fmt}"
-                ckpt.atomic_write(path, lambda tmp, image=image: image.save(tmp, format="JPEG" if fmt == "jpg" else fmt.upper()))
+                ckpt.atomic_write(
+                    path, lambda tmp, image=image: image.save(tmp, format="JPEG" if fmt == "jpg" else fmt.upper())
+                )
                 paths.append(str(path.relative_to(self.folder)))
         if self.vae_parked:
             self.model.vae.to("cpu")
@@ -579,10 +644,15 @@ class BaseSDTrainProcess(BaseProcess):
         tensors, peft_state = self.lora_file_tensors()
         meta = self.metadata()
         state = {
-            "step": self.step, "lora": peft_state, "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
-            "python_random": random.getstate(), "ema": self.ema.state_dict() if self.ema is not None else None,
-            "loader": self.loader_state, "reg_loader": self.reg_loader_state,
+            "step": self.step,
+            "lora": peft_state,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "python_random": random.getstate(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "loader": self.loader_state,
+            "reg_loader": self.reg_loader_state,
             "global_batch": self.config.train.batch_size * self.dist.world,
         }
         paths = ckpt.save_step(self.folder, self.name, self.step, tensors, meta, state, final)
@@ -595,4 +665,3 @@ class BaseSDTrainProcess(BaseProcess):
     def cleanup(self) -> None:
         self.model = None
         self.cleanup_lock()
-

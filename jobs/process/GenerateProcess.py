@@ -44,15 +44,25 @@ class GenerateProcess(BaseProcess):
 
         cfg = self.config
         checked = self.plan()
-        model_cls, specs, device, request_cls = model_class(checked.spec), checked.prompt_specs, checked.device, ImageRequest
+        model_cls, specs, device, request_cls = (
+            model_class(checked.spec),
+            checked.prompt_specs,
+            checked.device,
+            ImageRequest,
+        )
         out_dir = Path(cfg.output_folder).expanduser()
         out_dir.mkdir(parents=True, exist_ok=True)
 
         self.model = model_cls(cfg.model, device=device)
         self.model.load_model()
         gen = cfg.generate
-        defaults = {"neg": gen.neg, "width": gen.width, "height": gen.height, "network_multiplier": 1.0,
-                    "ctrl_img": tuple(gen.ctrl_imgs)}
+        defaults = {
+            "neg": gen.neg,
+            "width": gen.width,
+            "height": gen.height,
+            "network_multiplier": 1.0,
+            "ctrl_img": tuple(gen.ctrl_imgs),
+        }
         defaults.update(self.model.sample_defaults())
         if gen.guidance_scale is not None:
             defaults["guidance_scale"] = gen.guidance_scale

@@ -48,6 +48,7 @@ def assert_same(got: dict, want: dict):
 
 # ------------------------------------------------------------------------------------ transformers
 
+
 @pytest.mark.parametrize("arch", FLUX2_ARCHS)
 def test_flux2_transformer_round_trip(pipes, arch):
     sd = pipes(arch).transformer.state_dict()
@@ -64,8 +65,11 @@ def test_flux_transformer_round_trip(pipes, arch):
     sd = pipes(arch).transformer.state_dict()
     bfl = flux_transformer_diffusers_to_bfl(sd)
     assert ("guidance_in.in_layer.weight" in bfl) == (arch == "flux")
-    assert {"vector_in.in_layer.weight", "double_blocks.0.img_mod.lin.bias", "single_blocks.1.modulation.lin.weight"} \
-        <= set(bfl)
+    assert {
+        "vector_in.in_layer.weight",
+        "double_blocks.0.img_mod.lin.bias",
+        "single_blocks.1.modulation.lin.weight",
+    } <= set(bfl)
     snapshot = {k: v.clone() for k, v in bfl.items()}
     assert_same(flux_transformer_bfl_to_diffusers(bfl), sd)
     assert_same(bfl, snapshot)  # the input is left alone
@@ -95,8 +99,15 @@ def test_real_sizes_round_trip_on_meta_tensors():
     back = convert_flux2_transformer_checkpoint_to_diffusers(flux2_transformer_diffusers_to_bfl(flux2))
     assert shapes(back) == shapes(flux2)
     flux = real_size_state_dict(
-        FluxTransformer2DModel, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
-        num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True,
+        FluxTransformer2DModel,
+        in_channels=64,
+        num_layers=19,
+        num_single_layers=38,
+        attention_head_dim=128,
+        num_attention_heads=24,
+        joint_attention_dim=4096,
+        pooled_projection_dim=768,
+        guidance_embeds=True,
         axes_dims_rope=(16, 56, 56),
     )
     bfl = flux_transformer_diffusers_to_bfl(flux)
@@ -155,8 +166,10 @@ def test_unknown_module_name_is_a_key_error():
 
 @pytest.mark.parametrize(
     "arch, to_bfl, module_to_bfl",
-    [("flux2", flux2_transformer_diffusers_to_bfl, flux2_diffusers_module_to_bfl),
-     ("flux", flux_transformer_diffusers_to_bfl, flux_diffusers_module_to_bfl)],
+    [
+        ("flux2", flux2_transformer_diffusers_to_bfl, flux2_diffusers_module_to_bfl),
+        ("flux", flux_transformer_diffusers_to_bfl, flux_diffusers_module_to_bfl),
+    ],
 )
 def test_every_linear_is_its_slice_of_the_bfl_weight(pipes, arch, to_bfl, module_to_bfl):
     """What LoRA conversion relies on: module -> (fused BFL module, position) locates the exact rows."""
@@ -179,12 +192,14 @@ def test_every_linear_is_its_slice_of_the_bfl_weight(pipes, arch, to_bfl, module
 
 # --------------------------------------------------------------------------------------------- VAE
 
+
 def test_flux2_vae_round_trip(pipes):
     vae = pipes("flux2").vae
     sd = vae.state_dict()
     ldm = vae_diffusers_to_ldm(sd)
-    assert {"encoder.quant_conv.weight", "decoder.post_quant_conv.bias", "bn.running_mean", "bn.running_var"} \
-        <= set(ldm)
+    assert {"encoder.quant_conv.weight", "decoder.post_quant_conv.bias", "bn.running_mean", "bn.running_var"} <= set(
+        ldm
+    )
     assert not any(k.startswith(("quant_conv", "post_quant_conv")) or "num_batches" in k for k in ldm)
     assert ldm["encoder.mid.attn_1.q.weight"].shape == (*sd["encoder.mid_block.attentions.0.to_q.weight"].shape, 1, 1)
     assert_same(flux2_vae_ldm_to_diffusers(ldm, dict(vae.config)), sd)

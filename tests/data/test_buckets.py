@@ -5,8 +5,18 @@ import pytest
 
 from toolkit.data.buckets import BucketBatchSampler, DrawKey, epoch_batches, make_bucket
 
-SIZES = [(1024, 1024), (1920, 1080), (1080, 1920), (1000, 333), (333, 1000), (4000, 3000), (1023, 1025),
-         (2048, 517), (777, 1333), (3000, 1999)]
+SIZES = [
+    (1024, 1024),
+    (1920, 1080),
+    (1080, 1920),
+    (1000, 333),
+    (333, 1000),
+    (4000, 3000),
+    (1023, 1025),
+    (2048, 517),
+    (777, 1333),
+    (3000, 1999),
+]
 
 
 @pytest.mark.parametrize(("width", "height"), SIZES)

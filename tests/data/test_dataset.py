@@ -162,8 +162,9 @@ def test_items_of_several_datasets(tmp_path, image_folder, make_config):
 def test_caption_variants_for_text_cache(image_folder, make_config):
     items = build_items([make_config(image_folder, caption_dropout_rate=0.1, num_repeats=3)], "ohwx", 16)
     variants = caption_variants(items)
-    assert sorted(variants) == sorted(["", "ohwx", "ohwx, a red car, street, night", "photo of ohwx, smiling",
-                                       "ohwx, a multi line caption"])
+    assert sorted(variants) == sorted(
+        ["", "ohwx", "ohwx, a red car, street, night", "photo of ohwx, smiling", "ohwx, a multi line caption"]
+    )
     config = make_config(image_folder, shuffle_tokens=True)
     shuffled = build_items([config], "ohwx", 16, ["config.process[0].datasets[0]"])
     with pytest.raises(DatasetError, match=r"config\.process\[0\]\.datasets\[0\]: shuffle_tokens"):

@@ -17,12 +17,15 @@ from .conftest import write_image
 KEY = "config.process[0].datasets[0].folder_path"
 
 
-@pytest.mark.parametrize("dtype,value,expected", [
-    (np.uint16, 32768, 128),  # 16-bit grayscale (mode I;16): half of 65535 is mid-gray, not white
-    (np.uint16, 65535, 255),
-    (np.int32, 16384, 64),  # 32-bit integer mode I (what PIL gives some 16-bit PNGs)
-    (np.float32, 0.5, 128),  # float mode F in 0..1
-])
+@pytest.mark.parametrize(
+    "dtype,value,expected",
+    [
+        (np.uint16, 32768, 128),  # 16-bit grayscale (mode I;16): half of 65535 is mid-gray, not white
+        (np.uint16, 65535, 255),
+        (np.int32, 16384, 64),  # 32-bit integer mode I (what PIL gives some 16-bit PNGs)
+        (np.float32, 0.5, 128),  # float mode F in 0..1
+    ],
+)
 def test_high_bit_depth_images_are_scaled_not_clipped(dtype, value, expected):
     from toolkit.data.images import _to_rgb
 

@@ -212,10 +212,12 @@ class FakeTextEncoder:
     def __call__(self, captions: list[str]) -> PromptEmbeds:
         self.seen += captions
         codes = torch.tensor([[float(len(c)), float(sum(map(ord, c)) % 97)] for c in captions])
-        return PromptEmbeds({
-            "prompt_embeds": codes[:, None, :].expand(-1, 5, -1).contiguous(),  # (B, 5, 2)
-            "text_ids": torch.arange(len(captions) * 3).reshape(len(captions), 3),  # integer tensor
-        })
+        return PromptEmbeds(
+            {
+                "prompt_embeds": codes[:, None, :].expand(-1, 5, -1).contiguous(),  # (B, 5, 2)
+                "text_ids": torch.arange(len(captions) * 3).reshape(len(captions), 3),  # integer tensor
+            }
+        )
 
 
 def test_text_cache_encodes_each_caption_once_and_batches_in_order():

@@ -44,8 +44,9 @@ def _sample(items, index=0):
 
 def test_mask_file_is_aligned_mapped_and_flipped(masked, make_config, caplog):
     images, masks = masked
-    items = build_items([make_config(images, mask_path=str(masks), mask_min_value=0.25, flip_x=True,
-                                     resolution=64)], None, 16)
+    items = build_items(
+        [make_config(images, mask_path=str(masks), mask_min_value=0.25, flip_x=True, resolution=64)], None, 16
+    )
     assert "1 of 2 images have no mask" in caplog.text
     by_flip = {(it.image.path.stem, it.flip_x): i for i, it in enumerate(items)}
     plain = _sample(items, by_flip[("a", False)])["mask"]
@@ -86,8 +87,11 @@ def test_mask_path_problems(masked, make_config, tmp_path):
 
 def test_per_dataset_weights_and_trigger(masked, make_config):
     images, _ = masked
-    items = build_items([make_config(images, network_weight=0.5, loss_multiplier=2.0, trigger_word="sks"),
-                         make_config(images)], "ohwx", 16)
+    items = build_items(
+        [make_config(images, network_weight=0.5, loss_multiplier=2.0, trigger_word="sks"), make_config(images)],
+        "ohwx",
+        16,
+    )
     first, second = items[0], items[-1]
     assert (first.network_weight, first.loss_multiplier, first.trigger_word) == (0.5, 2.0, "sks")
     assert (second.network_weight, second.loss_multiplier, second.trigger_word) == (1.0, 1.0, "ohwx")
@@ -102,8 +106,9 @@ def test_per_dataset_weights_and_trigger(masked, make_config):
 
 def test_workers_give_the_same_batches(masked, make_config):
     images, masks = masked
-    items = build_items([make_config(images, mask_path=str(masks), flip_x=True, caption_dropout_rate=0.5,
-                                     num_repeats=2)], "ohwx", 16)
+    items = build_items(
+        [make_config(images, mask_path=str(masks), flip_x=True, caption_dropout_rate=0.5, num_repeats=2)], "ohwx", 16
+    )
 
     def epochs(workers):
         loader = make_dataloader(items, 2, seed=5, num_workers=workers, prefetch_factor=1 if workers else 2)
@@ -119,8 +124,11 @@ def test_workers_give_the_same_batches(masked, make_config):
 
 
 def _process(**dataset):
-    return {"type": "sd_trainer", "datasets": [{"folder_path": "/a", **dataset}, {"folder_path": "/b"}],
-            "model": {"name_or_path": "x", "arch": "flux2"}}
+    return {
+        "type": "sd_trainer",
+        "datasets": [{"folder_path": "/a", **dataset}, {"folder_path": "/b"}],
+        "model": {"name_or_path": "x", "arch": "flux2"},
+    }
 
 
 def test_cache_text_embeddings_per_dataset_is_all_or_none():

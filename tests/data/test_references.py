@@ -38,8 +38,9 @@ def edit_folder(tmp_path):
 
 def build(folder, make_config, controls, **kwargs):
     kwargs.setdefault("resolution", 64)
-    return build_items([make_config(folder, control_path=controls, **kwargs)], None, 16,
-                       ["config.process[0].datasets[0]"])
+    return build_items(
+        [make_config(folder, control_path=controls, **kwargs)], None, 16, ["config.process[0].datasets[0]"]
+    )
 
 
 def test_pairs_by_file_name_and_skips_targets_without_references(edit_folder, make_config, caplog):
@@ -104,8 +105,20 @@ class _SizeOnly:
         return _SizeOnly(size)
 
 
-@pytest.mark.parametrize("size", [(64, 64), (100, 72), (1024, 1024), (1025, 1024), (2000, 1000), (4000, 3000),
-                                  (1500, 1700), (3333, 777), (1023, 2049)])
+@pytest.mark.parametrize(
+    "size",
+    [
+        (64, 64),
+        (100, 72),
+        (1024, 1024),
+        (1025, 1024),
+        (2000, 1000),
+        (4000, 3000),
+        (1500, 1700),
+        (3333, 777),
+        (1023, 2049),
+    ],
+)
 def test_reference_size_is_the_pipelines_rule(size):
     """Flux2Pipeline.__call__: over 1024*1024 pixels -> _resize_to_target_area, then sides // 16 * 16."""
     from diffusers.pipelines.flux2.image_processor import Flux2ImageProcessor
@@ -160,7 +173,9 @@ def test_match_target_res_uses_the_target_bucket(edit_folder, make_config):
 
 def test_references_flip_with_their_target(edit_folder, make_config):
     items = build(edit_folder, make_config, str(edit_folder / "control"), flip_x=True)
-    plain, mirrored = (next(i for i in items if i.image.path.name == "t1.png" and i.flip_x == fx) for fx in (False, True))
+    plain, mirrored = (
+        next(i for i in items if i.image.path.name == "t1.png" and i.flip_x == fx) for fx in (False, True)
+    )
     assert mirrored.references[0].flip_x
     assert torch.equal(load_reference(mirrored.references[0]), load_reference(plain.references[0]).flip(-1))
 
@@ -189,8 +204,12 @@ def test_reference_cache_memory_and_disk_keys(edit_folder, make_config):
     write_image(edit_folder / "control" / "t1.png", (64, 64), seed=99)
     os.utime(edit_folder / "control" / "t1.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     changed = build(edit_folder, make_config, controls, cache_latents_to_disk=True)
-    assert LatentCache(vae, vae_id="v1", load_image=load_reference, show_progress=False).fill(
-        [ref for item in changed for ref in item.references]) == 1
+    assert (
+        LatentCache(vae, vae_id="v1", load_image=load_reference, show_progress=False).fill(
+            [ref for item in changed for ref in item.references]
+        )
+        == 1
+    )
     same_size_other_rule = dataclasses.replace(refs[0], resize=None)  # match_target_res at the same size
     assert cache.key(same_size_other_rule) != cache.key(refs[0])
 

@@ -29,16 +29,37 @@ def _masks(images, folder):
 def options_run(tmp_path_factory):
     """One 4-step run with every option on; records what each step saw."""
     tmp = tmp_path_factory.mktemp("options")
-    process = train_process(tmp, steps=4, train={"diff_output_preservation": True,
-                                                 "diff_output_preservation_class": "robot",
-                                                 "diff_output_preservation_multiplier": 0.5,
-                                                 "bypass_guidance_embedding": True, "loss_type": "wavelet",
-                                                 "noise_offset": 0.1, "reg_weight": 0.5, "disable_sampling": True})
+    process = train_process(
+        tmp,
+        steps=4,
+        train={
+            "diff_output_preservation": True,
+            "diff_output_preservation_class": "robot",
+            "diff_output_preservation_multiplier": 0.5,
+            "bypass_guidance_embedding": True,
+            "loss_type": "wavelet",
+            "noise_offset": 0.1,
+            "reg_weight": 0.5,
+            "disable_sampling": True,
+        },
+    )
     data = tmp / "data"
-    process["datasets"][0].update(mask_path=str(_masks(data, tmp / "masks")), network_weight=0.5,
-                                  loss_multiplier=2.0, num_workers=2, trigger_word="sks")
-    process["datasets"].append({"folder_path": str(copy_dataset(tmp / "reg", 2)), "is_reg": True,
-                                "resolution": [64], "caption_dropout_rate": 0.0, "cache_latents": True})
+    process["datasets"][0].update(
+        mask_path=str(_masks(data, tmp / "masks")),
+        network_weight=0.5,
+        loss_multiplier=2.0,
+        num_workers=2,
+        trigger_word="sks",
+    )
+    process["datasets"].append(
+        {
+            "folder_path": str(copy_dataset(tmp / "reg", 2)),
+            "is_reg": True,
+            "resolution": [64],
+            "caption_dropout_rate": 0.0,
+            "cache_latents": True,
+        }
+    )
     seen = {"steps": [], "preservation": [], "noise": []}
     original_compute, original_loss = SDTrainer.compute_loss, Preservation.loss
     original_noise = sdtrainer_module.sample_noise
@@ -48,8 +69,14 @@ def options_run(tmp_path_factory):
         return original_noise(shape, generator, **kwargs)
 
     def compute_loss(self, batch, lo, hi, size):
-        seen["steps"].append({"is_reg": batch.is_reg.tolist(), "captions": list(batch.captions),
-                              "masked": batch.masks is not None, "weights": batch.network_weights.tolist()})
+        seen["steps"].append(
+            {
+                "is_reg": batch.is_reg.tolist(),
+                "captions": list(batch.captions),
+                "masked": batch.masks is not None,
+                "weights": batch.network_weights.tolist(),
+            }
+        )
         return original_compute(self, batch, lo, hi, size)
 
     def preservation_loss(self, *args, **kwargs):
@@ -98,7 +125,9 @@ def test_masks_reach_the_trainer_and_guidance_is_bypassed(options_run):
 def test_bypass_guidance_changes_the_training_prediction(options_run):
     trainer, _, _ = options_run
     latents = torch.randn(1, 128, 4, 4)
-    embeds = trainer.batch_prompt_embeds(["a photo of sks, a small orange robot with an antenna, on a green background"])
+    embeds = trainer.batch_prompt_embeds(
+        ["a photo of sks, a small orange robot with an antenna, on a green background"]
+    )
     t = torch.tensor([500.0])
     with torch.no_grad():
         bypassed = trainer.predict(latents, t, embeds)

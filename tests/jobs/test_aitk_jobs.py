@@ -30,10 +30,22 @@ from toolkit.config import parse_job_config
 # --- ai-toolkit web UI defaults (transcribed data) ---------------------------------------------------------
 
 AITK_UI_DATASET = {
-    "folder_path": "/path/to/images/folder", "mask_path": None, "mask_min_value": 0.1, "default_caption": "",
-    "caption_ext": "txt", "caption_dropout_rate": 0.05, "cache_latents_to_disk": False, "is_reg": False,
-    "network_weight": 1, "resolution": [512, 768, 1024], "controls": [], "shrink_video_to_frames": True,
-    "num_frames": 1, "flip_x": False, "flip_y": False, "num_repeats": 1,
+    "folder_path": "/path/to/images/folder",
+    "mask_path": None,
+    "mask_min_value": 0.1,
+    "default_caption": "",
+    "caption_ext": "txt",
+    "caption_dropout_rate": 0.05,
+    "cache_latents_to_disk": False,
+    "is_reg": False,
+    "network_weight": 1,
+    "resolution": [512, 768, 1024],
+    "controls": [],
+    "shrink_video_to_frames": True,
+    "num_frames": 1,
+    "flip_x": False,
+    "flip_y": False,
+    "num_repeats": 1,
 }
 AITK_UI_PROMPTS = [
     "woman with red hair, playing chess at the park, bomb going off in the background",
@@ -48,70 +60,174 @@ AITK_UI_PROMPTS = [
     "a bulldog, in a post apocalyptic world, with a shotgun, in a leather jacket, in a desert, with a motorcycle",
 ]
 AITK_UI_SAMPLE = {
-    "sampler": "flowmatch", "sample_every": 250, "sample_start_step": 0, "width": 1024, "height": 1024,
-    "samples": [{"prompt": p} for p in AITK_UI_PROMPTS], "neg": "", "seed": 42, "walk_seed": True,
-    "guidance_scale": 4, "sample_steps": 30, "num_frames": 1, "fps": 1,
+    "sampler": "flowmatch",
+    "sample_every": 250,
+    "sample_start_step": 0,
+    "width": 1024,
+    "height": 1024,
+    "samples": [{"prompt": p} for p in AITK_UI_PROMPTS],
+    "neg": "",
+    "seed": 42,
+    "walk_seed": True,
+    "guidance_scale": 4,
+    "sample_steps": 30,
+    "num_frames": 1,
+    "fps": 1,
 }
 AITK_UI_JOB = {
     "job": "extension",
-    "config": {"name": "my_first_lora_v1", "process": [{
-        "type": "diffusion_trainer", "training_folder": "output", "sqlite_db_path": "./aitk_db.db",
-        "device": "cuda", "trigger_word": None, "performance_log_every": 10,
-        "network": {"type": "lora", "linear": 32, "linear_alpha": 32, "conv": 16, "conv_alpha": 16,
-                    "lokr_full_rank": True, "lokr_factor": -1, "network_kwargs": {"ignore_if_contains": []}},
-        "save": {"dtype": "bf16", "save_every": 250, "max_step_saves_to_keep": 4, "save_format": "diffusers",
-                 "push_to_hub": False},
-        "datasets": [AITK_UI_DATASET],
-        "train": {
-            "batch_size": 1, "bypass_guidance_embedding": True, "steps": 3000, "gradient_accumulation": 1,
-            "train_unet": True, "train_text_encoder": False, "gradient_checkpointing": True,
-            "noise_scheduler": "flowmatch", "optimizer": "adamw8bit", "timestep_type": "sigmoid",
-            "content_or_style": "balanced", "optimizer_params": {"weight_decay": 1e-4}, "unload_text_encoder": False,
-            "cache_text_embeddings": False, "lr": 0.0001, "ema_config": {"use_ema": False, "ema_decay": 0.99},
-            "skip_first_sample": False, "force_first_sample": False, "disable_sampling": False, "dtype": "bf16",
-            "diff_output_preservation": False, "diff_output_preservation_multiplier": 1.0,
-            "diff_output_preservation_class": "person", "switch_boundary_every": 1, "loss_type": "mse",
-        },
-        "logging": {"log_every": 1, "use_ui_logger": True},
-        "model": {"name_or_path": "ostris/Flex.1-alpha", "quantize": True, "qtype": "qfloat8", "quantize_te": True,
-                  "qtype_te": "qfloat8", "arch": "flex1", "low_vram": False, "model_kwargs": {}, "compile": False},
-        "sample": AITK_UI_SAMPLE,
-    }]},
+    "config": {
+        "name": "my_first_lora_v1",
+        "process": [
+            {
+                "type": "diffusion_trainer",
+                "training_folder": "output",
+                "sqlite_db_path": "./aitk_db.db",
+                "device": "cuda",
+                "trigger_word": None,
+                "performance_log_every": 10,
+                "network": {
+                    "type": "lora",
+                    "linear": 32,
+                    "linear_alpha": 32,
+                    "conv": 16,
+                    "conv_alpha": 16,
+                    "lokr_full_rank": True,
+                    "lokr_factor": -1,
+                    "network_kwargs": {"ignore_if_contains": []},
+                },
+                "save": {
+                    "dtype": "bf16",
+                    "save_every": 250,
+                    "max_step_saves_to_keep": 4,
+                    "save_format": "diffusers",
+                    "push_to_hub": False,
+                },
+                "datasets": [AITK_UI_DATASET],
+                "train": {
+                    "batch_size": 1,
+                    "bypass_guidance_embedding": True,
+                    "steps": 3000,
+                    "gradient_accumulation": 1,
+                    "train_unet": True,
+                    "train_text_encoder": False,
+                    "gradient_checkpointing": True,
+                    "noise_scheduler": "flowmatch",
+                    "optimizer": "adamw8bit",
+                    "timestep_type": "sigmoid",
+                    "content_or_style": "balanced",
+                    "optimizer_params": {"weight_decay": 1e-4},
+                    "unload_text_encoder": False,
+                    "cache_text_embeddings": False,
+                    "lr": 0.0001,
+                    "ema_config": {"use_ema": False, "ema_decay": 0.99},
+                    "skip_first_sample": False,
+                    "force_first_sample": False,
+                    "disable_sampling": False,
+                    "dtype": "bf16",
+                    "diff_output_preservation": False,
+                    "diff_output_preservation_multiplier": 1.0,
+                    "diff_output_preservation_class": "person",
+                    "switch_boundary_every": 1,
+                    "loss_type": "mse",
+                },
+                "logging": {"log_every": 1, "use_ui_logger": True},
+                "model": {
+                    "name_or_path": "ostris/Flex.1-alpha",
+                    "quantize": True,
+                    "qtype": "qfloat8",
+                    "quantize_te": True,
+                    "qtype_te": "qfloat8",
+                    "arch": "flex1",
+                    "low_vram": False,
+                    "model_kwargs": {},
+                    "compile": False,
+                },
+                "sample": AITK_UI_SAMPLE,
+            }
+        ],
+    },
     "meta": {"name": "[name]", "version": "1.0"},
 }
 # options.tsx: the values written when the model is selected (FLUX.2, klein 4B and klein 9B share them)
 _FLUX2_FAMILY = {
-    "model.quantize": True, "model.quantize_te": True, "model.low_vram": True, "train.unload_text_encoder": False,
-    "sample.sampler": "flowmatch", "train.noise_scheduler": "flowmatch", "train.timestep_type": "weighted",
-    "model.qtype": "qfloat8", "model.model_kwargs": {"match_target_res": False},
+    "model.quantize": True,
+    "model.quantize_te": True,
+    "model.low_vram": True,
+    "train.unload_text_encoder": False,
+    "sample.sampler": "flowmatch",
+    "train.noise_scheduler": "flowmatch",
+    "train.timestep_type": "weighted",
+    "model.qtype": "qfloat8",
+    "model.model_kwargs": {"match_target_res": False},
 }
 AITK_UI_ARCH_DEFAULTS = {
     "flux2": {"model.arch": "flux2", "model.name_or_path": "black-forest-labs/FLUX.2-dev", **_FLUX2_FAMILY},
-    "flux2_klein_4b": {"model.arch": "flux2_klein_4b", "model.name_or_path": "black-forest-labs/FLUX.2-klein-base-4B",
-                       **_FLUX2_FAMILY},
-    "flux2_klein_9b": {"model.arch": "flux2_klein_9b", "model.name_or_path": "black-forest-labs/FLUX.2-klein-base-9B",
-                       **_FLUX2_FAMILY},
+    "flux2_klein_4b": {
+        "model.arch": "flux2_klein_4b",
+        "model.name_or_path": "black-forest-labs/FLUX.2-klein-base-4B",
+        **_FLUX2_FAMILY,
+    },
+    "flux2_klein_9b": {
+        "model.arch": "flux2_klein_9b",
+        "model.name_or_path": "black-forest-labs/FLUX.2-klein-base-9B",
+        **_FLUX2_FAMILY,
+    },
 }
 
 # --- ai-toolkit's FLUX.1 example configs (transcribed data) -------------------------------------------------
 
 _FLUX1_EXAMPLE = {
     "job": "extension",
-    "config": {"name": "my_first_flux_lora_v1", "process": [{
-        "type": "sd_trainer", "training_folder": "output", "device": "cuda:0",
-        "network": {"type": "lora", "linear": 16, "linear_alpha": 16},
-        "save": {"dtype": "float16", "save_every": 250, "max_step_saves_to_keep": 4, "push_to_hub": False},
-        "datasets": [{"folder_path": "/path/to/images/folder", "caption_ext": "txt", "caption_dropout_rate": 0.05,
-                      "shuffle_tokens": False, "cache_latents_to_disk": True, "resolution": [512, 768, 1024]}],
-        "train": {"batch_size": 1, "steps": 2000, "gradient_accumulation_steps": 1, "train_unet": True,
-                  "train_text_encoder": False, "gradient_checkpointing": True, "noise_scheduler": "flowmatch",
-                  "optimizer": "adamw8bit", "lr": "1e-4", "ema_config": {"use_ema": True, "ema_decay": 0.99},
-                  "dtype": "bf16"},
-        "model": {"name_or_path": "black-forest-labs/FLUX.1-dev", "is_flux": True, "quantize": True},
-        "sample": {"sampler": "flowmatch", "sample_every": 250, "sample_start_step": 0, "width": 1024, "height": 1024,
-                   "prompts": AITK_UI_PROMPTS, "neg": "", "seed": 42, "walk_seed": True, "guidance_scale": 4,
-                   "sample_steps": 20},
-    }]},
+    "config": {
+        "name": "my_first_flux_lora_v1",
+        "process": [
+            {
+                "type": "sd_trainer",
+                "training_folder": "output",
+                "device": "cuda:0",
+                "network": {"type": "lora", "linear": 16, "linear_alpha": 16},
+                "save": {"dtype": "float16", "save_every": 250, "max_step_saves_to_keep": 4, "push_to_hub": False},
+                "datasets": [
+                    {
+                        "folder_path": "/path/to/images/folder",
+                        "caption_ext": "txt",
+                        "caption_dropout_rate": 0.05,
+                        "shuffle_tokens": False,
+                        "cache_latents_to_disk": True,
+                        "resolution": [512, 768, 1024],
+                    }
+                ],
+                "train": {
+                    "batch_size": 1,
+                    "steps": 2000,
+                    "gradient_accumulation_steps": 1,
+                    "train_unet": True,
+                    "train_text_encoder": False,
+                    "gradient_checkpointing": True,
+                    "noise_scheduler": "flowmatch",
+                    "optimizer": "adamw8bit",
+                    "lr": "1e-4",
+                    "ema_config": {"use_ema": True, "ema_decay": 0.99},
+                    "dtype": "bf16",
+                },
+                "model": {"name_or_path": "black-forest-labs/FLUX.1-dev", "is_flux": True, "quantize": True},
+                "sample": {
+                    "sampler": "flowmatch",
+                    "sample_every": 250,
+                    "sample_start_step": 0,
+                    "width": 1024,
+                    "height": 1024,
+                    "prompts": AITK_UI_PROMPTS,
+                    "neg": "",
+                    "seed": 42,
+                    "walk_seed": True,
+                    "guidance_scale": 4,
+                    "sample_steps": 20,
+                },
+            }
+        ],
+    },
     "meta": {"name": "[name]", "version": "1.0"},
 }
 
@@ -150,8 +266,9 @@ def lokr_job() -> dict:
 def flux1_schnell_example() -> dict:
     job = copy.deepcopy(_FLUX1_EXAMPLE)
     process = job["config"]["process"][0]
-    process["model"].update(name_or_path="black-forest-labs/FLUX.1-schnell",
-                            assistant_lora_path="ostris/FLUX.1-schnell-training-adapter")
+    process["model"].update(
+        name_or_path="black-forest-labs/FLUX.1-schnell", assistant_lora_path="ostris/FLUX.1-schnell-training-adapter"
+    )
     process["sample"].update(guidance_scale=1, sample_steps=4)
     return job
 
@@ -168,8 +285,12 @@ EXAMPLE_JOBS = {
     "example-flux1-schnell": flux1_schnell_example,
 }
 ALL_JOBS = {**UI_JOBS, **EXAMPLE_JOBS}
-TINY = {"flux2": "tiny:flux2", "flux2_klein_4b": "tiny:flux2_klein_4b", "flux2_klein_9b": "tiny:flux2_klein_9b",
-        "flux": "tiny:flux"}
+TINY = {
+    "flux2": "tiny:flux2",
+    "flux2_klein_4b": "tiny:flux2_klein_4b",
+    "flux2_klein_9b": "tiny:flux2_klein_9b",
+    "flux": "tiny:flux",
+}
 NOT_SUPPORTED_YET = {"example-flux1-schnell": "the assistant (training adapter) LoRA of FLUX.1-schnell"}
 
 
@@ -195,7 +316,7 @@ def test_aitk_ui_job_imports(name):
     if name == "ui-flux2-dev-edit":
         expected += ["/path/to/control_1", "/path/to/control_2"]
     assert job.folders == expected
-    assert ("config.process[0].sqlite_db_path" in dict(job.ignored))
+    assert "config.process[0].sqlite_db_path" in dict(job.ignored)
 
 
 def cpu_job(job: dict, tmp_path: Path) -> dict:
@@ -247,4 +368,3 @@ def test_aitk_job_trains_on_cpu_and_saves_a_lora(name, tmp_path, tiny):
     assert code == 0
     folder = tmp_path / "output" / job["config"]["name"]
     assert (folder / f"{job['config']['name']}.safetensors").is_file()
-

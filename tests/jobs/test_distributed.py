@@ -34,15 +34,31 @@ FSDP_CONFIG = ROOT / "config" / "accelerate" / "fsdp2.yaml"
 
 def launch_cmd(job, processes=2, fsdp=False):
     mode = ["--config_file", str(FSDP_CONFIG)] if fsdp else ["--multi_gpu"]
-    return [sys.executable, "-m", "accelerate.commands.launch", *mode, "--num_processes", str(processes),
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-            "--main_process_port", str(free_port()), "run.py", str(job)]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        *mode,
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+        "run.py",
+        str(job),
+    ]
 
 
 def launch(job, processes=2, timeout=600, fsdp=False):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(launch_cmd(job, processes, fsdp), cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env=env)
+    return subprocess.run(
+        launch_cmd(job, processes, fsdp), cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def folder(tmp_path, name):
@@ -59,8 +75,9 @@ def assert_files_whole(path):
 
 def test_two_processes_end_at_the_same_lora_as_one(tmp_path):
     def job(name, batch_size):
-        process = train_process(tmp_path, steps=6, save={"save_every": 100},
-                                train={"disable_sampling": True, "batch_size": batch_size})
+        process = train_process(
+            tmp_path, steps=6, save={"save_every": 100}, train={"disable_sampling": True, "batch_size": batch_size}
+        )
         return write_job(tmp_path, process, name=name)
 
     one, two = job("one", 4), job("two", 2)
@@ -89,9 +106,13 @@ def test_fsdp_shards_the_model_matches_one_process_and_resumes(tmp_path):
     data = copy_dataset(tmp_path / "data5", count=5)
 
     def job(name, batch_size, steps=6):
-        process = train_process(tmp_path, steps=steps, save={"save_every": 100},
-                                train={"batch_size": batch_size, "gradient_checkpointing": True},
-                                sample={"sample_every": 100, "prompts": ["a photo of [trigger] on a blue background"]})
+        process = train_process(
+            tmp_path,
+            steps=steps,
+            save={"save_every": 100},
+            train={"batch_size": batch_size, "gradient_checkpointing": True},
+            sample={"sample_every": 100, "prompts": ["a photo of [trigger] on a blue background"]},
+        )
         process["datasets"][0]["folder_path"] = str(data)
         return write_job(tmp_path, process, name=name)
 
@@ -128,8 +149,13 @@ def test_fsdp_on_cuda_matches_one_process(tmp_path):
     processes = min(torch.cuda.device_count(), 2)
 
     def job(name, batch_size):
-        process = train_process(tmp_path, steps=6, save={"save_every": 100}, device="cuda",
-                                train={"batch_size": batch_size, "gradient_checkpointing": True})
+        process = train_process(
+            tmp_path,
+            steps=6,
+            save={"save_every": 100},
+            device="cuda",
+            train={"batch_size": batch_size, "gradient_checkpointing": True},
+        )
         return write_job(tmp_path, process, name=name)
 
     assert run_subprocess(job("one", 2 * processes)).returncode == 0
@@ -151,42 +177,64 @@ def test_fsdp_settings_come_from_the_accelerate_config(monkeypatch):
 
     monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
     assert FsdpSettings.from_accelerate_env() is None  # plain `python run.py` or --multi_gpu
-    for key, value in {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_RESHARD_AFTER_FORWARD": "false",
-                       "FSDP_OFFLOAD_PARAMS": "true", "FSDP_ACTIVATION_CHECKPOINTING": "true"}.items():
+    for key, value in {
+        "ACCELERATE_USE_FSDP": "true",
+        "FSDP_VERSION": "2",
+        "FSDP_RESHARD_AFTER_FORWARD": "false",
+        "FSDP_OFFLOAD_PARAMS": "true",
+        "FSDP_ACTIVATION_CHECKPOINTING": "true",
+    }.items():
         monkeypatch.setenv(key, value)
-    assert FsdpSettings.from_accelerate_env() == FsdpSettings(reshard_after_forward=False, offload_params=True,
-                                                              activation_checkpointing=True)
+    assert FsdpSettings.from_accelerate_env() == FsdpSettings(
+        reshard_after_forward=False, offload_params=True, activation_checkpointing=True
+    )
 
 
 def test_fsdp_rejects_what_it_cannot_shard_before_loading(tmp_path):
     process = train_process(tmp_path, model={"quantize": True, "layer_offloading": True})
     job = write_job(tmp_path, process, name="sharded")
-    result = subprocess.run([sys.executable, "run.py", str(job)], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300, env=fsdp_env())
+    result = subprocess.run(
+        [sys.executable, "run.py", str(job)], cwd=ROOT, capture_output=True, text=True, timeout=300, env=fsdp_env()
+    )
     assert result.returncode != 0
     assert "config.process[0].model.quantize: quantized (optimum-quanto) weights cannot be sharded" in result.stderr
     assert "config.process[0].model.layer_offloading: layer offloading cannot stream FSDP-sharded" in result.stderr
     assert "loaded flux2" not in result.stderr  # refused before any weights load
 
-    result = subprocess.run([sys.executable, "run.py", str(write_job(tmp_path, train_process(tmp_path), name="v1"))],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=fsdp_env("1"))
+    result = subprocess.run(
+        [sys.executable, "run.py", str(write_job(tmp_path, train_process(tmp_path), name="v1"))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=fsdp_env("1"),
+    )
     assert result.returncode != 0
     assert "fsdp_config.fsdp_version is 1" in result.stderr and "Set fsdp_version: 2" in result.stderr
 
 
 def test_killed_rank_leaves_checkpoint_intact_and_resumes(tmp_path):
-    process = train_process(tmp_path, steps=30, save={"save_every": 2, "max_step_saves_to_keep": 3},
-                            train={"disable_sampling": True, "batch_size": 1})
+    process = train_process(
+        tmp_path,
+        steps=30,
+        save={"save_every": 2, "max_step_saves_to_keep": 3},
+        train={"disable_sampling": True, "batch_size": 1},
+    )
     job = write_job(tmp_path, process, name="ddp")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launcher = subprocess.Popen(launch_cmd(job), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    launcher = subprocess.Popen(
+        launch_cmd(job), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     out = folder(tmp_path, "ddp")
     deadline = time.time() + 300
     while not (out / "ddp_000000004.state.pt").exists():
         assert launcher.poll() is None and time.time() < deadline, "run ended before the step-4 checkpoint"
         time.sleep(0.1)
-    workers = [p for p in psutil.Process(launcher.pid).children(recursive=True)
-               if p.environ().get("LOCAL_RANK") == "1" and "run.py" in " ".join(p.cmdline())]
+    workers = [
+        p
+        for p in psutil.Process(launcher.pid).children(recursive=True)
+        if p.environ().get("LOCAL_RANK") == "1" and "run.py" in " ".join(p.cmdline())
+    ]
     assert workers, "no rank-1 worker found"
     workers[0].send_signal(signal.SIGKILL)
     launcher.wait(timeout=300)
@@ -201,8 +249,9 @@ def test_killed_rank_leaves_checkpoint_intact_and_resumes(tmp_path):
 
 def test_resume_with_another_process_count_restarts_the_epoch(tmp_path):
     def job(steps):
-        process = train_process(tmp_path, steps=steps, save={"save_every": 100},
-                                train={"disable_sampling": True, "batch_size": 1})
+        process = train_process(
+            tmp_path, steps=steps, save={"save_every": 100}, train={"disable_sampling": True, "batch_size": 1}
+        )
         return write_job(tmp_path, process, name="regrow")
 
     result = launch(job(3))  # 4 images, global batches of 2: step 3 ends mid-epoch 1
@@ -210,8 +259,10 @@ def test_resume_with_another_process_count_restarts_the_epoch(tmp_path):
     result = run_subprocess(job(5))  # one process now: global batches of 1
     assert result.returncode == 0, result.stderr[-4000:]
     assert "resumed from step 3" in result.stderr
-    assert ("trained with global batches of 2 (batch_size x processes) and this run uses 1 (1 process(es)): the "
-            "effective batch size changes and the data order restarts at epoch 2") in result.stderr
+    assert (
+        "trained with global batches of 2 (batch_size x processes) and this run uses 1 (1 process(es)): the "
+        "effective batch size changes and the data order restarts at epoch 2"
+    ) in result.stderr
     out = folder(tmp_path, "regrow")
     assert read_events(out)[-1]["state"] == "finished"
     rows = [int(line.split(",")[0]) for line in (out / "loss_log.csv").read_text().splitlines()[1:]]
@@ -221,8 +272,12 @@ def test_resume_with_another_process_count_restarts_the_epoch(tmp_path):
 def test_sigkill_loop_never_corrupts_and_always_resumes(tmp_path):
     """SIGKILL at 10+ random moments of training and saving (a save every step), then finish."""
     total = 80
-    process = train_process(tmp_path, steps=total, save={"save_every": 1, "max_step_saves_to_keep": 2},
-                            train={"disable_sampling": True, "batch_size": 1})
+    process = train_process(
+        tmp_path,
+        steps=total,
+        save={"save_every": 1, "max_step_saves_to_keep": 2},
+        train={"disable_sampling": True, "batch_size": 1},
+    )
     job = write_job(tmp_path, process, name="crash")
     out = folder(tmp_path, "crash")
     rng = random.Random(1234)

@@ -37,17 +37,22 @@ def tiny_edit_process(tmp_path: Path, arch: str) -> dict:
     process["device"] = "cpu"
     process["network"].update(linear=4, linear_alpha=4)
     process["save"].update(dtype="float32", save_every=2)
-    process["datasets"][0].update(folder_path=str(data), control_path=str(data / "control"), resolution=[64],
-                                  caption_dropout_rate=0.0)
-    process["train"].update(steps=4, batch_size=2, optimizer="adamw", lr=2e-3, dtype="fp32",
-                            gradient_checkpointing=False, seed=3)
+    process["datasets"][0].update(
+        folder_path=str(data), control_path=str(data / "control"), resolution=[64], caption_dropout_rate=0.0
+    )
+    process["train"].update(
+        steps=4, batch_size=2, optimizer="adamw", lr=2e-3, dtype="fp32", gradient_checkpointing=False, seed=3
+    )
     process["model"] = {"name_or_path": f"tiny:{arch}", "arch": arch, "dtype": "fp32"}
     refs = [str(data / "control" / "edit_00.png"), str(data / "control" / "edit_01.png")]
-    process["sample"].update(sample_every=2, width=64, height=64, sample_steps=2, format="png", guidance_scale=3.0,
-                             ctrl_img=refs[0])
+    process["sample"].update(
+        sample_every=2, width=64, height=64, sample_steps=2, format="png", guidance_scale=3.0, ctrl_img=refs[0]
+    )
     del process["sample"]["prompts"]
-    process["sample"]["samples"] = [{"prompt": "make the robot blue"},
-                                    {"prompt": "give the robot a red hat", "ctrl_img": refs, "width": 48}]
+    process["sample"]["samples"] = [
+        {"prompt": "make the robot blue"},
+        {"prompt": "give the robot a red hat", "ctrl_img": refs, "width": 48},
+    ]
     return process
 
 
@@ -97,16 +102,27 @@ def test_edit_training_on_bundled_pairs(tmp_path, monkeypatch, arch):
     assert len(list((tmp_path / "edits" / "control" / "_latent_cache").glob("*.safetensors"))) == 6
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"model": {"name_or_path": "tiny:flux2_klein_4b", "arch": "flux2_klein_4b", "dtype": "fp32"},
-      "sample": {"ctrl_img": ["control/edit_00.png"] * 5}},
-     r"sample.ctrl_img: 5 reference images, but flux2_klein_4b conditions on at most 4"),
-    ({"datasets": [{"control_path": ["control"] * 11}]},
-     r"datasets\[0\].control_path: 11 reference images, but flux2 conditions on at most 10"),
-    ({"sample": {"ctrl_img": "control/missing.png"}}, r"sample.ctrl_img: '.*missing.png' does not exist"),
-    ({"model": {"name_or_path": "tiny:flux", "arch": "flux", "dtype": "fp32"}},
-     r"datasets\[0\].control_path: reference / edit images .* not supported for flux \(supported for: flux2, "),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (
+            {
+                "model": {"name_or_path": "tiny:flux2_klein_4b", "arch": "flux2_klein_4b", "dtype": "fp32"},
+                "sample": {"ctrl_img": ["control/edit_00.png"] * 5},
+            },
+            r"sample.ctrl_img: 5 reference images, but flux2_klein_4b conditions on at most 4",
+        ),
+        (
+            {"datasets": [{"control_path": ["control"] * 11}]},
+            r"datasets\[0\].control_path: 11 reference images, but flux2 conditions on at most 10",
+        ),
+        ({"sample": {"ctrl_img": "control/missing.png"}}, r"sample.ctrl_img: '.*missing.png' does not exist"),
+        (
+            {"model": {"name_or_path": "tiny:flux", "arch": "flux", "dtype": "fp32"}},
+            r"datasets\[0\].control_path: reference / edit images .* not supported for flux \(supported for: flux2, ",
+        ),
+    ],
+)
 def test_bad_edit_configs_fail_before_the_model_loads(tmp_path, caplog, change, message):
     import re
 
@@ -128,9 +144,16 @@ def test_bad_edit_configs_fail_before_the_model_loads(tmp_path, caplog, change, 
 def test_slice_batch_shards_the_references():
     from toolkit.data.dataset import TrainBatch
 
-    batch = TrainBatch(indices=[0, 1, 2], captions=["a", "b", "c"], latents=torch.randn(3, 4, 2, 2), images=None,
-                       is_reg=torch.zeros(3, dtype=torch.bool), epoch=0, batch=0,
-                       references=[torch.randn(3, 4, 3, 3), torch.randn(3, 4, 2, 5)])
+    batch = TrainBatch(
+        indices=[0, 1, 2],
+        captions=["a", "b", "c"],
+        latents=torch.randn(3, 4, 2, 2),
+        images=None,
+        is_reg=torch.zeros(3, dtype=torch.bool),
+        epoch=0,
+        batch=0,
+        references=[torch.randn(3, 4, 3, 3), torch.randn(3, 4, 2, 5)],
+    )
     shard = batch.slice(1, 3)
     assert shard.indices == [1, 2] and shard.latents.shape[0] == 2
     assert [tuple(r.shape) for r in shard.references] == [(2, 4, 3, 3), (2, 4, 2, 5)]

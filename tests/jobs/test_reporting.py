@@ -26,8 +26,11 @@ class RecordingHfApi:
         return f"https://huggingface.co/{kwargs['repo_id']}"
 
     def upload_folder(self, **kwargs):
-        files = sorted(str(p.relative_to(kwargs["folder_path"])) for p in Path(kwargs["folder_path"]).rglob("*")
-                       if p.is_file() and _allowed(p.relative_to(kwargs["folder_path"]), kwargs["allow_patterns"]))
+        files = sorted(
+            str(p.relative_to(kwargs["folder_path"]))
+            for p in Path(kwargs["folder_path"]).rglob("*")
+            if p.is_file() and _allowed(p.relative_to(kwargs["folder_path"]), kwargs["allow_patterns"])
+        )
         self.calls.append(("upload_folder", {**kwargs, "files": files}))
 
 
@@ -47,13 +50,25 @@ def reporting_run(tmp_path_factory):
     for name in ("robot_06.png", "robot_07.png"):  # not among the 4 training images
         Image.open(DEMO_DATA / name).save(held_out / name)
     process = train_process(
-        tmp, steps=4, performance_log_every=2,
+        tmp,
+        steps=4,
+        performance_log_every=2,
         logging={"use_wandb": True, "project_name": "tests", "run_name": "tiny-run"},
         save={"push_to_hub": True, "hf_repo_id": "me/tiny-lora", "hf_private": True, "save_every": 4},
-        train={"validation_config": {"validation_items": [
-            {"image_path": str(held_out / "robot_06.png"), "prompt": "a photo of [trigger], on a pink background"},
-            {"image_path": str(held_out / "robot_07.png"), "prompt": "[trigger] on yellow"}],
-            "resolution": 64, "validate_every_n_steps": 2, "validation_sigmas": [0.9, 0.5]}},
+        train={
+            "validation_config": {
+                "validation_items": [
+                    {
+                        "image_path": str(held_out / "robot_06.png"),
+                        "prompt": "a photo of [trigger], on a pink background",
+                    },
+                    {"image_path": str(held_out / "robot_07.png"), "prompt": "[trigger] on yellow"},
+                ],
+                "resolution": 64,
+                "validate_every_n_steps": 2,
+                "validation_sigmas": [0.9, 0.5],
+            }
+        },
         sample={"prompts": ["a photo of [trigger]"], "sample_every": 100},
     )
     with pytest.MonkeyPatch.context() as mp:
@@ -99,10 +114,10 @@ def _wandb_records(path: Path):
         if block - offset % block < 7:  # too little room left in this block for a header: padding
             offset += block - offset % block
             continue
-        _, length, kind = struct.unpack("<IHB", data[offset:offset + 7])
+        _, length, kind = struct.unpack("<IHB", data[offset : offset + 7])
         if kind == 0 and length == 0:
             break
-        pending += data[offset + 7:offset + 7 + length]
+        pending += data[offset + 7 : offset + 7 + length]
         offset += 7 + length
         if kind in (1, 4):  # full, last
             record = wandb_internal_pb2.Record()
@@ -118,8 +133,11 @@ def test_wandb_offline_run_holds_the_losses(reporting_run):
     runs = list((folder / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
     records = list(_wandb_records(runs[0]))
-    history = [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
-               for r in records if r.WhichOneof("record_type") == "history"]
+    history = [
+        {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
+        for r in records
+        if r.WhichOneof("record_type") == "history"
+    ]
     losses = {h["_step"]: h["loss"] for h in history if "loss" in h}
     assert sorted(losses) == [1, 2, 3, 4]
     logged = [line.split(",") for line in (folder / "loss_log.csv").read_text().splitlines()[1:]]
@@ -140,4 +158,6 @@ def test_push_to_hub_creates_the_repo_and_uploads_the_results(reporting_run):
     assert {"tiny_lora.safetensors", "config.yaml", "README.md", "loss.png", "validation_log.csv"} <= set(files)
     assert any(f.startswith("samples/") for f in files)
     assert not any(f.endswith(".state.pt") or f.startswith("tiny_lora_0") or f.startswith("wandb") for f in files)
-    assert "base_model: tiny:flux2" in (folder / "README.md").read_text() and "r0b0t" in (folder / "README.md").read_text()
+    assert (
+        "base_model: tiny:flux2" in (folder / "README.md").read_text() and "r0b0t" in (folder / "README.md").read_text()
+    )

@@ -51,8 +51,13 @@ def test_a_step_reads_nothing_back_from_the_device(tmp_path, monkeypatch):
 
     monkeypatch.setattr(BaseSDTrainProcess, "train_step", counted_step)
     monkeypatch.setattr(BaseSDTrainProcess, "read_losses", lambda self: reads.append(self.step) or read(self))
-    process = train_process(tmp_path, steps=6, save={"save_every": 100}, logging={"log_every": 3},
-                            train={"disable_sampling": True, "ema_config": {"use_ema": True}})
+    process = train_process(
+        tmp_path,
+        steps=6,
+        save={"save_every": 100},
+        logging={"log_every": 3},
+        train={"disable_sampling": True, "ema_config": {"use_ema": True}},
+    )
     assert run.main([str(write_job(tmp_path, process))]) == 0
     assert calls == []
     assert reads == [3, 6]
@@ -67,13 +72,19 @@ def test_compiled_training_matches_eager(tmp_path, monkeypatch, caplog):
     from toolkit.models.base_model import BaseModel
 
     compile_transformer = BaseModel.compile_transformer
-    monkeypatch.setattr(BaseModel, "compile_transformer", lambda self, backend="aot_eager": compile_transformer(
-        self, backend))
-    changes = {"steps": 4, "save": {"save_every": 100},
-               "train": {"disable_sampling": True, "gradient_checkpointing": True,
-                         "ema_config": {"use_ema": True, "ema_decay": 0.9}},
-               "datasets": [{"folder_path": "", "resolution": [64, 48], "cache_latents": True,
-                             "caption_dropout_rate": 0.0}]}
+    monkeypatch.setattr(
+        BaseModel, "compile_transformer", lambda self, backend="aot_eager": compile_transformer(self, backend)
+    )
+    changes = {
+        "steps": 4,
+        "save": {"save_every": 100},
+        "train": {
+            "disable_sampling": True,
+            "gradient_checkpointing": True,
+            "ema_config": {"use_ema": True, "ema_decay": 0.9},
+        },
+        "datasets": [{"folder_path": "", "resolution": [64, 48], "cache_latents": True, "caption_dropout_rate": 0.0}],
+    }
     results = {}
     for name, compiled in (("eager", False), ("compiled", True)):
         folder = tmp_path / name

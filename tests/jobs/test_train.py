@@ -30,12 +30,24 @@ def flux2_run(tmp_path_factory):
     """One FLUX.2-dev training run shared by the output tests (EMA, accumulation, cosine warm-up, 2 datasets)."""
     tmp = tmp_path_factory.mktemp("flux2_run")
     process = train_process(
-        tmp, steps=12,
-        train={"gradient_accumulation_steps": 2, "lr_scheduler": "cosine", "lr_warmup_steps": 2,
-               "ema_config": {"use_ema": True, "ema_decay": 0.9}},
+        tmp,
+        steps=12,
+        train={
+            "gradient_accumulation_steps": 2,
+            "lr_scheduler": "cosine",
+            "lr_warmup_steps": 2,
+            "ema_config": {"use_ema": True, "ema_decay": 0.9},
+        },
     )
-    process["datasets"].append({"folder_path": str(copy_dataset(tmp / "data2", 2)), "flip_x": True,
-                                "resolution": [48], "cache_latents_to_disk": True, "caption_dropout_rate": 0.0})
+    process["datasets"].append(
+        {
+            "folder_path": str(copy_dataset(tmp / "data2", 2)),
+            "flip_x": True,
+            "resolution": [48],
+            "cache_latents_to_disk": True,
+            "caption_dropout_rate": 0.0,
+        }
+    )
     assert run.main([str(write_job(tmp, process))]) == 0
     return job_folder(tmp)
 
@@ -45,7 +57,9 @@ def test_job_folder_contract(flux2_run):
     names = sorted(p.name for p in folder.glob("*.safetensors"))
     # save_every 4 over 12 steps, 2 kept, plus the final file
     assert names == ["tiny_lora.safetensors", "tiny_lora_000000008.safetensors", "tiny_lora_000000012.safetensors"]
-    assert (folder / "tiny_lora_000000012.state.pt").is_file() and not (folder / "tiny_lora_000000004.state.pt").exists()
+    assert (folder / "tiny_lora_000000012.state.pt").is_file() and not (
+        folder / "tiny_lora_000000004.state.pt"
+    ).exists()
     assert (folder / "config.yaml").is_file() and (folder / "loss.png").is_file()
     samples = sorted(p.name for p in (folder / "samples").iterdir())
     assert samples == [f"{s:09d}_{i}.png" for s in (0, 4, 8, 12) for i in (0, 1)]
@@ -84,8 +98,9 @@ def test_saved_lora_reproduces_trainer_sample_in_diffusers(tmp_path, tiny, arch,
     """diffusers' load_lora_weights reads the file and its sample equals the trainer's final sample."""
     import diffusers
 
-    process = train_process(tmp_path, arch=arch, tiny_id=tiny_id, steps=4, save={"save_every": 100},
-                            train={"skip_first_sample": True})
+    process = train_process(
+        tmp_path, arch=arch, tiny_id=tiny_id, steps=4, save={"save_every": 100}, train={"skip_first_sample": True}
+    )
     if arch == "flux":
         # diffusers' FLUX.1 LoRA loader hard-codes the real single-block width (3072); the tiny model's
         # linear1 LoRA is proven by tests/train/test_lora_format.py's merge and real-width tests instead.
@@ -98,17 +113,28 @@ def test_saved_lora_reproduces_trainer_sample_in_diffusers(tmp_path, tiny, arch,
     file_keys = len(load_file(str(folder / "tiny_lora.safetensors")))
     loaded = [n for n, _ in pipe.transformer.named_parameters() if "lora_" in n]
     assert loaded and len(loaded) >= file_keys  # fused BFL modules load as several diffusers modules
-    image = pipe(prompt="a photo of r0b0t on a blue background", width=64, height=64, num_inference_steps=3,
-                 guidance_scale=3.0, generator=torch.Generator("cpu").manual_seed(42)).images[0]
+    image = pipe(
+        prompt="a photo of r0b0t on a blue background",
+        width=64,
+        height=64,
+        num_inference_steps=3,
+        guidance_scale=3.0,
+        generator=torch.Generator("cpu").manual_seed(42),
+    ).images[0]
     ours = np.asarray(Image.open(folder / "samples" / "000000004_0.png"), dtype=np.int16)
     assert np.abs(np.asarray(image, dtype=np.int16) - ours).max() <= 2
 
 
 def test_it_learns(tmp_path):
     """Loss falls by at least 10% (first vs last 10 steps) and the LoRA changes the samples."""
-    process = train_process(tmp_path, steps=100, save={"save_every": 1000},
-                            sample={"sample_every": 1000, "prompts": ["a photo of [trigger] on a blue background"]},
-                            network={"linear": 16, "linear_alpha": 16}, train={"lr": 3e-3, "timestep_type": "linear"})
+    process = train_process(
+        tmp_path,
+        steps=100,
+        save={"save_every": 1000},
+        sample={"sample_every": 1000, "prompts": ["a photo of [trigger] on a blue background"]},
+        network={"linear": 16, "linear_alpha": 16},
+        train={"lr": 3e-3, "timestep_type": "linear"},
+    )
     assert run.main([str(write_job(tmp_path, process))]) == 0
     folder = job_folder(tmp_path)
     losses = [float(line.split(",")[1]) for line in (folder / "loss_log.csv").read_text().splitlines()[1:]]
@@ -132,8 +158,12 @@ def _wait_for(path, proc, timeout=300):
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
-    base = train_process(tmp_path, steps=12, save={"save_every": 4, "max_step_saves_to_keep": 3},
-                         train={"disable_sampling": True, "ema_config": {"use_ema": True}})
+    base = train_process(
+        tmp_path,
+        steps=12,
+        save={"save_every": 4, "max_step_saves_to_keep": 3},
+        train={"disable_sampling": True, "ema_config": {"use_ema": True}},
+    )
     straight = write_job(tmp_path, base, name="straight")
     assert run_subprocess(straight).returncode == 0
     killed = write_job(tmp_path, base, name="killed")
@@ -176,15 +206,21 @@ def test_ctrl_c_saves_before_exit(tmp_path):
     assert ckpt_steps(folder)[-1] == stopped_at
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"datasets": [{"folder_path": "/no/such/folder"}]}, r"datasets\[0\].folder_path.*/no/such/folder"),
-    ({"training_folder": "/etc/hostname/sub"}, r"training_folder: cannot write"),
-    ({"train": {"optimizer": "adamw8bit"}}, r"adamw8bit needs bitsandbytes with CUDA"),
-    ({"train": {"train_text_encoder": True}}, r"train.train_text_encoder: text-encoder training is not supported for flux2"),
-    ({"sample": {"prompts": ["a cat --wdth 3"]}}, r"sample.prompts\[0\].*did you mean --w"),
-    ({"device": "cuda:0"}, r"CUDA is not available"),
-    ({"train": {"min_snr_gamma": 5}}, r"train.min_snr_gamma: ai-toolkit option not supported here: SNR weighting"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"datasets": [{"folder_path": "/no/such/folder"}]}, r"datasets\[0\].folder_path.*/no/such/folder"),
+        ({"training_folder": "/etc/hostname/sub"}, r"training_folder: cannot write"),
+        ({"train": {"optimizer": "adamw8bit"}}, r"adamw8bit needs bitsandbytes with CUDA"),
+        (
+            {"train": {"train_text_encoder": True}},
+            r"train.train_text_encoder: text-encoder training is not supported for flux2",
+        ),
+        ({"sample": {"prompts": ["a cat --wdth 3"]}}, r"sample.prompts\[0\].*did you mean --w"),
+        ({"device": "cuda:0"}, r"CUDA is not available"),
+        ({"train": {"min_snr_gamma": 5}}, r"train.min_snr_gamma: ai-toolkit option not supported here: SNR weighting"),
+    ],
+)
 def test_bad_input_fails_before_the_model_loads(tmp_path, caplog, change, message):
     import re
 
@@ -193,7 +229,9 @@ def test_bad_input_fails_before_the_model_loads(tmp_path, caplog, change, messag
     if change.get("train", {}).get("optimizer") == "adamw8bit" and torch.cuda.is_available():
         pytest.skip("machine has CUDA")
     process = train_process(tmp_path, **change)
-    process["model"]["name_or_path"] = str(tmp_path / "missing" / "flux2-dev.safetensors")  # loading would fail differently
+    process["model"]["name_or_path"] = str(
+        tmp_path / "missing" / "flux2-dev.safetensors"
+    )  # loading would fail differently
     assert run.main([str(write_job(tmp_path, process))]) == 1
     assert re.search(message, caplog.text), caplog.text[-2000:]
     assert "missing" not in caplog.text.split("failed:", 1)[1]
@@ -212,8 +250,13 @@ def test_empty_and_corrupt_datasets(tmp_path, caplog):
 def test_quantized_transformer_trains_and_saves_the_same_format(tmp_path, qtype):
     from optimum.quanto import QLinear
 
-    process = train_process(tmp_path, steps=6, save={"save_every": 100}, train={"disable_sampling": True},
-                            model={"quantize": True, "qtype": qtype, "quantize_te": True, "qtype_te": qtype})
+    process = train_process(
+        tmp_path,
+        steps=6,
+        save={"save_every": 100},
+        train={"disable_sampling": True},
+        model={"quantize": True, "qtype": qtype, "quantize_te": True, "qtype_te": qtype},
+    )
     from toolkit.job import get_job
 
     job = get_job(str(write_job(tmp_path, process)))
@@ -221,7 +264,9 @@ def test_quantized_transformer_trains_and_saves_the_same_format(tmp_path, qtype)
     model = job.processes[0].model
     assert isinstance(model.transformer.transformer_blocks[0].attn.to_q.base_layer, QLinear)
     assert isinstance(model.pipeline.text_encoder.model.language_model.layers[0].mlp.up_proj, QLinear)
-    losses = [float(line.split(",")[1]) for line in (job_folder(tmp_path) / "loss_log.csv").read_text().splitlines()[1:]]
+    losses = [
+        float(line.split(",")[1]) for line in (job_folder(tmp_path) / "loss_log.csv").read_text().splitlines()[1:]
+    ]
     assert len(losses) == 6 and all(np.isfinite(losses))
     with safe_open(str(job_folder(tmp_path) / "tiny_lora.safetensors"), "pt") as f:
         assert "diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight" in f.keys()
@@ -257,8 +302,9 @@ def test_ai_toolkit_flux1_example_runs(tmp_path):
 def test_unload_text_encoder_samples_from_cached_prompts(tmp_path):
     from toolkit.job import get_job
 
-    process = train_process(tmp_path, steps=2, save={"save_every": 100},
-                            train={"unload_text_encoder": True, "cache_text_embeddings": False})
+    process = train_process(
+        tmp_path, steps=2, save={"save_every": 100}, train={"unload_text_encoder": True, "cache_text_embeddings": False}
+    )
     job = get_job(str(write_job(tmp_path, process)))
     job.run()
     model = job.processes[0].model
@@ -267,8 +313,12 @@ def test_unload_text_encoder_samples_from_cached_prompts(tmp_path):
 
 
 def test_exploding_loss_stops_before_overwriting_a_checkpoint(tmp_path, caplog):
-    process = train_process(tmp_path, steps=50, save={"save_every": 1, "max_step_saves_to_keep": 100},
-                            train={"disable_sampling": True, "lr": 1e30, "max_grad_norm": 0.0, "optimizer": "adamw"})
+    process = train_process(
+        tmp_path,
+        steps=50,
+        save={"save_every": 1, "max_step_saves_to_keep": 100},
+        train={"disable_sampling": True, "lr": 1e30, "max_grad_norm": 0.0, "optimizer": "adamw"},
+    )
     assert run.main([str(write_job(tmp_path, process))]) == 1
     assert re_search(r"loss is (nan|inf) at step (\d+); stopping", caplog.text)
     events = read_events(job_folder(tmp_path))

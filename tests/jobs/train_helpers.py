@@ -42,14 +42,30 @@ def train_process(tmp_path: Path, arch: str = "flux2", tiny_id: str | None = Non
         "trigger_word": "r0b0t",
         "network": {"type": "lora", "linear": 4, "linear_alpha": 4},
         "save": {"dtype": "float32", "save_every": 4, "max_step_saves_to_keep": 2},
-        "datasets": [{"folder_path": str(data), "caption_dropout_rate": 0.0, "resolution": [64], "cache_latents": True}],
+        "datasets": [
+            {"folder_path": str(data), "caption_dropout_rate": 0.0, "resolution": [64], "cache_latents": True}
+        ],
         "train": {
-            "batch_size": 2, "steps": steps, "optimizer": "adamw", "lr": 2e-3, "dtype": "fp32",
-            "gradient_checkpointing": False, "cache_text_embeddings": True, "seed": 3, "timestep_type": "linear",
+            "batch_size": 2,
+            "steps": steps,
+            "optimizer": "adamw",
+            "lr": 2e-3,
+            "dtype": "fp32",
+            "gradient_checkpointing": False,
+            "cache_text_embeddings": True,
+            "seed": 3,
+            "timestep_type": "linear",
         },
         "model": {"name_or_path": f"tiny:{tiny_id or arch}", "arch": arch, "dtype": "fp32"},
-        "sample": {"sample_every": 4, "width": 64, "height": 64, "sample_steps": 3, "format": "png", "guidance_scale": 3.0,
-                   "prompts": ["a photo of [trigger] on a blue background", "[trigger] robot --seed 9 --w 48 --h 32"]},
+        "sample": {
+            "sample_every": 4,
+            "width": 64,
+            "height": 64,
+            "sample_steps": 3,
+            "format": "png",
+            "guidance_scale": 3.0,
+            "prompts": ["a photo of [trigger] on a blue background", "[trigger] robot --seed 9 --w 48 --h 32"],
+        },
     }
     return deep_update(process, changes)
 
@@ -62,9 +78,12 @@ def write_job(tmp_path: Path, process: dict, name: str = "tiny_lora") -> Path:
 
 
 def run_subprocess(job: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "run.py", str(job)], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "run.py", str(job)], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def start_subprocess(job: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "run.py", str(job)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "run.py", str(job)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )

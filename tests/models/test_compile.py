@@ -25,8 +25,12 @@ def pipelines(tiny):
     from toolkit.bench import _pipeline, bench_archs
 
     archs = bench_archs()
-    return {arch: _pipeline(arch, getattr(diffusers, archs[arch].transformer_class).from_pretrained(
-        tiny(arch) / "transformer")) for arch in ("flux2", "flux2_klein_4b")}
+    return {
+        arch: _pipeline(
+            arch, getattr(diffusers, archs[arch].transformer_class).from_pretrained(tiny(arch) / "transformer")
+        )
+        for arch in ("flux2", "flux2_klein_4b")
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -44,9 +48,15 @@ def assert_same_gradients(expected, actual, atol=1e-5):
         torch.testing.assert_close(grads2[name], grad, rtol=1e-4, atol=atol, msg=name)
 
 
-@pytest.mark.parametrize("arch,checkpointing,streamed", [
-    ("flux2", False, 0), ("flux2", True, 2), ("flux2_klein_4b", False, 2), ("flux2_klein_4b", True, 0),
-])
+@pytest.mark.parametrize(
+    "arch,checkpointing,streamed",
+    [
+        ("flux2", False, 0),
+        ("flux2", True, 2),
+        ("flux2_klein_4b", False, 2),
+        ("flux2_klein_4b", True, 0),
+    ],
+)
 def test_compiled_step_equals_eager(pipelines, arch, checkpointing, streamed):
     eager = lora_model(pipelines, arch, checkpointing=checkpointing)
     kwargs, _ = transformer_inputs(eager)

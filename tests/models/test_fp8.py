@@ -29,8 +29,9 @@ def test_devices_without_fp8_matmuls_are_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100-SXM4-80GB")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
     problem = fp8_device_problem(torch.device("cuda", 0))
-    assert problem.startswith("model.fp8_compute: NVIDIA A100-SXM4-80GB has compute capability 8.0; fp8 matmuls "
-                              "need 8.9+")
+    assert problem.startswith(
+        "model.fp8_compute: NVIDIA A100-SXM4-80GB has compute capability 8.0; fp8 matmuls need 8.9+"
+    )
     for capability in ((8, 9), (9, 0), (10, 0)):
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
         assert fp8_device_problem(torch.device("cuda", 0)) is None

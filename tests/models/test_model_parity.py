@@ -17,10 +17,20 @@ from toolkit.util.get_model import get_model_class
 pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
 
 # tiny-model id -> arch
-TINY = {"flux2": "flux2", "flux2_klein_4b": "flux2_klein_4b", "flux2_klein_9b": "flux2_klein_9b",
-        "flux": "flux", "flux-schnell": "flux"}
-PIPELINES = {"flux2": "Flux2Pipeline", "flux2_klein_4b": "Flux2KleinPipeline", "flux2_klein_9b": "Flux2KleinPipeline",
-             "flux": "FluxPipeline", "flux-schnell": "FluxPipeline"}
+TINY = {
+    "flux2": "flux2",
+    "flux2_klein_4b": "flux2_klein_4b",
+    "flux2_klein_9b": "flux2_klein_9b",
+    "flux": "flux",
+    "flux-schnell": "flux",
+}
+PIPELINES = {
+    "flux2": "Flux2Pipeline",
+    "flux2_klein_4b": "Flux2KleinPipeline",
+    "flux2_klein_9b": "Flux2KleinPipeline",
+    "flux": "FluxPipeline",
+    "flux-schnell": "FluxPipeline",
+}
 
 
 def single_file(folder):
@@ -71,7 +81,9 @@ def test_single_file_equals_diffusers_folder(loaded, tiny_id):
     got = file_model.get_noise_prediction(latents, t, embeds, guidance_scale=3.0)
     assert expected.shape == latents.shape
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(file_model.decode_latents(latents), folder_model.decode_latents(latents), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        file_model.decode_latents(latents), folder_model.decode_latents(latents), rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("tiny_id", list(TINY))
@@ -108,17 +120,30 @@ def test_noise_prediction_equals_pipeline_transformer_call(loaded, tiny_id):
     if TINY[tiny_id] == "flux":
         packed = pipe._pack_latents(latents, b, c, h, w)
         ids = pipe._prepare_latent_image_ids(b, h // 2, w // 2, "cpu", packed.dtype)
-        out = pipe.transformer(hidden_states=packed, timestep=t / 1000, guidance=guidance,
-                               pooled_projections=embeds["pooled_prompt_embeds"], encoder_hidden_states=embeds["prompt_embeds"],
-                               txt_ids=torch.zeros(512, 3), img_ids=ids, return_dict=False)[0]
+        out = pipe.transformer(
+            hidden_states=packed,
+            timestep=t / 1000,
+            guidance=guidance,
+            pooled_projections=embeds["pooled_prompt_embeds"],
+            encoder_hidden_states=embeds["prompt_embeds"],
+            txt_ids=torch.zeros(512, 3),
+            img_ids=ids,
+            return_dict=False,
+        )[0]
         scale = pipe.vae_scale_factor
         expected = pipe._unpack_latents(out, h * scale, w * scale, scale)
     else:
         packed = pipe._pack_latents(latents)
         ids = pipe._prepare_latent_ids(latents)
-        out = pipe.transformer(hidden_states=packed, timestep=t / 1000, guidance=guidance,
-                               encoder_hidden_states=embeds["prompt_embeds"], txt_ids=embeds["text_ids"],
-                               img_ids=ids, return_dict=False)[0]
+        out = pipe.transformer(
+            hidden_states=packed,
+            timestep=t / 1000,
+            guidance=guidance,
+            encoder_hidden_states=embeds["prompt_embeds"],
+            txt_ids=embeds["text_ids"],
+            img_ids=ids,
+            return_dict=False,
+        )[0]
         expected = pipe._unpack_latents_with_ids(out, ids)
     torch.testing.assert_close(ours, expected, rtol=0, atol=0)
 
@@ -130,7 +155,9 @@ def test_flux2_latents_are_batch_norm_normalised(loaded):
     raw = model.vae.encode(images).latent_dist.mode()
     patched = model.pipeline._patchify_latents(raw)
     bn = model.vae.bn
-    expected = (patched - bn.running_mean.view(1, -1, 1, 1)) / torch.sqrt(bn.running_var.view(1, -1, 1, 1) + model.vae.config.batch_norm_eps)
+    expected = (patched - bn.running_mean.view(1, -1, 1, 1)) / torch.sqrt(
+        bn.running_var.view(1, -1, 1, 1) + model.vae.config.batch_norm_eps
+    )
     torch.testing.assert_close(model.encode_images(images), expected)
     side = 64 // (2 * model.pipeline.vae_scale_factor)
     assert model.encode_images(images).shape == (1, 128, side, side)

@@ -64,8 +64,9 @@ def test_the_plan_streams_the_fewest_blocks_that_fit():
 
 def test_streaming_no_more_blocks_than_the_window_saves_nothing():
     sizes = [transformer_sizes()]
-    peaks = [plan_offload(sizes, None, 0, headroom_bytes=0, fixed_counts={"transformer": n}).predicted_peak
-             for n in range(6)]
+    peaks = [
+        plan_offload(sizes, None, 0, headroom_bytes=0, fixed_counts={"transformer": n}).predicted_peak for n in range(6)
+    ]
     # training keeps up to 3 streamed blocks on the device (running, prefetched, finishing backward)
     assert peaks[0] == peaks[1] == peaks[2] == peaks[3] > peaks[4] > peaks[5]
     assert peaks[3] - peaks[5] == 2 * 100 * MiB
@@ -91,8 +92,10 @@ def test_a_text_encoder_used_every_step_counts_in_training():
     cached = [transformer_sizes(), text_encoder_sizes(in_training=False)]
     every_step = [transformer_sizes(), text_encoder_sizes(in_training=True)]
     kwargs = dict(activation_bytes=300 * MiB, headroom_bytes=0, fixed_counts={"transformer": 0, "text_encoder": 0})
-    assert (plan_offload(every_step, None, **kwargs).phases["train"]
-            == plan_offload(cached, None, **kwargs).phases["train"] + 500 * MiB)
+    assert (
+        plan_offload(every_step, None, **kwargs).phases["train"]
+        == plan_offload(cached, None, **kwargs).phases["train"] + 500 * MiB
+    )
 
 
 def test_fixed_counts_only_predict_and_percentages_round():
@@ -106,7 +109,10 @@ def test_activation_estimate():
     full = offload_plan.estimate_activation_bytes(**args, gradient_checkpointing=False)
     checkpointed = offload_plan.estimate_activation_bytes(**args, gradient_checkpointing=True)
     assert checkpointed < full / 5
-    assert offload_plan.estimate_activation_bytes(**{**args, "batch_size": 2}, gradient_checkpointing=True) == 2 * checkpointed
+    assert (
+        offload_plan.estimate_activation_bytes(**{**args, "batch_size": 2}, gradient_checkpointing=True)
+        == 2 * checkpointed
+    )
 
 
 @pytest.mark.parametrize("arch,low,high", [("flux2", 0.85, 1.15), ("flux", 0.6, 1.0)])
@@ -127,17 +133,23 @@ def test_activation_estimate_matches_what_autograd_saves(tiny_pipelines, arch, l
         return t
 
     hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
-    handles = [h for b in blocks for h in (
-        b.register_forward_pre_hook(lambda *a, **k: hooks.__enter__()),
-        b.register_forward_hook(lambda *a, **k: hooks.__exit__(None, None, None)))]
+    handles = [
+        h
+        for b in blocks
+        for h in (
+            b.register_forward_pre_hook(lambda *a, **k: hooks.__enter__()),
+            b.register_forward_hook(lambda *a, **k: hooks.__exit__(None, None, None)),
+        )
+    ]
     model.transformer(**kwargs)
     for handle in handles:
         handle.remove()
     config = model.transformer.config
     hidden = config.num_attention_heads * config.attention_head_dim
     mlp = int(hidden * getattr(config, "mlp_ratio", 4.0))
-    estimate = (offload_plan.estimate_activation_bytes(hidden, mlp, len(blocks), tokens, 1, False, 4)
-                - offload_plan.estimate_activation_bytes(hidden, mlp, 0, tokens, 1, False, 4))  # the blocks' part
+    estimate = offload_plan.estimate_activation_bytes(
+        hidden, mlp, len(blocks), tokens, 1, False, 4
+    ) - offload_plan.estimate_activation_bytes(hidden, mlp, 0, tokens, 1, False, 4)  # the blocks' part
     assert low < sum(storages.values()) / estimate < high
 
 
@@ -151,8 +163,12 @@ def tiny_pipelines(tiny):
 
     from toolkit.bench import _pipeline, bench_archs
 
-    return {arch: _pipeline(arch, getattr(diffusers, bench_archs()[arch].transformer_class).from_pretrained(
-        tiny(arch) / "transformer")) for arch in ("flux2", "flux")}
+    return {
+        arch: _pipeline(
+            arch, getattr(diffusers, bench_archs()[arch].transformer_class).from_pretrained(tiny(arch) / "transformer")
+        )
+        for arch in ("flux2", "flux")
+    }
 
 
 def lora_model(pipelines, arch, streamed=0, qtype=None, checkpointing=False, rank=4):
@@ -274,7 +290,8 @@ def test_a_quantized_streamed_model_trains(tiny_pipelines, qtype):
     reference = lora_model(tiny_pipelines, "flux2", qtype=qtype)
     model = lora_model(tiny_pipelines, "flux2", streamed=2, qtype=qtype)
     assert offload.module_nbytes(transformer_blocks(model.transformer, BLOCKS)[0]) == pytest.approx(
-        quantized_nbytes(transformer_blocks(tiny_pipelines["flux2"].transformer, BLOCKS)[0], qtype), rel=0.01)
+        quantized_nbytes(transformer_blocks(tiny_pipelines["flux2"].transformer, BLOCKS)[0], qtype), rel=0.01
+    )
     kwargs, _ = transformer_inputs(model)
     _, grads = gradients(reference, kwargs)
     _, streamed_grads = gradients(model, kwargs)
@@ -316,9 +333,15 @@ def test_training_shape_from_a_job_config(tmp_path):
     process = train_process(tmp_path, train={"optimizer": "prodigy", "gradient_checkpointing": True})
     process["datasets"][0]["resolution"] = [512, 768]
     shape = TrainingShape.from_process_config(TrainProcessConfig.model_validate(process))
-    assert shape == TrainingShape(resolution=768, batch_size=2, gradient_checkpointing=True, lora_rank=4,
-                                  optimizer_state_bytes_per_param=16, text_encoder_in_training=False,
-                                  bytes_per_activation=4)
+    assert shape == TrainingShape(
+        resolution=768,
+        batch_size=2,
+        gradient_checkpointing=True,
+        lora_rank=4,
+        optimizer_state_bytes_per_param=16,
+        text_encoder_in_training=False,
+        bytes_per_activation=4,
+    )
 
 
 def test_reference_images_enlarge_the_planned_activations(tmp_path):
@@ -368,11 +391,17 @@ def prediction(model):
 @pytest.mark.parametrize("arch", ["flux2", "flux"])
 def test_place_on_device_streams_the_configured_percentages(arch):
     plain = load_tiny(arch)
-    streamed = load_tiny(arch, layer_offloading=True, layer_offloading_transformer_percent=0.5,
-                         layer_offloading_text_encoder_percent=0.25)
+    streamed = load_tiny(
+        arch,
+        layer_offloading=True,
+        layer_offloading_transformer_percent=0.5,
+        layer_offloading_text_encoder_percent=0.25,
+    )
     counts = {name: len(s.weights) for name, s in streamed.block_streamers.items()}
-    expected = {name: offload_plan.percent_to_count(0.25, len(streamed.offload_blocks(name)))
-                for name in streamed.text_encoder_names()}
+    expected = {
+        name: offload_plan.percent_to_count(0.25, len(streamed.offload_blocks(name)))
+        for name in streamed.text_encoder_names()
+    }
     assert counts == {"transformer": 2, **expected} and all(expected.values())
     (embeds, pred), (streamed_embeds, streamed_pred) = prediction(plain), prediction(streamed)
     for key in embeds.tensors:
@@ -399,8 +428,9 @@ def test_a_vram_budget_plans_from_measured_sizes(monkeypatch, caplog):
         return get_model_class(config)(config, device="cpu", options=LoadOptions(training_shape=shape))
 
     assert load_tiny("flux2", vram_budget_gb=1.0).block_streamers == {}  # fits: nothing streamed
-    probe = model(layer_offloading=True, layer_offloading_transformer_percent=0.0,
-                  layer_offloading_text_encoder_percent=0.0)
+    probe = model(
+        layer_offloading=True, layer_offloading_transformer_percent=0.0, layer_offloading_text_encoder_percent=0.0
+    )
     probe.load_model()
     unstreamed = offload_plan.plan_model_offload(probe, ["vae", "text_encoder", "transformer"]).predicted_peak
     tight = model(vram_budget_gb=(unstreamed - 1) / GiB)
@@ -424,8 +454,9 @@ def test_training_with_layer_offloading_gives_the_same_lora(tmp_path):
     cases = {"plain": {}, "streamed": {"layer_offloading": True, "layer_offloading_text_encoder_percent": 0.5}}
     for name, model in cases.items():
         folder = tmp_path / name
-        process = train_process(folder, arch="flux", steps=2, model=model, save={"save_every": 10},
-                                train={"disable_sampling": True})
+        process = train_process(
+            folder, arch="flux", steps=2, model=model, save={"save_every": 10}, train={"disable_sampling": True}
+        )
         assert run.main([str(write_job(folder, process))]) == 0
         loras[name] = load_file(str(folder / "output" / "tiny_lora" / "tiny_lora.safetensors"))
     for key, value in loras["plain"].items():

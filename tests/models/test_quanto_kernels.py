@@ -57,8 +57,9 @@ def test_the_build_is_announced_with_an_estimate_and_a_heartbeat(fake, monkeypat
     with caplog.at_level(logging.INFO, logger="toolkit.models.quanto_kernels"):
         ensure_kernels({"model.qtype": "qfloat8"}, CPU, CUDA)
     messages = [r.getMessage() for r in caplog.records]
-    assert messages[0].startswith("building optimum-quanto's quanto_cuda kernels for model.qtype: qfloat8: usually "
-                                  "2-10 minutes")
+    assert messages[0].startswith(
+        "building optimum-quanto's quanto_cuda kernels for model.qtype: qfloat8: usually 2-10 minutes"
+    )
     assert any(m.startswith("still compiling optimum-quanto's quanto_cuda kernels (") for m in messages[1:-1])
     assert messages[-1].startswith("optimum-quanto's quanto_cuda kernels built in")
     assert fake["quanto_cuda"].builds == 1
@@ -88,8 +89,10 @@ def test_a_missing_cuda_toolkit_is_an_error_with_the_fix(fake, monkeypatch):
     with pytest.raises(QuantoKernelError) as info:
         ensure_kernels({"model.qtype": "qint4", "model.qtype_te": "qfloat8"}, CPU, CUDA)
     message = str(info.value)
-    assert message.startswith("model.qtype: qint4, model.qtype_te: qfloat8: optimum-quanto must compile its "
-                              "quanto_cuda kernels on this machine first, and no CUDA toolkit (nvcc)")
+    assert message.startswith(
+        "model.qtype: qint4, model.qtype_te: qfloat8: optimum-quanto must compile its "
+        "quanto_cuda kernels on this machine first, and no CUDA toolkit (nvcc)"
+    )
     assert "qint8 needs no build" in message
     assert fake["quanto_cpp"].builds == 1 and fake["quanto_cuda"].builds == 0  # g++ is here: the C++ part built
 
@@ -109,4 +112,3 @@ def test_the_real_cpu_library_builds_or_loads():
     """The real quanto_cpp (built by g++ here once per machine): ready afterwards, qint4 quantizes."""
     ensure_kernels({"model.qtype": "qint4"}, CPU, CPU)
     assert quanto_kernels._extension("quanto_cpp")._lib is not None
-

@@ -67,10 +67,18 @@ def edit_pair(tmp_path_factory):
 
 def training_references(model, root, batch):
     """The reference latents the trainer feeds, built through the training data path."""
-    config = DatasetConfig(folder_path=str(root / "targets"), control_path=[str(root / "ref_a"), str(root / "ref_b")],
-                           resolution=64, caption_dropout_rate=0.0)
-    (item,) = build_items([config], None, model.capabilities.bucket_divisibility,
-                          reference_max_pixels=model.capabilities.reference_max_pixels)
+    config = DatasetConfig(
+        folder_path=str(root / "targets"),
+        control_path=[str(root / "ref_a"), str(root / "ref_b")],
+        resolution=64,
+        caption_dropout_rate=0.0,
+    )
+    (item,) = build_items(
+        [config],
+        None,
+        model.capabilities.bucket_divisibility,
+        reference_max_pixels=model.capabilities.reference_max_pixels,
+    )
     assert [ref.bucket for ref in item.references] == [(96, 64), (80, 112)]
     with torch.no_grad():
         latents = [model.encode_images(load_reference(ref)[None]) for ref in item.references]
@@ -97,9 +105,16 @@ def test_noise_prediction_with_references_equals_the_pipelines_call(model, edit_
     calls, handle = capture_transformer_calls(pipe.transformer)
     try:
         with torch.no_grad():
-            pipe(image=[Image.open(p) for p in ref_files], prompt_embeds=embeds["prompt_embeds"], height=64, width=64,
-                 num_inference_steps=1, guidance_scale=guidance, generator=torch.Generator().manual_seed(0),
-                 output_type="latent")
+            pipe(
+                image=[Image.open(p) for p in ref_files],
+                prompt_embeds=embeds["prompt_embeds"],
+                height=64,
+                width=64,
+                num_inference_steps=1,
+                guidance_scale=guidance,
+                generator=torch.Generator().manual_seed(0),
+                output_type="latent",
+            )
     finally:
         handle.remove()
     (call,) = calls
@@ -136,13 +151,28 @@ def test_generate_images_with_ctrl_img_equals_pipeline(model, tiny, edit_pair, t
 
     model = model(tiny_id)
     _, ref_files = edit_pair
-    request = ImageRequest(prompt="make the robot blue", neg="", width=64, height=48, seed=7, guidance_scale=3.0,
-                           sample_steps=2, ctrl_img=tuple(str(p) for p in ref_files))
+    request = ImageRequest(
+        prompt="make the robot blue",
+        neg="",
+        width=64,
+        height=48,
+        seed=7,
+        guidance_scale=3.0,
+        sample_steps=2,
+        ctrl_img=tuple(str(p) for p in ref_files),
+    )
     ours = model.generate_images([request])[0]
     pipe = getattr(diffusers, PIPELINES[tiny_id]).from_pretrained(str(tiny(tiny_id, "diffusers")))
     pipe.set_progress_bar_config(disable=True)
-    theirs = pipe(prompt="make the robot blue", image=[Image.open(p) for p in ref_files], width=64, height=48,
-                  num_inference_steps=2, guidance_scale=3.0, generator=torch.Generator("cpu").manual_seed(7)).images[0]
+    theirs = pipe(
+        prompt="make the robot blue",
+        image=[Image.open(p) for p in ref_files],
+        width=64,
+        height=48,
+        num_inference_steps=2,
+        guidance_scale=3.0,
+        generator=torch.Generator("cpu").manual_seed(7),
+    ).images[0]
     plain = model.generate_images([ImageRequest(**{**request.__dict__, "ctrl_img": ()})])[0]
     assert ours.size == (64, 48)
     assert np.array_equal(np.asarray(ours), np.asarray(theirs))
@@ -152,8 +182,11 @@ def test_generate_images_with_ctrl_img_equals_pipeline(model, tiny, edit_pair, t
 def test_flux1_declares_no_reference_support(model):
     from toolkit.stable_diffusion_model import StableDiffusion
 
-    assert not StableDiffusion.capabilities.reference_training and StableDiffusion.capabilities.max_reference_images == 0
-    request = ImageRequest(prompt="x", neg="", width=64, height=64, seed=0, guidance_scale=3.0, sample_steps=1,
-                           ctrl_img=("a.png",))
+    assert (
+        not StableDiffusion.capabilities.reference_training and StableDiffusion.capabilities.max_reference_images == 0
+    )
+    request = ImageRequest(
+        prompt="x", neg="", width=64, height=64, seed=0, guidance_scale=3.0, sample_steps=1, ctrl_img=("a.png",)
+    )
     with pytest.raises(ValueError, match="does not take reference images"):
         StableDiffusion.generate_images(StableDiffusion.__new__(StableDiffusion), [request])

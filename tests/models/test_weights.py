@@ -69,13 +69,18 @@ def test_gated_repo_says_to_accept_the_license(monkeypatch):
 
 def test_flux1_file_with_flux2_arch(tiny):
     with pytest.raises(WeightsError, match=r"is not a flux2 transformer checkpoint \(missing"):
-        load("flux2", name_or_path=str(single_file(tiny("flux", "single_file"))), extras_name_or_path=str(tiny("flux2")))
+        load(
+            "flux2", name_or_path=str(single_file(tiny("flux", "single_file"))), extras_name_or_path=str(tiny("flux2"))
+        )
 
 
 def test_dev_file_with_klein_arch(tiny):
     with pytest.raises(WeightsError, match=r"not a flux2_klein_4b transformer checkpoint \(has \['guidance_in"):
-        load("flux2_klein_4b", name_or_path=str(single_file(tiny("flux2", "single_file"))),
-             extras_name_or_path=str(tiny("flux2_klein_4b")))
+        load(
+            "flux2_klein_4b",
+            name_or_path=str(single_file(tiny("flux2", "single_file"))),
+            extras_name_or_path=str(tiny("flux2_klein_4b")),
+        )
 
 
 def test_flux2_file_with_flux_arch(tiny):
@@ -103,7 +108,9 @@ def test_vae_and_text_encoder_overrides(tiny):
     for a, b in ((model.vae, reference.vae), (model.pipeline.text_encoder, reference.pipeline.text_encoder)):
         first = next(iter(a.state_dict().values()))
         assert first.equal(next(iter(b.state_dict().values())))
-    file_model = load("flux2_klein_4b", name_or_path=str(base), vae_path=str(tiny("flux2_klein_9b", "single_file") / "ae.safetensors"))
+    file_model = load(
+        "flux2_klein_4b", name_or_path=str(base), vae_path=str(tiny("flux2_klein_9b", "single_file") / "ae.safetensors")
+    )
     assert next(iter(file_model.vae.state_dict().values())).equal(next(iter(reference.vae.state_dict().values())))
 
 
@@ -117,9 +124,13 @@ def test_pixtral_processor_without_torchvision_says_what_to_install(tmp_path, ti
         pytest.skip("torchvision is installed")
     folder = tmp_path / "FLUX.2-dev"
     shutil.copytree(tiny("flux2"), folder)
-    (folder / "tokenizer" / "processor_config.json").write_text(json.dumps(
-        {"processor_class": "PixtralProcessor", "patch_size": 16, "spatial_merge_size": 2}))
-    (folder / "tokenizer" / "preprocessor_config.json").write_text(json.dumps(
-        {"image_processor_type": "PixtralImageProcessor", "processor_class": "PixtralProcessor", "patch_size": 16}))
+    (folder / "tokenizer" / "processor_config.json").write_text(
+        json.dumps({"processor_class": "PixtralProcessor", "patch_size": 16, "spatial_merge_size": 2})
+    )
+    (folder / "tokenizer" / "preprocessor_config.json").write_text(
+        json.dumps(
+            {"image_processor_type": "PixtralImageProcessor", "processor_class": "PixtralProcessor", "patch_size": 16}
+        )
+    )
     with pytest.raises(WeightsError, match=r"PixtralProcessor, which needs torchvision.*torchvision==0.29.1"):
         load("flux2", name_or_path=str(folder))

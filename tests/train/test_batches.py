@@ -18,10 +18,16 @@ def _setup(tmp_path):
         (tmp_path / folder).mkdir()
         for i in range(count):
             write_image(tmp_path / folder / f"{i}.png", (32, 32), seed=i)
-    raw = {"type": "sd_trainer", "model": {"name_or_path": "x", "arch": "flux2"},
-           "datasets": [{"folder_path": str(tmp_path / "train"), "resolution": 32},
-                        {"folder_path": str(tmp_path / "reg"), "resolution": 32, "is_reg": True}],
-           "save": {"save_every": 4}, "train": {"disable_sampling": True}}
+    raw = {
+        "type": "sd_trainer",
+        "model": {"name_or_path": "x", "arch": "flux2"},
+        "datasets": [
+            {"folder_path": str(tmp_path / "train"), "resolution": 32},
+            {"folder_path": str(tmp_path / "reg"), "resolution": 32, "is_reg": True},
+        ],
+        "save": {"save_every": 4},
+        "train": {"disable_sampling": True},
+    }
     config = TrainProcessConfig.model_validate(raw)
     items = build_items(config.datasets, None, 16)
 

@@ -51,7 +51,8 @@ FLUX1_LINEAR1 = re.compile(r"^single_transformer_blocks\.\d+\.(attn\.to_[qkv]|pr
 
 def block_linears(transformer) -> list[str]:
     return [
-        name for name, module in transformer.named_modules()
+        name
+        for name, module in transformer.named_modules()
         if isinstance(module, torch.nn.Linear)
         and name.startswith(("transformer_blocks.", "single_transformer_blocks."))
     ]
@@ -77,7 +78,9 @@ def transformer_inputs(arch, transformer, seed=0) -> dict:
         text = torch.randn(1, 8, config.joint_attention_dim, generator=generator)
         return dict(
             hidden_states=torch.randn(1, 16, config.in_channels, generator=generator),
-            encoder_hidden_states=text, timestep=torch.tensor([0.6]), guidance=guidance,
+            encoder_hidden_states=text,
+            timestep=torch.tensor([0.6]),
+            guidance=guidance,
             img_ids=Flux2Pipeline._prepare_latent_ids(torch.zeros(1, config.in_channels, 4, 4)),
             txt_ids=Flux2Pipeline._prepare_text_ids(text),
         )
@@ -85,7 +88,8 @@ def transformer_inputs(arch, transformer, seed=0) -> dict:
         hidden_states=torch.randn(1, 16, config.in_channels, generator=generator),
         encoder_hidden_states=torch.randn(1, 8, config.joint_attention_dim, generator=generator),
         pooled_projections=torch.randn(1, config.pooled_projection_dim, generator=generator),
-        timestep=torch.tensor([0.6]), guidance=guidance,
+        timestep=torch.tensor([0.6]),
+        guidance=guidance,
         img_ids=FluxPipeline._prepare_latent_image_ids(1, 4, 4, "cpu", torch.float32),
         txt_ids=torch.zeros(8, 3),
     )
@@ -283,14 +287,25 @@ def test_diffusers_round_trip_and_format_detection(arch, trained):
         ("flux2", ["transformer_blocks.1.attn.to_q"], "double_blocks.1.img_attn.qkv", (32, 32, 32)),
         ("flux2", ["transformer_blocks.0.attn.add_v_proj"], "double_blocks.0.txt_attn.qkv", (32, 32, 32)),
         ("flux", ["single_transformer_blocks.0.proj_mlp"], "single_blocks.0.linear1", (32, 32, 32, 128)),
-        ("flux", ["single_transformer_blocks.1.attn.to_k", "single_transformer_blocks.1.proj_mlp"],
-         "single_blocks.1.linear1", (32, 32, 32, 128)),
+        (
+            "flux",
+            ["single_transformer_blocks.1.attn.to_k", "single_transformer_blocks.1.proj_mlp"],
+            "single_blocks.1.linear1",
+            (32, 32, 32, 128),
+        ),
     ],
 )
 def test_partly_covered_fused_module_gets_zero_blocks(family, modules, fused, widths):
     generator = torch.Generator().manual_seed(0)
-    parts = {"attn.to_q": 0, "attn.to_k": 1, "attn.to_v": 2, "attn.add_q_proj": 0, "attn.add_k_proj": 1,
-             "attn.add_v_proj": 2, "proj_mlp": 3}
+    parts = {
+        "attn.to_q": 0,
+        "attn.to_k": 1,
+        "attn.to_v": 2,
+        "attn.add_q_proj": 0,
+        "attn.add_k_proj": 1,
+        "attn.add_v_proj": 2,
+        "proj_mlp": 3,
+    }
     peft_sd = {}
     for module in modules:
         width = widths[parts[module.split(".", 2)[2]]]
@@ -337,7 +352,8 @@ def test_modules_diffusers_cannot_read_back_are_refused(family, module):
 def test_flux2_global_modules_are_written():
     peft_sd = {"proj_out.lora_A.weight": torch.randn(RANK, 32), "proj_out.lora_B.weight": torch.randn(128, RANK)}
     assert set(peft_to_comfy(peft_sd, RANK, RANK, "flux2")) == {
-        "diffusion_model.final_layer.linear.lora_A.weight", "diffusion_model.final_layer.linear.lora_B.weight"
+        "diffusion_model.final_layer.linear.lora_A.weight",
+        "diffusion_model.final_layer.linear.lora_B.weight",
     }
 
 
@@ -346,10 +362,20 @@ def test_flux2_global_modules_are_written():
     [
         ({"transformer_blocks.0.attn.to_q.lora_A.default.weight": torch.zeros(RANK, 32)}, "get_peft_model_state_dict"),
         ({"transformer_blocks.0.attn.to_q.lora_A.weight": torch.zeros(RANK, 32)}, "no lora_B"),
-        ({"transformer_blocks.0.attn.to_q.lora_A.weight": torch.zeros(8, 32),
-          "transformer_blocks.0.attn.to_q.lora_B.weight": torch.zeros(32, 8)}, "expected rank 4"),
-        ({"transformer_blocks.0.nope.lora_A.weight": torch.zeros(RANK, 32),
-          "transformer_blocks.0.nope.lora_B.weight": torch.zeros(32, RANK)}, "not a flux2 transformer module"),
+        (
+            {
+                "transformer_blocks.0.attn.to_q.lora_A.weight": torch.zeros(8, 32),
+                "transformer_blocks.0.attn.to_q.lora_B.weight": torch.zeros(32, 8),
+            },
+            "expected rank 4",
+        ),
+        (
+            {
+                "transformer_blocks.0.nope.lora_A.weight": torch.zeros(RANK, 32),
+                "transformer_blocks.0.nope.lora_B.weight": torch.zeros(32, RANK),
+            },
+            "not a flux2 transformer module",
+        ),
     ],
 )
 def test_bad_peft_state_dicts_say_why(state_dict, match):

@@ -50,7 +50,7 @@ def test_loss_types():
     d = prediction - target
     assert torch.allclose(elementwise_loss("mae", prediction, target), d.abs())
     huber = elementwise_loss("pseudo_huber", prediction, target)
-    assert torch.allclose(huber, torch.sqrt(d ** 2 + 1e-4) - 0.01)
+    assert torch.allclose(huber, torch.sqrt(d**2 + 1e-4) - 0.01)
     assert torch.all(huber <= d.abs())
     noise, latents = torch.randn(2, 3, 4, 6), torch.randn(2, 3, 4, 6)
     velocity = noise - latents
@@ -59,7 +59,9 @@ def test_loss_types():
     # orthonormal Haar: on even sizes the wavelet loss's mean is the mse's
     assert torch.allclose(wavelet.mean(), F.mse_loss(prediction, velocity), rtol=1e-5)
     # but it is not the same per element
-    assert not torch.allclose(wavelet, F.mse_loss(prediction, velocity, reduction="none")[:, :, :2, :3].repeat(1, 4, 1, 1))
+    assert not torch.allclose(
+        wavelet, F.mse_loss(prediction, velocity, reduction="none")[:, :, :2, :3].repeat(1, 4, 1, 1)
+    )
     with pytest.raises(ValueError, match="unknown loss_type"):
         elementwise_loss("stepped", prediction, target)
 
@@ -100,8 +102,11 @@ def test_item_multiplier_scales_each_items_adapter_output(kind):
 
     from toolkit.network import ItemMultiplier
 
-    config = (LoraConfig(r=4, lora_alpha=4, target_modules=["lin"], init_lora_weights=False) if kind == "lora"
-              else LoKrConfig(r=4, alpha=4, target_modules=["lin"], init_weights=False))
+    config = (
+        LoraConfig(r=4, lora_alpha=4, target_modules=["lin"], init_lora_weights=False)
+        if kind == "lora"
+        else LoKrConfig(r=4, alpha=4, target_modules=["lin"], init_weights=False)
+    )
     model = _peft_model(config)
     x = torch.randn(3, 5, 8)
     full = model(x)

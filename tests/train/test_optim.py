@@ -18,7 +18,7 @@ def params():
 
 
 def one_step(optimizer, parameters):
-    loss = sum((p ** 2).sum() + p.sum() for p in parameters)
+    loss = sum((p**2).sum() + p.sum() for p in parameters)
     loss.backward()
     before = [p.detach().clone() for p in parameters]
     optimizer.step()
@@ -106,9 +106,11 @@ def test_schedules():
     # ai-toolkit's linear is torch's LinearLR over the run: lr/3 up to lr unless lr_scheduler_params say otherwise
     assert lrs("linear") == pytest.approx([1 / 3 + (2 / 3) * i / 10 for i in range(10)])
     assert lrs("linear", scheduler_params={"start_factor": 1.0, "end_factor": 0.0}) == pytest.approx(
-        [1 - i / 10 for i in range(10)])
+        [1 - i / 10 for i in range(10)]
+    )
     assert lrs("cosine", scheduler_params={"eta_min": 0.5}) == pytest.approx(
-        [0.5 + 0.25 * (1 + math.cos(math.pi * i / 10)) for i in range(10)])
+        [0.5 + 0.25 * (1 + math.cos(math.pi * i / 10)) for i in range(10)]
+    )
     assert lrs("constant", scheduler_params={"total_iters": 5}) == [1.0] * 10
     cosine = lrs("cosine", total=100, warmup=10)
     assert cosine[:11] == pytest.approx([i / 10 for i in range(11)])

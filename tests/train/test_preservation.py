@@ -14,9 +14,13 @@ from toolkit.train.preservation import Preservation
 
 
 def _train(**changes):
-    base = {"diff_output_preservation": False, "diff_output_preservation_multiplier": 1.0,
-            "diff_output_preservation_class": "", "blank_prompt_preservation": False,
-            "blank_prompt_preservation_multiplier": 1.0}
+    base = {
+        "diff_output_preservation": False,
+        "diff_output_preservation_multiplier": 1.0,
+        "diff_output_preservation_class": "",
+        "blank_prompt_preservation": False,
+        "blank_prompt_preservation_multiplier": 1.0,
+    }
     return types.SimpleNamespace(**{**base, **changes})
 
 
@@ -52,8 +56,11 @@ def test_preservation_loss_pulls_the_lora_towards_the_base_model():
         model.disable_adapters()
         base = model(x)
         model.enable_adapters()
-    dop = Preservation(_train(diff_output_preservation=True, diff_output_preservation_class="c",
-                              diff_output_preservation_multiplier=0.5))
+    dop = Preservation(
+        _train(
+            diff_output_preservation=True, diff_output_preservation_class="c", diff_output_preservation_multiplier=0.5
+        )
+    )
 
     def predict(noisy, timesteps, embeds, references):
         return model(noisy)

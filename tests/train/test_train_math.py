@@ -90,6 +90,7 @@ def aitk_weighted_share(low_t: float, high_t: float, content_or_style: str = "ba
     if content_or_style == "balanced":
         p = [1.0] * 1000
     else:  # ai-toolkit's position = u^3 (content) or 1 - u^3 (style), in its high-to-low list
+
         def cdf(e):
             return e ** (1 / 3) if content_or_style == "content" else 1 - (1 - e) ** (1 / 3)
 
@@ -133,8 +134,12 @@ def test_lognorm_blend_matches_aitk(content_or_style):
     positions = {"balanced": u, "content": u**3, "style": 1 - u**3}[content_or_style]
     # ai-toolkit draws one list per training step: a list per 8 draws, in the reference and here
     reference = torch.cat([aitk_lognorm_blend(chunk) for chunk in positions[:4000].split(8)])
-    t = torch.cat([sample_timesteps("lognorm_blend", 8, torch.Generator().manual_seed(i),
-                                    content_or_style=content_or_style) for i in range(500)])
+    t = torch.cat(
+        [
+            sample_timesteps("lognorm_blend", 8, torch.Generator().manual_seed(i), content_or_style=content_or_style)
+            for i in range(500)
+        ]
+    )
     for q in (0.1, 0.25, 0.5, 0.75, 0.9):
         assert torch.quantile(t, q).item() == pytest.approx(torch.quantile(reference, q).item(), abs=20), q
 
@@ -145,8 +150,11 @@ def test_content_or_style_composes_with_the_type_as_aitk(kind, bias):
     # ai-toolkit: the type's sorted list, position u^3 from the high-noise end (content) or from the low end.
     # Median position 1/8 -> the type's 7/8 quantile (content) or 1/8 quantile (style).
     level = 7 / 8 if bias == "content" else 1 / 8
-    expected = 1 / (1 + math.exp(-math.sqrt(2) * torch.erfinv(torch.tensor(2 * level - 1)).item())) \
-        if kind == "sigmoid" else level
+    expected = (
+        1 / (1 + math.exp(-math.sqrt(2) * torch.erfinv(torch.tensor(2 * level - 1)).item()))
+        if kind == "sigmoid"
+        else level
+    )
     t = draw(kind, content_or_style=bias)
     assert torch.median(t).item() / 1000 == pytest.approx(expected, abs=0.01)
     # P(s >= 0.9) for linear: content P(u^3 <= 0.1) = 0.1^(1/3); style P(u^3 >= 0.9) = 1 - 0.9^(1/3)

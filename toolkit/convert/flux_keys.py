@@ -301,7 +301,7 @@ def _vae_key_to_ldm(key: str, tensor: Tensor, num_up: int, flux2: bool) -> tuple
         where = "encoder" if module == "quant_conv" else "decoder"
         return (f"{where}.{module}.{param}" if flux2 else key), tensor
     if module == "bn":
-        return (None if param == "num_batches_tracked" else (key, tensor))
+        return None if param == "num_batches_tracked" else (key, tensor)
     if m := _VAE_RESNET_RE.match(key):
         part, kind, i, j, rest = m.groups()
         i = int(i) if kind == "down" else num_up - 1 - int(i)  # LDM numbers decoder levels bottom-up

@@ -54,7 +54,9 @@ def make_bucket(width: int, height: int, resolution: int, divisibility: int) -> 
     return min(candidates, key=lambda wh: (abs(math.log(wh[0] / wh[1] / aspect)), -wh[0] * wh[1]))
 
 
-def reference_size(width: int, height: int, max_pixels: int, divisibility: int) -> tuple[tuple[int, int], tuple[int, int]]:
+def reference_size(
+    width: int, height: int, max_pixels: int, divisibility: int
+) -> tuple[tuple[int, int], tuple[int, int]]:
     """(resized, cropped): the sizes a reference (edit) image of ``width x height`` trains at.
 
     The rule of diffusers' ``Flux2Pipeline.__call__`` and ``Flux2KleinPipeline.__call__`` (0.42,
@@ -101,7 +103,7 @@ def epoch_batches(
         indices = by_group[group]
         rng.shuffle(indices)
         for start in range(0, len(indices), batch_size):
-            batch = indices[start:start + batch_size]
+            batch = indices[start : start + batch_size]
             if len(batch) == batch_size or not drop_last:
                 batches.append(batch)
     rng.shuffle(batches)
@@ -176,7 +178,9 @@ class BucketBatchSampler:
             log.warning(
                 "the saved data order used seed %s but this run uses %s: batches from epoch %s on "
                 "follow the new seed's order (resume with the same train.seed to keep the old one)",
-                state["seed"], self.seed, state["epoch"],
+                state["seed"],
+                self.seed,
+                state["epoch"],
             )
         self.epoch = int(state["epoch"])
         self.batch = int(state["batch"])

@@ -132,14 +132,22 @@ class TrainBatch:
 
     def slice(self, lo: int, hi: int) -> TrainBatch:
         """Items [lo, hi) of this batch."""
+
         def cut(value):
             return None if value is None else value[lo:hi]
 
         references = None if self.references is None else [cut(ref) for ref in self.references]
         return dataclasses.replace(
-            self, indices=self.indices[lo:hi], captions=self.captions[lo:hi], latents=cut(self.latents),
-            images=cut(self.images), is_reg=self.is_reg[lo:hi], references=references, masks=cut(self.masks),
-            network_weights=cut(self.network_weights), loss_multipliers=cut(self.loss_multipliers),
+            self,
+            indices=self.indices[lo:hi],
+            captions=self.captions[lo:hi],
+            latents=cut(self.latents),
+            images=cut(self.images),
+            is_reg=self.is_reg[lo:hi],
+            references=references,
+            masks=cut(self.masks),
+            network_weights=cut(self.network_weights),
+            loss_multipliers=cut(self.loss_multipliers),
             triggers=cut(self.triggers),
         )
 
@@ -168,8 +176,13 @@ class TrainDataset(torch.utils.data.Dataset):
     (a list of (C, h_i, w_i) latents from ``reference_cache``) when the item has references.
     """
 
-    def __init__(self, items: Sequence[TrainItem], seed: int, latent_cache: LatentCache | None = None,
-                 reference_cache: LatentCache | None = None):
+    def __init__(
+        self,
+        items: Sequence[TrainItem],
+        seed: int,
+        latent_cache: LatentCache | None = None,
+        reference_cache: LatentCache | None = None,
+    ):
         self.items = list(items)
         self.seed = seed
         self.latent_cache = latent_cache
@@ -182,9 +195,13 @@ class TrainDataset(torch.utils.data.Dataset):
         epoch, batch, index = key if isinstance(key, tuple) else (0, -1, int(key))
         item = self.items[index]
         sample = {
-            "index": index, "epoch": epoch, "batch": batch, "is_reg": item.is_reg,
+            "index": index,
+            "epoch": epoch,
+            "batch": batch,
+            "is_reg": item.is_reg,
             "caption": item.draw_caption(caption_rng(self.seed, epoch, index)),
-            "network_weight": item.network_weight, "loss_multiplier": item.loss_multiplier,
+            "network_weight": item.network_weight,
+            "loss_multiplier": item.loss_multiplier,
             "trigger": item.trigger_word,
         }
         if item.mask is not None:
@@ -197,8 +214,10 @@ class TrainDataset(torch.utils.data.Dataset):
             sample["image"] = load_image(item)
         if item.references:
             if self.reference_cache is None:
-                raise DatasetError(f"{item.dataset_key}: {item.image.path.name} has reference images but the dataset "
-                                   "has no reference cache; fill one (LatentCache with load_reference) first")
+                raise DatasetError(
+                    f"{item.dataset_key}: {item.image.path.name} has reference images but the dataset "
+                    "has no reference cache; fill one (LatentCache with load_reference) first"
+                )
             sample["references"] = [self.reference_cache.get(ref) for ref in item.references]
         return sample
 
@@ -211,8 +230,9 @@ def collate_batch(samples: list[dict]) -> TrainBatch:
     stacked = torch.stack([s["latents"] if "latents" in s else s["image"] for s in samples])
     counts = {len(s.get("references", ())) for s in samples}
     if len(counts) != 1:
-        raise ValueError("a batch mixes items with different reference counts; batch with BucketBatchSampler "
-                         "(item.batch_group)")
+        raise ValueError(
+            "a batch mixes items with different reference counts; batch with BucketBatchSampler (item.batch_group)"
+        )
     references = [torch.stack([s["references"][i] for s in samples]) for i in range(counts.pop())]
     masks = None
     if any("mask" in s for s in samples):

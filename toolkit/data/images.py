@@ -21,8 +21,16 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "LATENT_CACHE_DIRNAME", "ImageItem", "oriented_size", "open_rgb", "read_rgb",
-    "resize_and_crop", "image_to_tensor", "flip", "unreadable_images",
+    "IMAGE_EXTENSIONS",
+    "LATENT_CACHE_DIRNAME",
+    "ImageItem",
+    "oriented_size",
+    "open_rgb",
+    "read_rgb",
+    "resize_and_crop",
+    "image_to_tensor",
+    "flip",
+    "unreadable_images",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -119,8 +127,9 @@ def read_rgb(path: Path, dataset_key: str) -> Image.Image:
     try:
         return open_rgb(path)
     except OSError as exc:
-        raise DatasetError(f"{dataset_key}: cannot read {path} ({exc}); was it changed or removed "
-                           "after the dataset was scanned?") from exc
+        raise DatasetError(
+            f"{dataset_key}: cannot read {path} ({exc}); was it changed or removed after the dataset was scanned?"
+        ) from exc
 
 
 def flip(img: Image.Image, flip_x: bool, flip_y: bool) -> Image.Image:

@@ -135,8 +135,9 @@ def scan_folder(config: DatasetConfig, key: str) -> list[ImageItem]:
         what = "is not a folder" if folder.exists() else "does not exist"
         raise DatasetError(f"{key}: {folder} {what}; set folder_path to the folder that holds your images")
     # Hidden files are skipped: macOS copies leave "._name.jpg" resource forks beside images.
-    candidates = sorted(p for p in folder.iterdir()
-                        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    candidates = sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )
     files = [p for p in candidates if p.is_file()]
     # Named in the one "skipped" warning below, never dropped silently: links to nothing or to themselves.
     unreadable: list[str] = [f"{p.name} ({_not_a_file(p)})" for p in candidates if not p.is_file()]
@@ -165,14 +166,24 @@ def scan_folder(config: DatasetConfig, key: str) -> list[ImageItem]:
         log.warning(
             "%s: %d of %d images in %s have no caption (no .%s file, or an empty one, and no default_caption); "
             "they train with an empty caption (the trigger word alone when one is set)",
-            key, uncaptioned, len(images), folder, config.caption_ext,
+            key,
+            uncaptioned,
+            len(images),
+            folder,
+            config.caption_ext,
         )
     return images
 
 
 def _expand(
-    images: list[ImageItem], config: DatasetConfig, index: int, key: str, trigger_word: str | None, divisibility: int,
-    references: dict[Path, tuple[ImageItem, ...]] | None = None, reference_max_pixels: int = 0,
+    images: list[ImageItem],
+    config: DatasetConfig,
+    index: int,
+    key: str,
+    trigger_word: str | None,
+    divisibility: int,
+    references: dict[Path, tuple[ImageItem, ...]] | None = None,
+    reference_max_pixels: int = 0,
     masks: dict[Path, MaskSource] | None = None,
 ) -> list[TrainItem]:
     """Images x resolutions x flips, each repeated ``num_repeats`` times.
@@ -188,24 +199,48 @@ def _expand(
         if small - len(tiny) > 0:
             log.warning(
                 "%s: %d of %d images are smaller than resolution %d; they train at their own size (never upscaled)",
-                key, small - len(tiny), len(images), resolution,
+                key,
+                small - len(tiny),
+                len(images),
+                resolution,
             )
         if tiny:
             log.warning(
                 "%s: %d image(s) have a side under %d px, the smallest the model takes; they are upscaled to it "
-                "(the only upscaling): %s", key, len(tiny), divisibility, ", ".join(tiny[:8]) +
-                (f" and {len(tiny) - 8} more" if len(tiny) > 8 else ""),
+                "(the only upscaling): %s",
+                key,
+                len(tiny),
+                divisibility,
+                ", ".join(tiny[:8]) + (f" and {len(tiny) - 8} more" if len(tiny) > 8 else ""),
             )
         for image in images:
             bucket = make_bucket(image.width, image.height, resolution, divisibility)
             for flip_x, flip_y in sorted(flips):
-                refs = reference_items((references or {}).get(image.path, ()), bucket, config, key, flip_x, flip_y,
-                                       divisibility, reference_max_pixels)
+                refs = reference_items(
+                    (references or {}).get(image.path, ()),
+                    bucket,
+                    config,
+                    key,
+                    flip_x,
+                    flip_y,
+                    divisibility,
+                    reference_max_pixels,
+                )
                 item = TrainItem(
-                    image=image, bucket=bucket, resolution=resolution, captions=options, dataset_index=index,
-                    dataset_key=key, flip_x=flip_x, flip_y=flip_y, is_reg=config.is_reg,
-                    cache_latents=config.cache_latents, cache_latents_to_disk=config.cache_latents_to_disk,
-                    references=refs, mask=(masks or {}).get(image.path), network_weight=config.network_weight,
+                    image=image,
+                    bucket=bucket,
+                    resolution=resolution,
+                    captions=options,
+                    dataset_index=index,
+                    dataset_key=key,
+                    flip_x=flip_x,
+                    flip_y=flip_y,
+                    is_reg=config.is_reg,
+                    cache_latents=config.cache_latents,
+                    cache_latents_to_disk=config.cache_latents_to_disk,
+                    references=refs,
+                    mask=(masks or {}).get(image.path),
+                    network_weight=config.network_weight,
                     loss_multiplier=config.loss_multiplier,
                 )
                 items += [item] * config.num_repeats
@@ -237,8 +272,9 @@ def build_items(
             images = scan_folder(config, f"{key}.folder_path")
             images, references = pair_references(images, config, key)
             masks = pair_masks(images, config, key)
-            items += _expand(images, config, index, key, trigger_word, divisibility, references, reference_max_pixels,
-                             masks)
+            items += _expand(
+                images, config, index, key, trigger_word, divisibility, references, reference_max_pixels, masks
+            )
         except DatasetError as exc:
             problems.append(str(exc))
     if problems:

@@ -178,7 +178,7 @@ class LatentCache:
             for bucket in sorted(by_bucket):
                 keys = by_bucket[bucket]
                 for start in range(0, len(keys), self.batch_size):
-                    chunk = keys[start:start + self.batch_size]
+                    chunk = keys[start : start + self.batch_size]
                     images = torch.stack([self.load_image(todo[key][0]) for key in chunk])
                     latents = self.encode_images(images)
                     if latents.shape[0] != len(chunk):
@@ -194,8 +194,12 @@ class LatentCache:
         for item in [item for item in group if item.cache_latents_to_disk][:1]:
             path = self.path(item)
             metadata = {
-                "cache_key": key, "image": str(item.image.path), "vae_id": self.vae_id,
-                "bucket": f"{item.bucket[0]}x{item.bucket[1]}", "flip_x": str(item.flip_x), "flip_y": str(item.flip_y),
+                "cache_key": key,
+                "image": str(item.image.path),
+                "vae_id": self.vae_id,
+                "bucket": f"{item.bucket[0]}x{item.bucket[1]}",
+                "flip_x": str(item.flip_x),
+                "flip_y": str(item.flip_y),
             }
             try:
                 _atomic_save(latent.contiguous(), path, metadata)
@@ -269,10 +273,14 @@ class TextEmbeddingCache:
             return 0
         if self.encode is None:
             raise DatasetError(self._released_message(missing))
-        with torch.no_grad(), tqdm(total=len(missing), desc="Caching text embeddings", unit="caption",
-                                   disable=not self.show_progress) as bar:
+        with (
+            torch.no_grad(),
+            tqdm(
+                total=len(missing), desc="Caching text embeddings", unit="caption", disable=not self.show_progress
+            ) as bar,
+        ):
             for start in range(0, len(missing), self.batch_size):
-                chunk = missing[start:start + self.batch_size]
+                chunk = missing[start : start + self.batch_size]
                 self._keep(chunk, self.encode(chunk))
                 bar.update(len(chunk))
         return len(missing)
@@ -280,12 +288,14 @@ class TextEmbeddingCache:
     def _keep(self, captions: list[str], embeds: PromptEmbeds) -> None:
         for name, tensor in embeds.tensors.items():
             if tensor.ndim == 0 or tensor.shape[0] != len(captions):
-                raise ValueError(f"encode returned {name} of shape {tuple(tensor.shape)} for {len(captions)} "
-                                 "captions; every PromptEmbeds tensor must be batch-first")
+                raise ValueError(
+                    f"encode returned {name} of shape {tuple(tensor.shape)} for {len(captions)} "
+                    "captions; every PromptEmbeds tensor must be batch-first"
+                )
         for i, caption in enumerate(captions):
             # clone(): a slice would keep the whole batch's storage alive
             self._store[caption] = {
-                name: tensor[i:i + 1].detach().to(self.device).clone() for name, tensor in embeds.tensors.items()
+                name: tensor[i : i + 1].detach().to(self.device).clone() for name, tensor in embeds.tensors.items()
             }
 
     def get(self, captions: Sequence[str]) -> PromptEmbeds:
@@ -304,5 +314,7 @@ class TextEmbeddingCache:
         shown = ", ".join(repr(c) for c in missing[:3])
         if len(missing) > 3:
             shown += f" and {len(missing) - 3} more"
-        return (f"{len(missing)} caption(s) have no cached text embedding and the text encoder was released: {shown}; "
-                "fill the cache with every caption (caption_variants(items)) before unloading the text encoder")
+        return (
+            f"{len(missing)} caption(s) have no cached text embedding and the text encoder was released: {shown}; "
+            "fill the cache with every caption (caption_variants(items)) before unloading the text encoder"
+        )

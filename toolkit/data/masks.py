@@ -59,21 +59,29 @@ def pair_masks(images: list[ImageItem], config: DatasetConfig, key: str) -> dict
         return {}
     folder = Path(config.mask_path).expanduser()
     if not folder.is_dir():
-        raise DatasetError(f"{key}.mask_path: {folder} is not a folder; set mask_path to the folder that holds the "
-                           "masks (named like the images)")
+        raise DatasetError(
+            f"{key}.mask_path: {folder} is not a folder; set mask_path to the folder that holds the "
+            "masks (named like the images)"
+        )
     by_stem: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() in _EXTENSIONS and not path.name.startswith("."):
             by_stem.setdefault(path.stem, path)
-    masks = {img.path: MaskSource(by_stem[img.path.stem], False, config.invert_mask, config.mask_min_value)
-             for img in images if img.path.stem in by_stem}
+    masks = {
+        img.path: MaskSource(by_stem[img.path.stem], False, config.invert_mask, config.mask_min_value)
+        for img in images
+        if img.path.stem in by_stem
+    }
     missing = len(images) - len(masks)
     if missing == len(images):
-        raise DatasetError(f"{key}.mask_path: none of the {len(images)} images has a mask in {folder} (a mask is "
-                           "named like its image: photo.jpg -> photo.png); check the folder")
+        raise DatasetError(
+            f"{key}.mask_path: none of the {len(images)} images has a mask in {folder} (a mask is "
+            "named like its image: photo.jpg -> photo.png); check the folder"
+        )
     if missing:
-        log.warning("%s.mask_path: %d of %d images have no mask in %s; they train unmasked", key, missing,
-                    len(images), folder)
+        log.warning(
+            "%s.mask_path: %d of %d images have no mask in %s; they train unmasked", key, missing, len(images), folder
+        )
     return masks
 
 

@@ -105,8 +105,10 @@ def _control_files(folder: Path, key: str) -> dict[str, Path]:
         else:
             files[path.stem] = path
     if clashes:
-        raise DatasetError(f"{key}: several reference images share a name in {folder} ({'; '.join(clashes)}); "
-                           "keep one per target image")
+        raise DatasetError(
+            f"{key}: several reference images share a name in {folder} ({'; '.join(clashes)}); "
+            "keep one per target image"
+        )
     return files
 
 
@@ -134,8 +136,9 @@ def pair_references(
     folders = config.control_paths
     if not folders:
         return images, {}
-    keyed = [f"{key}.control_path" + (f"[{i}]" if isinstance(config.control_path, list) else "")
-             for i in range(len(folders))]
+    keyed = [
+        f"{key}.control_path" + (f"[{i}]" if isinstance(config.control_path, list) else "") for i in range(len(folders))
+    ]
     controls = [_control_files(Path(folder).expanduser(), k) for folder, k in zip(folders, keyed)]
     scanned: dict[Path, ImageItem | str] = {}
     kept: list[ImageItem] = []
@@ -156,17 +159,29 @@ def pair_references(
         raise DatasetError(
             f"{key}.control_path: none of the {len(images)} images in {config.folder_path} has its reference "
             f"image(s) (paired by file name: target a.png takes a.jpg/.jpeg/.png/.webp from each control folder): "
-            + "; ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+            + "; ".join(skipped[:5])
+            + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
         )
     if skipped:
-        log.warning("%s.control_path: skipped %d of %d images without their reference image(s): %s", key,
-                    len(skipped), len(images), "; ".join(skipped[:10]) + (" ..." if len(skipped) > 10 else ""))
+        log.warning(
+            "%s.control_path: skipped %d of %d images without their reference image(s): %s",
+            key,
+            len(skipped),
+            len(images),
+            "; ".join(skipped[:10]) + (" ..." if len(skipped) > 10 else ""),
+        )
     return kept, references
 
 
 def reference_items(
-    refs: tuple[ImageItem, ...], bucket: tuple[int, int], config: DatasetConfig, key: str, flip_x: bool, flip_y: bool,
-    divisibility: int, max_pixels: int,
+    refs: tuple[ImageItem, ...],
+    bucket: tuple[int, int],
+    config: DatasetConfig,
+    key: str,
+    flip_x: bool,
+    flip_y: bool,
+    divisibility: int,
+    max_pixels: int,
 ) -> tuple[ReferenceItem, ...]:
     """The references of one target trained at ``bucket`` (with its flips)."""
     items = []
@@ -176,14 +191,23 @@ def reference_items(
         else:
             resize, size = reference_size(ref.width, ref.height, max_pixels, divisibility)
             if 0 in size:
-                raise DatasetError(f"{key}.control_path: {ref.path} is {ref.width}x{ref.height}, narrower than "
-                                   f"{divisibility} px; use a larger reference image or match_target_res: true")
-        items.append(ReferenceItem(
-            image=ref, bucket=size, resize=resize, dataset_key=key, flip_x=flip_x, flip_y=flip_y,
-            # always cached: in memory unless the dataset asks for the disk alone
-            cache_latents=config.cache_latents or not config.cache_latents_to_disk,
-            cache_latents_to_disk=config.cache_latents_to_disk,
-        ))
+                raise DatasetError(
+                    f"{key}.control_path: {ref.path} is {ref.width}x{ref.height}, narrower than "
+                    f"{divisibility} px; use a larger reference image or match_target_res: true"
+                )
+        items.append(
+            ReferenceItem(
+                image=ref,
+                bucket=size,
+                resize=resize,
+                dataset_key=key,
+                flip_x=flip_x,
+                flip_y=flip_y,
+                # always cached: in memory unless the dataset asks for the disk alone
+                cache_latents=config.cache_latents or not config.cache_latents_to_disk,
+                cache_latents_to_disk=config.cache_latents_to_disk,
+            )
+        )
     return tuple(items)
 
 

@@ -19,9 +19,11 @@ UPLOADED = ("{name}.safetensors", "config.yaml", "loss.png", "loss_log.csv", "va
 
 def model_card(name: str, arch: str, base_model: str, trigger_word: str | None) -> str:
     trigger = f"\n\nTrigger word: `{trigger_word}`" if trigger_word else ""
-    return (f"---\nbase_model: {base_model}\ntags:\n- lora\n- flux\n- text-to-image\n---\n\n# {name}\n\n"
-            f"A LoRA for `{base_model}` ({arch}), trained with flux-lora-toolkit.{trigger}\n\n"
-            f"`{name}.safetensors` loads in ComfyUI and in diffusers (`pipe.load_lora_weights`).\n")
+    return (
+        f"---\nbase_model: {base_model}\ntags:\n- lora\n- flux\n- text-to-image\n---\n\n# {name}\n\n"
+        f"A LoRA for `{base_model}` ({arch}), trained with flux-lora-toolkit.{trigger}\n\n"
+        f"`{name}.safetensors` loads in ComfyUI and in diffusers (`pipe.load_lora_weights`).\n"
+    )
 
 
 def push_to_hub(folder: Path, name: str, save_config, process_config) -> str:
@@ -34,7 +36,12 @@ def push_to_hub(folder: Path, name: str, save_config, process_config) -> str:
     card = model_card(name, process_config.model.arch, process_config.model.name_or_path, process_config.trigger_word)
     (Path(folder) / "README.md").write_text(card, encoding="utf-8")
     patterns = [p.format(name=name) for p in UPLOADED] + ["README.md"]
-    api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder), allow_patterns=patterns,
-                      commit_message=f"{name}: LoRA, config and samples")
+    api.upload_folder(
+        repo_id=repo_id,
+        repo_type="model",
+        folder_path=str(folder),
+        allow_patterns=patterns,
+        commit_message=f"{name}: LoRA, config and samples",
+    )
     log.info("pushed %s to %s", name, url)
     return str(url)

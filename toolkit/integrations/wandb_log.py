@@ -19,8 +19,12 @@ class WandbLogger:
         import wandb
 
         self._wandb = wandb
-        self.run = wandb.init(project=logging_config.project_name, name=logging_config.run_name or job_name,
-                              dir=str(folder), config=config)
+        self.run = wandb.init(
+            project=logging_config.project_name,
+            name=logging_config.run_name or job_name,
+            dir=str(folder),
+            config=config,
+        )
         log.info("wandb: logging to project %s, run %s", logging_config.project_name, self.run.name)
 
     def log(self, values: dict, step: int) -> None:

@@ -95,8 +95,13 @@ class BaseModel:
         if cls.spec is not None:
             cls.arch, cls.capabilities, cls.official_repo = cls.spec.arch, cls.spec.capabilities, cls.spec.official_repo
 
-    def __init__(self, model_config, device: str | torch.device = "cpu", dtype: str | None = None,
-                 options: LoadOptions | None = None):
+    def __init__(
+        self,
+        model_config,
+        device: str | torch.device = "cpu",
+        dtype: str | None = None,
+        options: LoadOptions | None = None,
+    ):
         self.model_config = model_config
         self.device = torch.device(device)
         self.torch_dtype = DTYPES[dtype or model_config.dtype]
@@ -157,8 +162,12 @@ class BaseModel:
         raise NotImplementedError
 
     def get_noise_prediction(
-        self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, prompt_embeds: PromptEmbeds,
-        guidance_scale: float = 1.0, references: list[torch.Tensor] | None = None,
+        self,
+        noisy_latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        prompt_embeds: PromptEmbeds,
+        guidance_scale: float = 1.0,
+        references: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Transformer output for `noisy_latents` (same layout); timesteps in [0, 1000].
 
@@ -250,7 +259,9 @@ class BaseModel:
 
         vae = self.vae
         digest = hashlib.sha256()
-        digest.update(f"{self.arch}:{type(vae).__name__}:{json.dumps(dict(vae.config), sort_keys=True, default=str)}".encode())
+        digest.update(
+            f"{self.arch}:{type(vae).__name__}:{json.dumps(dict(vae.config), sort_keys=True, default=str)}".encode()
+        )
         for name, tensor in sorted(vae.state_dict().items())[:4] + sorted(vae.state_dict().items())[-4:]:
             digest.update(name.encode())
             digest.update(tensor.detach().float().cpu().numpy().tobytes()[:4096])
@@ -300,8 +311,10 @@ class BaseModel:
         from toolkit.models.quanto_kernels import ensure_kernels
 
         cfg = self.model_config
-        qtypes = {**({"model.qtype": cfg.qtype} if cfg.quantize else {}),
-                  **({"model.qtype_te": cfg.qtype_te} if cfg.quantize_te else {})}
+        qtypes = {
+            **({"model.qtype": cfg.qtype} if cfg.quantize else {}),
+            **({"model.qtype_te": cfg.qtype_te} if cfg.quantize_te else {}),
+        }
         if qtypes:
             # optimum-quanto compiles kernels the first time an op needs them: a visible step here instead
             # of a silent pause (or a compiler error) in the middle of loading.
@@ -329,8 +342,11 @@ class BaseModel:
         on_cpu = set(self.text_encoder_names()) if self.model_config.low_vram else set()
         if self.options.shard_transformer:
             on_cpu.add("transformer")
-        modules = {name: module for name, module in self.pipeline.components.items()
-                   if isinstance(module, torch.nn.Module) and name not in on_cpu}
+        modules = {
+            name: module
+            for name, module in self.pipeline.components.items()
+            if isinstance(module, torch.nn.Module) and name not in on_cpu
+        }
         plan = plan_model_offload(self, list(modules))
         self.block_streamers.clear()
         for name, module in modules.items():

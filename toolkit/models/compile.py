@@ -55,8 +55,12 @@ class CompileOptions:
 
     @classmethod
     def from_model_config(cls, model_config) -> "CompileOptions":
-        return cls(mode=model_config.compile_mode, dynamic=model_config.compile_dynamic,
-                   fullgraph=model_config.compile_fullgraph, cache_size_limit=model_config.cache_size_limit)
+        return cls(
+            mode=model_config.compile_mode,
+            dynamic=model_config.compile_dynamic,
+            fullgraph=model_config.compile_fullgraph,
+            cache_size_limit=model_config.cache_size_limit,
+        )
 
 
 def _graph_count() -> int:
@@ -69,8 +73,9 @@ def _compile_seconds() -> float:
     """Seconds PyTorch spent compiling so far (dynamo + AOTAutograd + inductor, forward and backward)."""
     from torch._dynamo.utils import compilation_time_metrics
 
-    return sum(sum(compilation_time_metrics.get(key, ())) for key in ("_compile.compile_inner",
-                                                                      "backward._backward_impl"))
+    return sum(
+        sum(compilation_time_metrics.get(key, ())) for key in ("_compile.compile_inner", "backward._backward_impl")
+    )
 
 
 class CompiledBlocks:
@@ -101,11 +106,20 @@ class CompiledBlocks:
         if graphs == self._graphs_logged:
             return
         if self._graphs_logged == 0:
-            log.info("torch.compile: %d graph(s) for %d block(s) of %d kind(s) (%s) compiled in %.1f s",
-                     graphs, len(self.blocks), len(self.kinds), ", ".join(self.kinds), self.compile_seconds)
+            log.info(
+                "torch.compile: %d graph(s) for %d block(s) of %d kind(s) (%s) compiled in %.1f s",
+                graphs,
+                len(self.blocks),
+                len(self.kinds),
+                ", ".join(self.kinds),
+                self.compile_seconds,
+            )
         else:
-            log.info("torch.compile: recompiled for a new input shape (%d graph(s) so far, %.1f s compiling in all)",
-                     graphs, self.compile_seconds)
+            log.info(
+                "torch.compile: recompiled for a new input shape (%d graph(s) so far, %.1f s compiling in all)",
+                graphs,
+                self.compile_seconds,
+            )
         self._graphs_logged = graphs
 
     def undo(self) -> None:
@@ -131,7 +145,13 @@ def compile_blocks(blocks: list[torch.nn.Module], options: CompileOptions) -> Co
             raise RuntimeError(f"{type(block).__name__} already has an instance forward (compiled twice?)")
         block.forward = torch.compile(block.forward, **kwargs)
     compiled = CompiledBlocks(blocks, options)
-    log.info("torch.compile (regional): %d transformer block(s) of %d kind(s) (%s), mode %s, dynamic %s; the "
-             "first step compiles them (minutes on a fresh machine)", len(blocks), len(compiled.kinds),
-             ", ".join(compiled.kinds), options.mode, options.dynamic)
+    log.info(
+        "torch.compile (regional): %d transformer block(s) of %d kind(s) (%s), mode %s, dynamic %s; the "
+        "first step compiles them (minutes on a fresh machine)",
+        len(blocks),
+        len(compiled.kinds),
+        ", ".join(compiled.kinds),
+        options.mode,
+        options.dynamic,
+    )
     return compiled

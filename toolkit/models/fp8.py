@@ -42,13 +42,17 @@ def fp8_device_problem(device: torch.device) -> str | None:
     """Why `device` cannot run fp8 matmuls (None: it can)."""
     device = torch.device(device)
     if device.type != "cuda":
-        return (f"{KEY}: fp8 matmuls need an NVIDIA GPU of compute capability 8.9+ (RTX 4090, L40S, H100, H200...), "
-                f"and this run's device is {device}; remove fp8_compute (bf16 compute) or train on such a GPU")
+        return (
+            f"{KEY}: fp8 matmuls need an NVIDIA GPU of compute capability 8.9+ (RTX 4090, L40S, H100, H200...), "
+            f"and this run's device is {device}; remove fp8_compute (bf16 compute) or train on such a GPU"
+        )
     capability = torch.cuda.get_device_capability(device)
     if capability < MIN_CAPABILITY:
         name = torch.cuda.get_device_name(device)
-        return (f"{KEY}: {name} has compute capability {capability[0]}.{capability[1]}; fp8 matmuls need 8.9+ "
-                "(Ada, Hopper, Blackwell). Remove fp8_compute: bf16 compute is what this GPU does best")
+        return (
+            f"{KEY}: {name} has compute capability {capability[0]}.{capability[1]}; fp8 matmuls need 8.9+ "
+            "(Ada, Hopper, Blackwell). Remove fp8_compute: bf16 compute is what this GPU does best"
+        )
     return None
 
 
@@ -65,8 +69,7 @@ def check_fp8_device(device: torch.device) -> None:
 
 
 def _convertible(module: torch.nn.Module) -> bool:
-    return (type(module) is torch.nn.Linear and module.in_features % 16 == 0
-            and module.out_features % 16 == 0)
+    return type(module) is torch.nn.Linear and module.in_features % 16 == 0 and module.out_features % 16 == 0
 
 
 def convert_to_fp8(blocks: list[torch.nn.Module]) -> int:
@@ -85,6 +88,9 @@ def convert_to_fp8(blocks: list[torch.nn.Module]) -> int:
         before = sum(1 for m in block.modules() if _convertible(m))
         convert_to_float8_training(block, config=config, module_filter_fn=lambda m, fqn: _convertible(m))
         count += before
-    log.info("fp8 compute: %d linear layers of %d blocks run float8 matmuls (dynamic per-tensor scaling, torchao)",
-             count, len(blocks))
+    log.info(
+        "fp8 compute: %d linear layers of %d blocks run float8 matmuls (dynamic per-tensor scaling, torchao)",
+        count,
+        len(blocks),
+    )
     return count

@@ -166,8 +166,9 @@ class BlockStreamer:
     so a caller can also materialise and offload them one at a time (the benchmark does).
     """
 
-    def __init__(self, module: torch.nn.Module, blocks: list[torch.nn.Module], device: str | torch.device,
-                 prefetch: int = 1):
+    def __init__(
+        self, module: torch.nn.Module, blocks: list[torch.nn.Module], device: str | torch.device, prefetch: int = 1
+    ):
         module.block_streamer = self  # the owner: the hooks below only hold weak references
         self.blocks = list(blocks)
         self.device = torch.device(device)
@@ -180,6 +181,7 @@ class BlockStreamer:
         # streamer the blocks), so dropping the module frees it at once, without waiting for a GC cycle.
         me = weakref.ref(self)
         for i, block in enumerate(self.blocks):
+
             def pre(module, args, kwargs, i=i):
                 streamer = me()
                 return None if streamer is None else streamer._pre_forward(i, args, kwargs)
@@ -246,8 +248,10 @@ class BlockStreamer:
         if weights is None or not torch.is_grad_enabled():
             return
         if any(p.requires_grad for p in weights.params):
-            raise OffloadError(f"block {index} is streamed by layer offloading but has trainable weights; only "
-                               "frozen weights can be streamed (LoRA parameters stay on the device)")
+            raise OffloadError(
+                f"block {index} is streamed by layer offloading but has trainable weights; only "
+                "frozen weights can be streamed (LoRA parameters stay on the device)"
+            )
         inputs = _grad_tensors((args, kwargs))
         if inputs:  # once every input's gradient exists, this block's backward is over
             torch.autograd.graph.register_multi_grad_hook(inputs, lambda _: self._release(index), mode="all")
@@ -315,8 +319,9 @@ def move_except(module: torch.nn.Module, device: torch.device, skip: list[torch.
     move(module)
 
 
-def stream_blocks(module: torch.nn.Module, blocks: list[torch.nn.Module], count: int, device: torch.device,
-                  prefetch: int = 1) -> BlockStreamer:
+def stream_blocks(
+    module: torch.nn.Module, blocks: list[torch.nn.Module], count: int, device: torch.device, prefetch: int = 1
+) -> BlockStreamer:
     """Put `module` on `device`, streaming its last `count` `blocks` (execution order) from host memory.
 
     Moving the module afterwards (`.to()`, `.cpu()`: e.g. parking a text encoder on the CPU once its

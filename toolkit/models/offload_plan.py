@@ -28,7 +28,6 @@ TEXT_TOKENS = 512  # every FLUX pipeline pads prompts to 512 tokens
 HEADROOM_BYTES = GiB  # allocator fragmentation and library workspaces (cuBLAS, attention) on top of the estimate
 
 
-
 # ============================================================================ planning (pure)
 
 
@@ -84,17 +83,29 @@ class OffloadPlan:
 
     def describe(self, components: Iterable[ComponentSizes] = ()) -> str:
         totals = {c.name: len(c.blocks) for c in components}
-        parts = [f"{name} {n}/{totals[name]}" if name in totals else f"{name} {n}" for name, n in self.offloaded.items()]
+        parts = [
+            f"{name} {n}/{totals[name]}" if name in totals else f"{name} {n}" for name, n in self.offloaded.items()
+        ]
         budget = "no budget" if self.budget is None else f"budget {self.budget / GiB:.1f} GiB"
         phases = ", ".join(f"{k} {v / GiB:.1f} GiB" for k, v in self.phases.items())
-        return (f"layer offloading: streaming the last blocks of {', '.join(parts) or 'nothing'}; predicted peak "
-                f"{self.predicted_peak / GiB:.1f} GiB ({phases}; {budget}); "
-                f"{self.streamed_bytes_per_step / GiB:.2f} GiB streamed per step")
+        return (
+            f"layer offloading: streaming the last blocks of {', '.join(parts) or 'nothing'}; predicted peak "
+            f"{self.predicted_peak / GiB:.1f} GiB ({phases}; {budget}); "
+            f"{self.streamed_bytes_per_step / GiB:.2f} GiB streamed per step"
+        )
 
 
-def predict_phases(components: list[ComponentSizes], offloaded: dict[str, int], *, activation_bytes: int,
-                   encode_activation_bytes: int = 0, train_state_bytes: int = 0, fixed_bytes: int = 0,
-                   prefetch: int = 1, headroom_bytes: int = HEADROOM_BYTES) -> dict[str, int]:
+def predict_phases(
+    components: list[ComponentSizes],
+    offloaded: dict[str, int],
+    *,
+    activation_bytes: int,
+    encode_activation_bytes: int = 0,
+    train_state_bytes: int = 0,
+    fixed_bytes: int = 0,
+    prefetch: int = 1,
+    headroom_bytes: int = HEADROOM_BYTES,
+) -> dict[str, int]:
     """Device bytes of the two phases of a run.
 
     encode: everything is on the device (the trainer loads, then caches captions and latents); text
@@ -115,10 +126,18 @@ def predict_phases(components: list[ComponentSizes], offloaded: dict[str, int], 
     return {"encode": encode, "train": train}
 
 
-def plan_offload(components: list[ComponentSizes], budget_bytes: int | None, activation_bytes: int, *,
-                 encode_activation_bytes: int = 0, train_state_bytes: int = 0, fixed_bytes: int = 0,
-                 prefetch: int = 1, headroom_bytes: int = HEADROOM_BYTES,
-                 fixed_counts: dict[str, int] | None = None) -> OffloadPlan:
+def plan_offload(
+    components: list[ComponentSizes],
+    budget_bytes: int | None,
+    activation_bytes: int,
+    *,
+    encode_activation_bytes: int = 0,
+    train_state_bytes: int = 0,
+    fixed_bytes: int = 0,
+    prefetch: int = 1,
+    headroom_bytes: int = HEADROOM_BYTES,
+    fixed_counts: dict[str, int] | None = None,
+) -> OffloadPlan:
     """Choose how many trailing blocks of each component to stream so the predicted peak fits `budget_bytes`.
 
     Among the choices that fit, the plan streams the fewest bytes per training step (a trained block
@@ -127,14 +146,19 @@ def plan_offload(components: list[ComponentSizes], budget_bytes: int | None, act
     everything and `plan.fits` is False. `budget_bytes=None` streams nothing; `fixed_counts` skips the
     search and only predicts (the percentages of `layer_offloading: true`).
     """
-    kwargs = dict(activation_bytes=activation_bytes, encode_activation_bytes=encode_activation_bytes,
-                  train_state_bytes=train_state_bytes, fixed_bytes=fixed_bytes, prefetch=prefetch,
-                  headroom_bytes=headroom_bytes)
+    kwargs = dict(
+        activation_bytes=activation_bytes,
+        encode_activation_bytes=encode_activation_bytes,
+        train_state_bytes=train_state_bytes,
+        fixed_bytes=fixed_bytes,
+        prefetch=prefetch,
+        headroom_bytes=headroom_bytes,
+    )
 
     def cost(counts: dict[str, int]) -> tuple[int, int, int]:
         per_step = once = 0
         for c in components:
-            moved = sum(c.blocks[len(c.blocks) - counts[c.name]:]) if counts[c.name] else 0
+            moved = sum(c.blocks[len(c.blocks) - counts[c.name] :]) if counts[c.name] else 0
             if c.trains:
                 per_step += 2 * moved
             elif c.in_training:
@@ -164,8 +188,15 @@ def percent_to_count(percent: float, num_blocks: int) -> int:
     return min(num_blocks, max(0, int(percent * num_blocks + 0.5)))  # half up, not Python's half-to-even
 
 
-def estimate_activation_bytes(hidden: int, mlp_hidden: int, num_blocks: int, tokens: int, batch_size: int,
-                              gradient_checkpointing: bool, bytes_per_element: int = 2) -> int:
+def estimate_activation_bytes(
+    hidden: int,
+    mlp_hidden: int,
+    num_blocks: int,
+    tokens: int,
+    batch_size: int,
+    gradient_checkpointing: bool,
+    bytes_per_element: int = 2,
+) -> int:
     """Activation memory of one LoRA training step of a FLUX transformer (frozen base weights).
 
     Per token, a block keeps for backward about 11*hidden + 4*mlp_hidden elements: the norm input and
@@ -243,15 +274,23 @@ def lora_parameter_count(transformer: torch.nn.Module, targets: list[str], rank:
     return count
 
 
-def transformer_activation_bytes(transformer: torch.nn.Module, num_blocks: int, shape: TrainingShape,
-                                 token_divisor: int) -> int:
+def transformer_activation_bytes(
+    transformer: torch.nn.Module, num_blocks: int, shape: TrainingShape, token_divisor: int
+) -> int:
     """`estimate_activation_bytes` for a diffusers FLUX transformer (dimensions from its config)."""
     config = transformer.config
     hidden = config.num_attention_heads * config.attention_head_dim
     mlp_hidden = int(hidden * getattr(config, "mlp_ratio", 4.0))  # FLUX.1's config has no mlp_ratio: 4
     tokens = (shape.resolution // token_divisor) ** 2 + shape.reference_pixels // token_divisor**2 + TEXT_TOKENS
-    return estimate_activation_bytes(hidden, mlp_hidden, num_blocks, tokens, shape.batch_size,
-                                     shape.gradient_checkpointing, shape.bytes_per_activation)
+    return estimate_activation_bytes(
+        hidden,
+        mlp_hidden,
+        num_blocks,
+        tokens,
+        shape.batch_size,
+        shape.gradient_checkpointing,
+        shape.bytes_per_activation,
+    )
 
 
 def _encode_activation_bytes(model, text_encoders: list[str], shape: TrainingShape) -> int:
@@ -297,14 +336,21 @@ def plan_model_offload(model, components: list[str]) -> OffloadPlan | None:
             fixed += module_nbytes(module)
             continue
         block_bytes = tuple(module_nbytes(b) for b in blocks)
-        sizes.append(ComponentSizes(name, block_bytes, module_nbytes(module) - sum(block_bytes),
-                                    trains=name == "transformer",
-                                    in_training=name == "transformer" or shape.text_encoder_in_training))
+        sizes.append(
+            ComponentSizes(
+                name,
+                block_bytes,
+                module_nbytes(module) - sum(block_bytes),
+                trains=name == "transformer",
+                in_training=name == "transformer" or shape.text_encoder_in_training,
+            )
+        )
     transformer = model.transformer
     lora = lora_parameter_count(transformer, model.lora_targets(), shape.lora_rank)
     kwargs = dict(
-        activation_bytes=transformer_activation_bytes(transformer, len(model.offload_blocks("transformer")), shape,
-                                                      model.capabilities.bucket_divisibility),
+        activation_bytes=transformer_activation_bytes(
+            transformer, len(model.offload_blocks("transformer")), shape, model.capabilities.bucket_divisibility
+        ),
         encode_activation_bytes=_encode_activation_bytes(model, text_encoders, shape),
         train_state_bytes=lora * (8 + shape.optimizer_state_bytes_per_param),  # fp32 weights and gradients
         fixed_bytes=fixed,
@@ -312,8 +358,10 @@ def plan_model_offload(model, components: list[str]) -> OffloadPlan | None:
     if auto:
         budget = int(cfg.vram_budget_gb * GiB) if cfg.vram_budget_gb is not None else _device_budget(model.device)
         if budget is None:
-            log.info("layer_offloading: auto has no memory budget on %s (set model.vram_budget_gb); nothing is "
-                     "streamed", model.device)
+            log.info(
+                "layer_offloading: auto has no memory budget on %s (set model.vram_budget_gb); nothing is streamed",
+                model.device,
+            )
             return None
         plan = plan_offload(sizes, budget, headroom_bytes=HEADROOM_BYTES, **kwargs)
         if not plan.fits:
@@ -324,7 +372,8 @@ def plan_model_offload(model, components: list[str]) -> OffloadPlan | None:
                 f"{'on' if shape.gradient_checkpointing else 'off'}). Quantize the transformer "
                 "(model.quantize: true, model.qtype: qint4), enable train.gradient_checkpointing, lower the resolution "
                 "or batch size, cache text embeddings (train.cache_text_embeddings) or keep the text encoder on the "
-                "CPU (model.low_vram: true); if the estimate is pessimistic for your run, raise model.vram_budget_gb")
+                "CPU (model.low_vram: true); if the estimate is pessimistic for your run, raise model.vram_budget_gb"
+            )
     else:
         percents = {name: cfg.layer_offloading_text_encoder_percent for name in text_encoders}
         percents["transformer"] = cfg.layer_offloading_transformer_percent

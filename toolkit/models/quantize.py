@@ -68,8 +68,10 @@ def text_encoder_layers(text_encoder: torch.nn.Module, paths: tuple[str, ...]) -
                 break
         if module is not None:
             return list(module)
-    raise ValueError(f"{type(text_encoder).__name__} has none of the layer lists {', '.join(paths)}; fix the "
-                     "architecture's ArchSpec.text_encoder_layers")
+    raise ValueError(
+        f"{type(text_encoder).__name__} has none of the layer lists {', '.join(paths)}; fix the "
+        "architecture's ArchSpec.text_encoder_layers"
+    )
 
 
 def quantize_transformer(transformer: torch.nn.Module, qtype: str, attrs: tuple[str, ...]) -> None:

@@ -69,7 +69,9 @@ def is_built(ext) -> bool:
     """The library is compiled for this PyTorch (quanto rebuilds it when the version file differs)."""
     folder = Path(ext.build_directory)
     version = folder / "pytorch_version.txt"
-    return (folder / f"{ext.name}.so").is_file() and version.is_file() and version.read_text().strip() == torch.__version__
+    return (
+        (folder / f"{ext.name}.so").is_file() and version.is_file() and version.read_text().strip() == torch.__version__
+    )
 
 
 def toolchain_problem(name: str) -> str | None:
@@ -84,9 +86,11 @@ def toolchain_problem(name: str) -> str | None:
     if name == "quanto_cuda":
         home = cpp_extension.CUDA_HOME
         if home is None or not (Path(home) / "bin" / "nvcc").is_file():
-            return (f"no CUDA toolkit (nvcc) for PyTorch's CUDA {torch.version.cuda} (CUDA_HOME unset or without "
-                    "bin/nvcc); install the matching toolkit (e.g. apt install cuda-toolkit-12-x, or "
-                    "pip install nvidia-cuda-nvcc-cu12 and set CUDA_HOME)")
+            return (
+                f"no CUDA toolkit (nvcc) for PyTorch's CUDA {torch.version.cuda} (CUDA_HOME unset or without "
+                "bin/nvcc); install the matching toolkit (e.g. apt install cuda-toolkit-12-x, or "
+                "pip install nvidia-cuda-nvcc-cu12 and set CUDA_HOME)"
+            )
     return None
 
 
@@ -123,17 +127,26 @@ def ensure_kernels(qtypes: dict[str, str], quantize_device: torch.device, device
         problem = toolchain_problem(name)
         if problem is not None:
             alternative = "qint8 needs no build (more memory than qint4)"
-            raise QuantoKernelError(f"{keys}: optimum-quanto must compile its {name} kernels on this machine "
-                                    f"first, and {problem}. Install it and rerun (the build is kept for later "
-                                    f"runs), or choose another qtype: {alternative}")
-        log.info("building optimum-quanto's %s kernels for %s: %s, once per machine and PyTorch version (kept in %s)",
-                 name, keys, ESTIMATES[name], ext.build_directory)
+            raise QuantoKernelError(
+                f"{keys}: optimum-quanto must compile its {name} kernels on this machine "
+                f"first, and {problem}. Install it and rerun (the build is kept for later "
+                f"runs), or choose another qtype: {alternative}"
+            )
+        log.info(
+            "building optimum-quanto's %s kernels for %s: %s, once per machine and PyTorch version (kept in %s)",
+            name,
+            keys,
+            ESTIMATES[name],
+            ext.build_directory,
+        )
         started = time.perf_counter()
         with heartbeat(f"still compiling optimum-quanto's {name} kernels"):
             try:
                 ext.lib  # noqa: B018 (the build)
             except (RuntimeError, OSError, ImportError) as exc:
-                raise QuantoKernelError(f"{keys}: compiling optimum-quanto's {name} kernels failed ({exc}); the "
-                                        f"compiler's output is in {ext.build_directory}. Fix the toolchain, or "
-                                        "choose qtype: qint8 (no build)") from exc
+                raise QuantoKernelError(
+                    f"{keys}: compiling optimum-quanto's {name} kernels failed ({exc}); the "
+                    f"compiler's output is in {ext.build_directory}. Fix the toolchain, or "
+                    "choose qtype: qint8 (no build)"
+                ) from exc
         log.info("optimum-quanto's %s kernels built in %.0f s", name, time.perf_counter() - started)

@@ -130,9 +130,11 @@ def resolve_tiny(value: str, key: str) -> Path:
     from toolkit.paths import TINY_ROOT
     from toolkit.tiny_models import TINY_IDS, ensure_tiny
 
-    tiny_id = value[len(TINY_SCHEME):]
+    tiny_id = value[len(TINY_SCHEME) :]
     if tiny_id not in TINY_IDS:
-        raise WeightsError(f"{key}: unknown tiny model '{tiny_id}'; known: {', '.join(TINY_SCHEME + a for a in TINY_IDS)}")
+        raise WeightsError(
+            f"{key}: unknown tiny model '{tiny_id}'; known: {', '.join(TINY_SCHEME + a for a in TINY_IDS)}"
+        )
     return ensure_tiny(tiny_id, TINY_ROOT, "diffusers")
 
 
@@ -192,5 +194,5 @@ def safetensors_keys(path: Path) -> list[str]:
 def strip_prefix(keys: list[str], prefixes=("model.diffusion_model.", "diffusion_model.")) -> list[str]:
     for prefix in prefixes:
         if keys and all(k.startswith(prefix) for k in keys):
-            return [k[len(prefix):] for k in keys]
+            return [k[len(prefix) :] for k in keys]
     return keys

@@ -61,8 +61,10 @@ def weights_problems(model_config, key: str, expected: TransformerExpectation) -
         guidance = config.get("guidance_embeds")
         if expected.guidance_embeds is not None and guidance is not None and bool(guidance) != expected.guidance_embeds:
             kind = "has a guidance embedding" if guidance else "has no guidance embedding"
-            return [f"{where}: its transformer {kind}, which arch '{expected.arch}' does not "
-                    f"({'needs one' if expected.guidance_embeds else 'has none'}). {fix}"]
+            return [
+                f"{where}: its transformer {kind}, which arch '{expected.arch}' does not "
+                f"({'needs one' if expected.guidance_embeds else 'has none'}). {fix}"
+            ]
         return []
     if path.is_file() and path.suffix in (".safetensors", ".sft"):
         try:

@@ -65,8 +65,9 @@ class TrainingBatches:
     def next(self, step: int):
         """The next (shard, lo, hi, size) for training step ``step`` (1-based)."""
         train, sample = self.cfg.train, self.cfg.sample
-        samples_after = (not train.disable_sampling and step >= sample.sample_start_step
-                         and step % sample.sample_every == 0)
+        samples_after = (
+            not train.disable_sampling and step >= sample.sample_start_step and step % sample.sample_every == 0
+        )
         saves_after = step % self.cfg.save.save_every == 0
         reg = self.reg is not None and is_reg_step(step, saves_after or samples_after)
         return next(self.reg if reg else self.train)

@@ -37,8 +37,14 @@ def haar_subbands(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([(a + b + c + d) / 2, (a + b - c - d) / 2, (a - b + c - d) / 2, (a - b - c + d) / 2], dim=1)
 
 
-def elementwise_loss(kind: str, prediction: torch.Tensor, target: torch.Tensor, *, noise: torch.Tensor | None = None,
-                     latents: torch.Tensor | None = None) -> torch.Tensor:
+def elementwise_loss(
+    kind: str,
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    noise: torch.Tensor | None = None,
+    latents: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Per-element float32 loss of ``prediction`` against ``target`` (both (B, C, h, w)).
 
     ``wavelet`` needs ``noise`` and ``latents`` (it compares predicted clean latents) and returns
@@ -50,7 +56,7 @@ def elementwise_loss(kind: str, prediction: torch.Tensor, target: torch.Tensor, 
     if kind == "mae":
         return F.l1_loss(prediction, target, reduction="none")
     if kind == "pseudo_huber":
-        return torch.sqrt((prediction - target) ** 2 + PSEUDO_HUBER_C ** 2) - PSEUDO_HUBER_C
+        return torch.sqrt((prediction - target) ** 2 + PSEUDO_HUBER_C**2) - PSEUDO_HUBER_C
     if kind == "wavelet":
         if noise is None or latents is None:
             raise ValueError("the wavelet loss needs noise and latents")
@@ -67,8 +73,9 @@ def mask_weights(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return weights / mean if mean > 0 else weights
 
 
-def batch_loss(elementwise: torch.Tensor, masks: torch.Tensor | None = None,
-               item_weights: torch.Tensor | None = None) -> torch.Tensor:
+def batch_loss(
+    elementwise: torch.Tensor, masks: torch.Tensor | None = None, item_weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Scalar loss from a per-element loss (B, C, h, w), optional pixel masks (B, 1, H, W) and per-item weights
     (B,) (see the module docstring)."""
     if masks is not None:
@@ -77,4 +84,3 @@ def batch_loss(elementwise: torch.Tensor, masks: torch.Tensor | None = None,
     if item_weights is not None:
         per_item = per_item * item_weights.to(per_item.device, per_item.dtype)
     return per_item.mean()
-

@@ -58,8 +58,15 @@ class Preservation:
             texts += self.texts(variants, [trigger] * len(variants))
         return list(dict.fromkeys(texts))
 
-    def loss(self, predict: Callable[..., torch.Tensor], transformer, embeds, noisy: torch.Tensor,
-             timesteps: torch.Tensor, references=None) -> torch.Tensor:
+    def loss(
+        self,
+        predict: Callable[..., torch.Tensor],
+        transformer,
+        embeds,
+        noisy: torch.Tensor,
+        timesteps: torch.Tensor,
+        references=None,
+    ) -> torch.Tensor:
         """``multiplier * mse(LoRA-on prediction, LoRA-off prediction)`` on ``embeds`` (the preservation prompts).
 
         predict(noisy, timesteps, embeds, references) -> prediction; ``transformer`` carries the PEFT adapter that

@@ -28,8 +28,9 @@ class Reporter:
         ``logging.log_every``, the last step and before a save, and calls this then. ``seconds``: per step
         since the previous logged one."""
         self.progress.loss(step, loss, lr)
-        self.progress.event("step", step=step, total_steps=total, loss=round(loss, 6), lr=lr,
-                            s_per_it=round(seconds, 4))
+        self.progress.event(
+            "step", step=step, total_steps=total, loss=round(loss, 6), lr=lr, s_per_it=round(seconds, 4)
+        )
         if self.wandb is not None:
             self.wandb.log({"loss": loss, "learning_rate": lr, "s_per_it": seconds}, step)
 

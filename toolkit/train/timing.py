@@ -57,8 +57,11 @@ class StepTimer:
         seconds = {phase: round(value, 4) for phase, value in self.seconds.items()}
         seconds["other"] = round(max(wall - sum(self.seconds.values()), 0.0), 4)
         report = {
-            "steps": self.steps, "wall_s": round(wall, 4), "s_per_step": round(wall / max(self.steps, 1), 4),
-            "seconds": seconds, "share": {k: round(v / wall, 4) if wall > 0 else 0.0 for k, v in seconds.items()},
+            "steps": self.steps,
+            "wall_s": round(wall, 4),
+            "s_per_step": round(wall / max(self.steps, 1), 4),
+            "seconds": seconds,
+            "share": {k: round(v / wall, 4) if wall > 0 else 0.0 for k, v in seconds.items()},
         }
         self._reset()
         return report

@@ -44,8 +44,12 @@ class ValidationLoss:
             generator = torch.Generator("cpu").manual_seed(NOISE_SEED + i)
             self.latents.append(latents)
             self.noise.append(torch.randn(latents.shape, generator=generator))
-        log.info("validation: %d held-out image(s) at sigmas %s, every %d steps", len(self.latents),
-                 self.config.validation_sigmas, self.config.validate_every_n_steps)
+        log.info(
+            "validation: %d held-out image(s) at sigmas %s, every %d steps",
+            len(self.latents),
+            self.config.validation_sigmas,
+            self.config.validate_every_n_steps,
+        )
 
     def due(self, step: int, first_step: int) -> bool:
         return step == first_step or step % self.config.validate_every_n_steps == 0

@@ -17,10 +17,20 @@ from toolkit.arch import ArchSpec, BenchShape, ModelCapabilities, Release, Sampl
 _MODULE = "extensions_built_in.diffusion_models.flux2.flux2_model"
 # FlowMatchEulerDiscreteScheduler config as in the releases' scheduler/scheduler_config.json.
 _SCHEDULER = {
-    "base_image_seq_len": 256, "base_shift": 0.5, "max_image_seq_len": 4096, "max_shift": 1.15,
-    "num_train_timesteps": 1000, "shift": 3.0, "use_dynamic_shifting": True, "time_shift_type": "exponential",
-    "invert_sigmas": False, "shift_terminal": None, "stochastic_sampling": False,
-    "use_beta_sigmas": False, "use_exponential_sigmas": False, "use_karras_sigmas": False,
+    "base_image_seq_len": 256,
+    "base_shift": 0.5,
+    "max_image_seq_len": 4096,
+    "max_shift": 1.15,
+    "num_train_timesteps": 1000,
+    "shift": 3.0,
+    "use_dynamic_shifting": True,
+    "time_shift_type": "exponential",
+    "invert_sigmas": False,
+    "shift_terminal": None,
+    "stochastic_sampling": False,
+    "use_beta_sigmas": False,
+    "use_exponential_sigmas": False,
+    "use_karras_sigmas": False,
 }
 _BLOCKS = ("transformer_blocks", "single_transformer_blocks")
 
@@ -36,19 +46,42 @@ FLUX2_DEV = ArchSpec(
     text_encoder_label="Mistral-Small-3.1 24B",
     tokenizer="AutoProcessor",
     hidden_state_layers=(10, 20, 30),
-    releases=(Release("dev", "black-forest-labs/FLUX.2-dev", "flux2-dev.safetensors", True,
-                      SamplingDefaults(guidance_scale=4.0, sample_steps=50), _SCHEDULER),),
+    releases=(
+        Release(
+            "dev",
+            "black-forest-labs/FLUX.2-dev",
+            "flux2-dev.safetensors",
+            True,
+            SamplingDefaults(guidance_scale=4.0, sample_steps=50),
+            _SCHEDULER,
+        ),
+    ),
     capabilities=ModelCapabilities(
-        bucket_divisibility=16, guidance_distilled=True, real_cfg=False, max_reference_images=10, lokr=True,
-        reference_training=True, reference_max_pixels=1024 * 1024, default_timestep_type="shift",
+        bucket_divisibility=16,
+        guidance_distilled=True,
+        real_cfg=False,
+        max_reference_images=10,
+        lokr=True,
+        reference_training=True,
+        reference_max_pixels=1024 * 1024,
+        default_timestep_type="shift",
     ),
     lora_family="flux2",
     transformer_blocks=_BLOCKS,
     text_encoder_layers=(("text_encoder", ("model.language_model.layers",)),),
     tiny=TinyShape("flux2", "mistral3", 32, 2),
-    bench=BenchShape(dict(
-        num_layers=8, num_single_layers=48, num_attention_heads=48, attention_head_dim=128,
-        joint_attention_dim=15360, mlp_ratio=3.0, in_channels=128, guidance_embeds=True)),
+    bench=BenchShape(
+        dict(
+            num_layers=8,
+            num_single_layers=48,
+            num_attention_heads=48,
+            attention_head_dim=128,
+            joint_attention_dim=15360,
+            mlp_ratio=3.0,
+            in_channels=128,
+            guidance_embeds=True,
+        )
+    ),
 )
 
 FLUX2_KLEIN_4B = ArchSpec(
@@ -63,17 +96,35 @@ FLUX2_KLEIN_4B = ArchSpec(
     tokenizer="AutoTokenizer",
     hidden_state_layers=(9, 18, 27),
     # klein-base is neither guidance- nor step-distilled: real CFG, 50 steps.
-    releases=(Release("base", "black-forest-labs/FLUX.2-klein-base-4B", "flux-2-klein-base-4b.safetensors", False,
-                      SamplingDefaults(guidance_scale=4.0, sample_steps=50), _SCHEDULER),),
-    capabilities=dataclasses.replace(FLUX2_DEV.capabilities, guidance_distilled=False, real_cfg=True,
-                                     max_reference_images=4),
+    releases=(
+        Release(
+            "base",
+            "black-forest-labs/FLUX.2-klein-base-4B",
+            "flux-2-klein-base-4b.safetensors",
+            False,
+            SamplingDefaults(guidance_scale=4.0, sample_steps=50),
+            _SCHEDULER,
+        ),
+    ),
+    capabilities=dataclasses.replace(
+        FLUX2_DEV.capabilities, guidance_distilled=False, real_cfg=True, max_reference_images=4
+    ),
     lora_family="flux2",
     transformer_blocks=_BLOCKS,
     text_encoder_layers=(("text_encoder", ("model.layers",)),),
     tiny=TinyShape("flux2", "qwen3", 32, 2, {"tokenizer": ["transformers", "Qwen2TokenizerFast"]}),
-    bench=BenchShape(dict(
-        num_layers=5, num_single_layers=20, num_attention_heads=24, attention_head_dim=128,
-        joint_attention_dim=7680, mlp_ratio=3.0, in_channels=128, guidance_embeds=False)),
+    bench=BenchShape(
+        dict(
+            num_layers=5,
+            num_single_layers=20,
+            num_attention_heads=24,
+            attention_head_dim=128,
+            joint_attention_dim=7680,
+            mlp_ratio=3.0,
+            in_channels=128,
+            guidance_embeds=False,
+        )
+    ),
 )
 
 FLUX2_KLEIN_9B = dataclasses.replace(
@@ -82,13 +133,30 @@ FLUX2_KLEIN_9B = dataclasses.replace(
     label="FLUX.2-klein-base 9B",
     model_class=f"{_MODULE}:Flux2Klein9BModel",
     text_encoder_label="Qwen3 8B",
-    releases=(Release("base", "black-forest-labs/FLUX.2-klein-base-9B", "flux-2-klein-base-9b.safetensors", False,
-                      SamplingDefaults(guidance_scale=4.0, sample_steps=50), _SCHEDULER),),
+    releases=(
+        Release(
+            "base",
+            "black-forest-labs/FLUX.2-klein-base-9B",
+            "flux-2-klein-base-9b.safetensors",
+            False,
+            SamplingDefaults(guidance_scale=4.0, sample_steps=50),
+            _SCHEDULER,
+        ),
+    ),
     # A little wider than 4b so that tests can tell the two apart by shape.
     tiny=dataclasses.replace(FLUX2_KLEIN_4B.tiny, text_hidden=48, heads=3),
-    bench=BenchShape(dict(
-        num_layers=8, num_single_layers=24, num_attention_heads=32, attention_head_dim=128,
-        joint_attention_dim=12288, mlp_ratio=3.0, in_channels=128, guidance_embeds=False)),
+    bench=BenchShape(
+        dict(
+            num_layers=8,
+            num_single_layers=24,
+            num_attention_heads=32,
+            attention_head_dim=128,
+            joint_attention_dim=12288,
+            mlp_ratio=3.0,
+            in_channels=128,
+            guidance_embeds=False,
+        )
+    ),
 )
 
 ARCHS = [FLUX2_DEV, FLUX2_KLEIN_4B, FLUX2_KLEIN_9B]

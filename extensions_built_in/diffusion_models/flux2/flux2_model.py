@@ -47,8 +47,12 @@ class Flux2Model(BaseModel):
 
         guidance = cls.spec.guidance_embeds
         expected = TransformerExpectation(
-            cls.spec.arch, cls.spec.transformer_class, guidance, (_FLUX2_KEY,) + ((_GUIDANCE_KEY,) if guidance else ()),
-            () if guidance else (_GUIDANCE_KEY,))
+            cls.spec.arch,
+            cls.spec.transformer_class,
+            guidance,
+            (_FLUX2_KEY,) + ((_GUIDANCE_KEY,) if guidance else ()),
+            () if guidance else (_GUIDANCE_KEY,),
+        )
         return weights_problems(model_config, key, expected)
 
     def load_model(self) -> None:
@@ -67,8 +71,12 @@ class Flux2Model(BaseModel):
             index = src.base_folder / "model_index.json"
             extra["is_distilled"] = bool(read_json(index).get("is_distilled", False)) if index.is_file() else False
         self.pipeline = pipeline_cls(
-            scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-            transformer=transformer, **extra,
+            scheduler=scheduler,
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            transformer=transformer,
+            **extra,
         )
         self.pipeline.set_progress_bar_config(disable=True)
         if self.options.adapter_type == "lokr":
@@ -90,7 +98,9 @@ class Flux2Model(BaseModel):
                 Flux2Transformer2DModel, src.transformer_file, src.base_folder, self.torch_dtype
             )
         else:
-            model = load_component(Flux2Transformer2DModel, src.base_folder, "transformer", self.torch_dtype, "transformer")
+            model = load_component(
+                Flux2Transformer2DModel, src.base_folder, "transformer", self.torch_dtype, "transformer"
+            )
         if bool(model.config.guidance_embeds) != self.spec.guidance_embeds:
             kind = "has" if model.config.guidance_embeds else "has no"
             raise WeightsError(
@@ -116,8 +126,12 @@ class Flux2Model(BaseModel):
         from toolkit.convert.flux_keys import flux2_vae_ldm_to_diffusers
 
         return load_converted(
-            AutoencoderKLFlux2, config_folder, "vae", path,
-            lambda state, vae: flux2_vae_ldm_to_diffusers(state, dict(vae.config)), self.torch_dtype,
+            AutoencoderKLFlux2,
+            config_folder,
+            "vae",
+            path,
+            lambda state, vae: flux2_vae_ldm_to_diffusers(state, dict(vae.config)),
+            self.torch_dtype,
             f"model.vae_path: '{path}' is not a FLUX.2 VAE (ae.safetensors) matching",
         )
 
@@ -149,7 +163,9 @@ class Flux2Model(BaseModel):
     def encode_prompt(self, prompts: list[str]) -> PromptEmbeds:
         """-> prompt_embeds (B, 512, 3*hidden), text_ids (B, 512, 4) int64."""
         embeds, text_ids = self.pipeline.encode_prompt(
-            prompt=list(prompts), device=self.text_encoder_device(), text_encoder_out_layers=self.spec.hidden_state_layers
+            prompt=list(prompts),
+            device=self.text_encoder_device(),
+            text_encoder_out_layers=self.spec.hidden_state_layers,
         )
         return PromptEmbeds({"prompt_embeds": embeds, "text_ids": text_ids}).to(self.device)
 
@@ -161,7 +177,9 @@ class Flux2Model(BaseModel):
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         vae = self.vae
         mean = vae.bn.running_mean.view(1, -1, 1, 1).to(latents.device, latents.dtype)
-        std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps).to(latents.device, latents.dtype)
+        std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps).to(
+            latents.device, latents.dtype
+        )
         latents = self.pipeline._unpatchify_latents(latents * std + mean)
         return vae.decode(latents.to(vae.dtype), return_dict=False)[0]
 
@@ -179,8 +197,10 @@ class Flux2Model(BaseModel):
         img_ids = pipe._prepare_latent_ids(noisy_latents).to(noisy_latents.device)
         if references:
             if any(ref.shape[0] != b for ref in references):
-                raise ValueError(f"references must have the batch size {b} of the latents, got "
-                                 f"{[tuple(ref.shape) for ref in references]}")
+                raise ValueError(
+                    f"references must have the batch size {b} of the latents, got "
+                    f"{[tuple(ref.shape) for ref in references]}"
+                )
             ref_ids = pipe._prepare_image_ids([ref[:1] for ref in references]).to(img_ids.device)
             packed = [pipe._pack_latents(ref).to(hidden.device, hidden.dtype) for ref in references]
             hidden = torch.cat([hidden, *packed], dim=1)
@@ -210,8 +230,10 @@ class Flux2Model(BaseModel):
         return compute_empirical_mu(latents.shape[-2] * latents.shape[-1], 50)
 
     def pipeline_call_kwargs(self, request: ImageRequest) -> dict:
-        kwargs = {"prompt_embeds": self.prompt_embeds(request.prompt)["prompt_embeds"],
-                  "guidance_scale": request.guidance_scale}
+        kwargs = {
+            "prompt_embeds": self.prompt_embeds(request.prompt)["prompt_embeds"],
+            "guidance_scale": request.guidance_scale,
+        }
         if request.ctrl_img:
             kwargs["image"] = self.reference_images(request)
         return kwargs
@@ -219,7 +241,8 @@ class Flux2Model(BaseModel):
     def lora_targets(self) -> list[str]:
         """Every Linear inside the double and single blocks (not embedders, modulation, final layer)."""
         return [
-            name for name, module in self.transformer.named_modules()
+            name
+            for name, module in self.transformer.named_modules()
             if isinstance(module, torch.nn.Linear)
             and name.startswith(("transformer_blocks.", "single_transformer_blocks."))
         ]
