@@ -98,7 +98,7 @@ class JobFolderLock:
             _try_lock(fd)
         except OSError:
             os.close(fd)
-            raise JobFolderBusy(self.folder, _read(self.path) or {}) from None
+            raise JobFolderBusy(self.folder, _holder(self.path)) from None
         previous = _read(self.path)
         if previous and previous.get("pid") != me["pid"]:
             log.info(
@@ -129,6 +129,17 @@ class JobFolderLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _holder(path: Path, wait_s: float = 2.0) -> dict:
+    """The lock holder's PID and host. A holder that took the lock an instant ago may not have written them
+    yet (lock, then write): read again for up to `wait_s` before answering without them."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        info = _read(path)
+        if info and info.get("pid") or time.monotonic() > deadline:
+            return info or {}
+        time.sleep(0.05)
 
 
 def _read(path: Path) -> dict | None:

@@ -325,7 +325,7 @@ def test_failed_write_is_a_clear_error_and_keeps_the_previous_checkpoint(tmp_pat
 
     monkeypatch.setattr(checkpoint, "save_safetensors", disk_full_on_second_save)
     assert run.main([str(job)]) == 1
-    assert "No space left on device" in caplog.text and "previous checkpoint is untouched" in caplog.text
+    assert "disk full writing" in caplog.text and "the last complete checkpoint is step" in caplog.text
     out = folder(tmp_path, "full")
     load_file(str(out / "full_000000002.safetensors"))
     assert not (out / "full_000000004.safetensors").exists()
