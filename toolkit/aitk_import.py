@@ -152,13 +152,16 @@ def import_aitk_job(text: str, *, filename: str | None = None, name: str | None 
     return ImportedJob(yaml=_dump(config), config=config, paths=job_paths(config), ignored=ignored_keys(config))
 
 
-def relocate(job: ImportedJob, new_paths: dict[str, str]) -> ImportedJob:
-    """``job`` with every path it names replaced by ``new_paths[path]`` (e.g. the UI's linked copies),
-    re-validated. Paths not in ``new_paths`` stay as they are."""
+def relocate(job: ImportedJob, new_paths: dict[str, str], values: dict[str, Any] | None = None) -> ImportedJob:
+    """``job`` with every path it names replaced by ``new_paths[path]`` (e.g. the UI's linked copies) and
+    each key path of ``values`` set (e.g. ``config.process[0].training_folder``), re-validated. Paths not in
+    ``new_paths`` stay as they are."""
     data = copy.deepcopy(job.config.model_dump(mode="json", exclude_none=True))
     for ref in job.paths:
         if ref.path in new_paths:
             _set(data, ref.key, new_paths[ref.path])
+    for key, value in (values or {}).items():
+        _set(data, key, value)
     config = parse_job_config(data, "imported job")
     return ImportedJob(yaml=_dump(config), config=config, paths=job_paths(config), ignored=job.ignored)
 
