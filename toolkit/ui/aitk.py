@@ -165,6 +165,12 @@ def _missing_message(plan: FolderPlan, data_roots: list[Path], uploads: bool) ->
     return f"'{plan.path}' is not in this UI's data folders: copy the image to {where}, or remove the key, then import again"
 
 
+def _same_place(path: str, key: str) -> bool:
+    """Whether the validator's problem at ``path`` is about the value at ``key`` (``x.ctrl_img`` and
+    ``x.ctrl_img[1]`` are the same list)."""
+    return path == key or key.startswith(path + "[") or path.startswith(key + ".")
+
+
 def _also(keys: list[str]) -> str:
     return (
         f" (the same path is at {len(keys) - 1} more key(s): {', '.join(keys[1:4])}{'...' if len(keys) > 4 else ''})"
@@ -222,7 +228,7 @@ def plan_import(
     ]
     _, checked = check_yaml(job.yaml, base, roots)
     seen = {key for f in folders if f.how == "missing" for key in f.keys}
-    problems += [p for p in checked if p["path"] not in seen]
+    problems += [p for p in checked if not any(_same_place(p["path"], key) for key in seen)]
     return ImportPlan(job_name, job.yaml, folders, ignored, problems)
 
 
