@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from toolkit import bench, gpu_check
 
 
@@ -23,6 +25,7 @@ def test_every_run_is_a_valid_benchmark_command_real_and_dry():
     assert caps["flux2_qint4_24g"][caps["flux2_qint4_24g"].index("--vram-cap-gb") + 1] == "24"
 
 
+@pytest.mark.slow  # runs the whole check on tiny models
 def test_dry_run_writes_a_json_per_run_and_the_table(tmp_path, tiny, capsys):
     tiny("flux2")
     only = "flux2_bf16_compile,flux2_qint4_24g,flux2_fp8_compile"

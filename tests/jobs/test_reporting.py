@@ -14,6 +14,8 @@ import run
 from tests.jobs.train_helpers import DEMO_DATA, train_process, write_job
 from toolkit.progress import read_events
 
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 
 class RecordingHfApi:
     calls: list = []

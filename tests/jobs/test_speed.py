@@ -13,6 +13,8 @@ import run
 from tests.jobs.train_helpers import train_process, write_job
 from toolkit.progress import read_events
 
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 SYNCING = ("item", "tolist", "cpu", "__float__", "__bool__", "numpy")
 # Tensors that live on the host by design: the optimizer's step counters (torch keeps them on the CPU unless
 # `capturable`; fused CUDA AdamW reads none) and the data loader's per-epoch seed.

@@ -14,6 +14,8 @@ from tests.models.test_offload import BLOCKS, gradients, lora_model, transformer
 from toolkit.models.compile import CompileOptions, compile_blocks
 from toolkit.models.quantize import transformer_blocks
 
+pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
+
 EAGER_BACKEND = CompileOptions(backend="aot_eager")
 
 
