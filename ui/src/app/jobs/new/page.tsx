@@ -282,14 +282,15 @@ function NewJobForm() {
         }}
       />
 
-      <fieldset disabled={formLocked} style={{ border: "none", padding: 0, margin: 0 }}>
-        {formLocked ? (
-          <div className="notice">
-            {imported
-              ? `The YAML is the imported ai-toolkit job (name ${name}): it is what will be queued. Discard it to use the form.`
-              : "The YAML was edited by hand: it is what will be queued. Discard the edits to use the form."}
-          </div>
-        ) : null}
+      {imported ? (
+        <div className="notice">
+          The YAML below is the imported ai-toolkit job <strong>{name}</strong>: it is what will be queued (the preset form is
+          hidden). Discard it to use the form.
+        </div>
+      ) : null}
+      {/* an imported job is not the preset's: its form would show other values */}
+      <fieldset disabled={formLocked} hidden={imported} style={{ border: "none", padding: 0, margin: 0 }}>
+        {formLocked ? <div className="notice">The YAML was edited by hand: it is what will be queued. Discard the edits to use the form.</div> : null}
         <div className="panel">
           <h3>Job</h3>
           <div className="fields">
