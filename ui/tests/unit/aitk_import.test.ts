@@ -6,6 +6,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import YAML from "yaml";
 import * as importRoute from "@/app/api/jobs/import/route";
 import * as jobs from "@/app/api/jobs/route";
 import { body, ctx, DEMO_DATASET, REPO_ROOT, request, useTempDataRoot } from "./helpers";
@@ -62,6 +63,19 @@ describe("importing ai-toolkit's UI-written FLUX.2 jobs", () => {
       expect(plan.ok, id).toBe(true);
       expect(plan.name, id).toBe(job.config.name);
     }
+  });
+
+  it("reads the job as YAML too (ai-toolkit's Advanced view), whatever the file name says", async () => {
+    const text = YAML.stringify(UI_JOBS["ui-klein-9b"]);
+    for (const filename of ["job.yaml", "-x.yml", undefined]) {
+      const { status, data: plan } = await post({ text, filename });
+      expect(status, filename).toBe(200);
+      expect(plan.ok, JSON.stringify(plan.problems)).toBe(true);
+      expect(plan.folders.map((f: any) => [f.how, f.dataset]), filename).toEqual([["linked", "folder"]]);
+    }
+    // a name that is not a job name is refused before Python runs; a good one replaces config.name
+    expect((await post({ text, name: "a/b" })).status).toBe(400);
+    expect((await post({ text, name: "klein9" })).data.yaml).toContain("name: klein9\n");
   });
 
   it("reports a folder not in the datasets folder as missing, by key path", async () => {
