@@ -290,6 +290,13 @@ describe("the job UI in a browser", () => {
     await page.goto(`${base}/jobs/new`);
     await page.locator("[data-preset].selected").waitFor();
     await page.getByTestId("aitk-import").locator("summary").click();
+    // uploaded as ai-toolkit's UI writes it, then pasted (the box is what is imported)
+    const file = path.join(tmp, ".job_config.json");
+    fs.writeFileSync(file, text);
+    await page.setInputFiles("[data-testid=aitk-file]", file);
+    await page.getByText("Read .job_config.json.").waitFor();
+    expect(await page.locator("textarea[name=aitk-text]").inputValue()).toBe(text);
+    await page.fill("textarea[name=aitk-text]", "");
     await page.fill("textarea[name=aitk-text]", text);
     await page.fill("input[name=aitk-name]", "e2e_imported");
     await page.getByTestId("aitk-import-button").click();
