@@ -104,13 +104,14 @@ export async function planImport(req: ImportRequest): Promise<ImportPlan> {
     args.push(`--link=${written}=${path.join(s.datasetsDir, dataset)}`);
   }
   const result = await runPython(args, 120_000, req.text);
-  let plan: Omit<ImportPlan, "folders"> & { folders: Omit<ImportFolder, "dataset">[] };
+  let plan: (Omit<ImportPlan, "folders"> & { folders: Omit<ImportFolder, "dataset">[] }) | null = null;
   try {
     plan = JSON.parse(result.stdout);
   } catch {
-    plan = undefined as never;
+    // the importer itself failed: below
   }
-  if ((result.code !== 0 && result.code !== 1) || !plan || typeof plan.ok !== "boolean" || !Array.isArray(plan.problems)) {
+  const valid = plan && typeof plan.ok === "boolean" && Array.isArray(plan.problems) && Array.isArray(plan.folders);
+  if ((result.code !== 0 && result.code !== 1) || !plan || !valid) {
     const tail = (result.stderr || result.stdout).trimEnd().split("\n").slice(-5).join("\n");
     throw new Error(`python -m toolkit.ui.aitk plan failed (exit ${result.code}): ${tail}`);
   }
