@@ -3,7 +3,7 @@
 // caption, add reference images to an edit dataset and see the edit preset's job point at them,
 // see a validation error by key path, queue a tiny FLUX.2 job, watch it finish, see its samples
 // and loss curve, download the LoRA.
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -281,6 +281,53 @@ describe("the job UI in a browser", () => {
     await page.getByText("No jobs yet.").waitFor();
     expect((await (await context.request.get(`${base}/api/jobs`)).json()).jobs).toEqual([]);
     expect(fs.existsSync(path.join(tmp, "data", "output", "e2e_tiny"))).toBe(false);
+  });
+
+  it("imports an ai-toolkit job: links its folder to a dataset, queues it", async () => {
+    // ai-toolkit's UI-written klein 4B job, from the Python tests' transcription (tests/jobs/test_aitk_jobs.py)
+    const script = "import json,sys; sys.path.insert(0,'tests'); from jobs.test_aitk_jobs import UI_JOBS; print(json.dumps(UI_JOBS['ui-klein-4b']()))";
+    const text = execFileSync(process.env.PYTHON || "python3", ["-c", script], { cwd: path.resolve(UI_DIR, ".."), encoding: "utf-8" });
+    await page.goto(`${base}/jobs/new`);
+    await page.locator("[data-preset].selected").waitFor();
+    await page.getByTestId("aitk-import").locator("summary").click();
+    // uploaded as ai-toolkit's UI writes it, then pasted (the box is what is imported)
+    const file = path.join(tmp, ".job_config.json");
+    fs.writeFileSync(file, text);
+    await page.setInputFiles("[data-testid=aitk-file]", file);
+    await page.getByText("Read .job_config.json.").waitFor();
+    expect(await page.locator("textarea[name=aitk-text]").inputValue()).toBe(text);
+    await page.fill("textarea[name=aitk-text]", "");
+    await page.fill("textarea[name=aitk-text]", text);
+    await page.fill("input[name=aitk-name]", "e2e_imported");
+    await page.getByTestId("aitk-import-button").click();
+    // no dataset named "folder" here: missing, by key path
+    const folder = page.locator("[data-testid=aitk-folder][data-path='/path/to/images/folder']");
+    await folder.and(page.locator("[data-how=missing]")).waitFor();
+    expect(await page.getByTestId("aitk-import").getByTestId("problems").textContent()).toContain("config.process[0].datasets[0].folder_path");
+    expect(await page.getByTestId("aitk-ignored").textContent()).toContain("sqlite_db_path");
+    // "Create dataset folder" makes an empty dataset and chooses it; the person picks robots instead
+    await folder.getByTestId("aitk-create").click();
+    await folder.getByText("Created: upload its images").waitFor();
+    expect((await (await context.request.get(`${base}/api/datasets`)).json()).datasets.map((d: { name: string }) => d.name)).toContain("folder");
+    expect(await folder.getByTestId("aitk-link").inputValue()).toBe("folder");
+    await folder.getByTestId("aitk-link").selectOption("robots");
+    await page.getByTestId("aitk-recheck").click();
+    await page.locator("[data-testid=aitk-folder][data-how=linked]").getByText("robots").waitFor();
+    await page.getByTestId("aitk-ok").waitFor();
+    const yaml = await page.locator("textarea[name=yaml]").inputValue();
+    expect(YAML.parse(yaml).config.process[0].datasets[0].folder_path).toBe(path.join(tmp, "data", "datasets", "robots"));
+    await page.getByText("The YAML below is the imported ai-toolkit job e2e_imported").waitFor();
+    expect(await page.locator("input[name=name]").isVisible()).toBe(false); // the preset's form is hidden
+    await shot("new-job-imported");
+    await page.getByTestId("queue").click();
+    await page.waitForURL(/\/jobs\/\d+$/);
+    expect(await page.getByTestId("job-name").textContent()).toBe("e2e_imported");
+    // the real klein 4B cannot be loaded here: stop it
+    const id = page.url().split("/").pop();
+    expect([200, 409]).toContain((await context.request.post(`${base}/api/jobs/${id}/stop`)).status()); // 409: it already failed
+    await expect
+      .poll(async () => (await (await context.request.get(`${base}/api/jobs/${id}`)).json()).job.state, { timeout: 120_000 })
+      .toMatch(/stopped|failed/);
   });
 
   it("logging out ends the session", async () => {

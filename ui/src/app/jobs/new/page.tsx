@@ -4,8 +4,9 @@
 // Python schema; the job is the preset's config with only the fields the user touched changed.
 import Link from "next/link";
 import { useRouter, useSearchParams } from "next/navigation";
-import { Suspense, useEffect, useMemo, useState } from "react";
+import { Suspense, useEffect, useMemo, useRef, useState } from "react";
 import YAML from "yaml";
+import { AitkImport } from "@/components/AitkImport";
 import { SchemaField } from "@/components/SchemaField";
 import { ErrorBox, ProblemList } from "@/components/ui";
 import { api, ApiError, useApi } from "@/lib/client/api";
@@ -100,6 +101,9 @@ function NewJobForm() {
   const [notice, setNotice] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  /** The YAML in the editor came from an ai-toolkit job (no preset made it). */
+  const [imported, setImported] = useState(false);
+  const yamlEditor = useRef<HTMLDetailsElement>(null);
 
   const preset = ui?.presets.find((p) => p.id === presetId) ?? null;
   const presetProc = useMemo(() => (preset ? processOf(structuredClone(preset.config)) : {}), [preset]);
@@ -115,6 +119,7 @@ function NewJobForm() {
     setResolutions(null);
     setPrompts(null);
     setYamlText(null);
+    setImported(false);
     setBuilt(null);
     setProblems([]);
     setNotice(null);
@@ -199,7 +204,7 @@ function NewJobForm() {
     setError(null);
     try {
       if (queue) {
-        const res = await api<{ job: { id: number } }>("/api/jobs", { method: "POST", json: { name, yaml, preset: presetId } });
+        const res = await api<{ job: { id: number } }>("/api/jobs", { method: "POST", json: { name, yaml, preset: imported ? null : presetId } });
         router.push(`/jobs/${res.job.id}`);
         return;
       }
@@ -264,7 +269,27 @@ function NewJobForm() {
         ) : null}
       </div>
 
-      <fieldset disabled={formLocked} style={{ border: "none", padding: 0, margin: 0 }}>
+      <AitkImport
+        datasets={datasetList}
+        reloadDatasets={datasetsQ.reload}
+        onImported={(plan) => {
+          setYamlText(plan.yaml);
+          setName(plan.name);
+          setImported(true);
+          setProblems([]);
+          setNotice(null);
+          if (yamlEditor.current) yamlEditor.current.open = true;
+        }}
+      />
+
+      {imported ? (
+        <div className="notice">
+          The YAML below is the imported ai-toolkit job <strong>{name}</strong>: it is what will be queued (the preset form is
+          hidden). Discard it to use the form.
+        </div>
+      ) : null}
+      {/* an imported job is not the preset's: its form would show other values */}
+      <fieldset disabled={formLocked} hidden={imported} style={{ border: "none", padding: 0, margin: 0 }}>
         {formLocked ? <div className="notice">The YAML was edited by hand: it is what will be queued. Discard the edits to use the form.</div> : null}
         <div className="panel">
           <h3>Job</h3>
@@ -381,7 +406,7 @@ function NewJobForm() {
         </details>
       </fieldset>
 
-      <details className="panel" data-testid="yaml-editor">
+      <details className="panel" data-testid="yaml-editor" ref={yamlEditor}>
         <summary>Advanced: edit the YAML</summary>
         <p className="muted small">
           The job file that will be queued (the preset with your changes). Editing it here takes over from the form; the UI still sets{" "}
@@ -397,7 +422,13 @@ function NewJobForm() {
         />
         {buildError ? <div className="problems" role="alert">The form cannot be built: {buildError}</div> : null}
         {formLocked ? (
-          <button type="button" onClick={() => setYamlText(null)}>
+          <button
+            type="button"
+            onClick={() => {
+              setYamlText(null);
+              setImported(false);
+            }}
+          >
             Discard YAML edits
           </button>
         ) : null}
