@@ -16,7 +16,7 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def tiny():
     """tiny(arch, layout) -> folder holding that tiny model in that layout."""
-    from toolkit.tiny_models import ensure_tiny
+    from toolkit.tiny import ensure_tiny
 
     def get(arch: str, layout: str = "diffusers") -> Path:
         return ensure_tiny(arch, TINY_ROOT, layout)

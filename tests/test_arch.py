@@ -50,12 +50,12 @@ def test_model_class_reads_its_declaration(arch):
 
 
 def test_tiny_models_bench_and_lora_format_read_the_declarations():
-    from toolkit import bench, lora_format, tiny_models
+    from toolkit import bench, lora_format, tiny
 
-    assert "flux_schnell" not in tiny_models.TINY_IDS and "flux-schnell" in tiny_models.TINY_IDS
-    schnell = tiny_models.SPECS["flux-schnell"]
+    assert "flux_schnell" not in tiny.TINY_IDS and "flux-schnell" in tiny.TINY_IDS
+    schnell = tiny.SPECS["flux-schnell"]
     assert schnell.transformer_file == "flux1-schnell.safetensors" and not schnell.guidance_embeds
-    assert tiny_models.SPECS["flux2_klein_9b"].text_hidden == get_arch("flux2_klein_9b").tiny.text_hidden
+    assert tiny.SPECS["flux2_klein_9b"].text_hidden == get_arch("flux2_klein_9b").tiny.text_hidden
     assert set(bench.bench_archs()) == set(BUILTIN)
     assert lora_format._family("flux2_klein_4b") is lora_format._family("flux2")
     assert lora_format._family("flux") is not lora_format._family("flux2")

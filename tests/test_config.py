@@ -1,4 +1,4 @@
-"""Config loading (toolkit/config.py) and the typed job configs (toolkit/config_modules.py)."""
+"""Config loading (toolkit/config.py) and the typed job configs (toolkit/config_modules/)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Config checks of the ai-toolkit training options (toolkit/config_modules.py, toolkit/train/checks.py)."""
+"""Config checks of the ai-toolkit training options (toolkit/config_modules/, toolkit/train/checks.py)."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def test_filter_leaving_nothing_is_an_error():
 
 
 def test_attach_trains_only_lora_and_state_round_trips():
-    from toolkit.tiny_models import build_tiny_pipeline
+    from toolkit.tiny import build_tiny_pipeline
 
     transformer = build_tiny_pipeline("flux2").transformer
     params = attach_lora(transformer, NAMES, rank=4, alpha=4)
@@ -66,7 +66,7 @@ def test_filters_take_aitk_spellings():
 
 def test_full_rank_lokr_keeps_both_factors_whole():
     from toolkit.config_modules import LOKR_FULL_RANK
-    from toolkit.tiny_models import build_tiny_pipeline
+    from toolkit.tiny import build_tiny_pipeline
 
     transformer = build_tiny_pipeline("flux2").transformer
     attach_lora(transformer, NAMES[:1], rank=LOKR_FULL_RANK, alpha=float(LOKR_FULL_RANK), network_type="lokr")

@@ -12,16 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from toolkit.tiny_models import (
+from toolkit.paths import ROOT
+from toolkit.tiny import (
     TINY_IDS as ARCHS,
     COMPLETE_MARKER,
     SPECS,
     build_tiny_pipeline,
     ensure_tiny,
-    main,
-    save_hub_cache,
 )
-from toolkit.paths import ROOT
+from toolkit.tiny.export import main, save_hub_cache
 
 pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
 
@@ -264,7 +263,8 @@ def test_ensure_tiny_is_safe_across_processes_and_builds_are_byte_identical(tmp_
     (tokenizers included: their trainers are not deterministic across processes, ours are)."""
     code = textwrap.dedent("""
         import sys
-        from toolkit.tiny_models import ensure_tiny, save_diffusers_folder
+        from toolkit.tiny import ensure_tiny
+        from toolkit.tiny.export import save_diffusers_folder
         root, own = sys.argv[1:]
         for arch in ("flux", "flux2", "flux2_klein_4b"):
             save_diffusers_folder(arch, f"{own}/{arch}")

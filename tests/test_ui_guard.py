@@ -265,16 +265,25 @@ def test_run_py_no_env_refuses_env_references_by_key_path(tmp_path, monkeypatch,
 
 
 def test_ui_schema_validate_with_roots_is_the_same_guard(tmp_path):
-    """The Next.js server's existing call, `ui_schema validate FILE`, confines paths once given --root."""
+    """The Next.js server's existing call, `ui_schema validate FILE`, confines paths once given --root, and
+    answers the guard's and the validation's problems in one pass (as the Gradio app's check_yaml)."""
     data = tmp_path / "data"
     data.mkdir()
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(set_in(train_job(data), ("model", "vae_path"), "/etc/ae.safetensors")))
-    out = subprocess.run(
-        [sys.executable, "-m", "toolkit.ui.schema", "validate", str(bad), "--root", str(data), "--base", str(data)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    result = json.loads(out.stdout)
-    assert out.returncode == 1 and [p["path"] for p in result["problems"]] == ["config.process[0].model.vae_path"]
+
+    def validate(raw):
+        path = tmp_path / "job.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        cli = [sys.executable, "-m", "toolkit.ui.schema", "validate", str(path), "--root", str(data)]
+        out = subprocess.run([*cli, "--base", str(data)], capture_output=True, text=True, cwd=ROOT)
+        result = json.loads(out.stdout)
+        assert out.returncode == (0 if result["ok"] else 1)
+        return [p["path"] for p in result["problems"]], result["problems"]
+
+    paths, problems = validate(set_in(train_job(data), ("model", "vae_path"), "/etc/ae.safetensors"))
+    assert paths[0] == "config.process[0].model.vae_path" and "outside the folders" in problems[0]["message"]
+    # The validation's problems of the other keys come in the same answer; the dataset folders (missing here)
+    # are not read while the guard refuses a path.
+    assert paths[1:] == ["config.process[0].sample.samples[0].ctrl_img"]
+    paths, _ = validate(train_job(data))  # guard passed: the dataset folders are read (and found missing)
+    assert paths[0] == "config.process[0].sample.samples[0].ctrl_img"
+    assert any(p.startswith("config.process[0].datasets[0]") for p in paths[1:])

@@ -1,6 +1,6 @@
 """ai-toolkit spellings the typed config accepts: qtype names, numbers written as strings, timestep types.
 
-Pure functions and tables used by toolkit/config_modules.py while validating; no torch import.
+Pure functions and tables used by toolkit/config_modules/ while validating; no torch import.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Every key ai-toolkit reads is ``same`` (a schema field or alias with ai-toolkit's meaning), ``noop``
 (accepted, cannot change a FLUX LoRA run, logged once) or ``refused`` (an error at its key path saying what
 to write instead; with ``default:``, ai-toolkit's default value, which changes nothing, is accepted as a
-no-op). The config sections (toolkit/config_modules.py) call :func:`apply` on their raw mapping while
+no-op). The config sections (toolkit/config_modules/) call :func:`apply` on their raw mapping while
 validating; :func:`ignored_keys` lists what a validated job accepted as a no-op, for the log and the UIs.
 
 ``python -m toolkit.aitk_keys`` writes the README's "Coming from ai-toolkit" key table between its markers;

@@ -79,7 +79,7 @@ class Release:
 
 @dataclasses.dataclass(frozen=True)
 class TinyShape:
-    """Sizes of the tiny random model (`toolkit/tiny_models.py`) of an architecture.
+    """Sizes of the tiny random model (`toolkit/tiny/`) of an architecture.
 
     builder: which tiny pipeline builder makes it (``"flux2"``: Mistral3 or Qwen3 text encoder;
     ``"flux"``: CLIP + T5); text_encoder: ``"mistral3"``, ``"qwen3"`` or ``"clip_t5"``;

@@ -7,7 +7,7 @@ The transformer is built with random weights and nothing is downloaded: it is cr
 device (no memory), then each block in turn is materialised on the target device, given random
 weights, quantized and, if the plan says so, handed to layer offloading, so the device never holds
 more than the resident model plus one block. `--tiny` takes the configuration of the tiny model
-`toolkit.tiny_models` builds instead of the real one. Inputs are cached-style: random latents and text embeddings of the
+`toolkit.tiny` builds instead of the real one. Inputs are cached-style: random latents and text embeddings of the
 shapes the pipelines produce at `--resolution` and `--batch`.
 
 A measured step is the trainer's: noise, timesteps and the noisy latents from `toolkit.train_math`,
@@ -60,7 +60,7 @@ def bench_archs() -> dict:
 
 def meta_transformer(arch: str, dtype: torch.dtype = torch.bfloat16, tiny: bool = False) -> torch.nn.Module:
     """The transformer of `arch` on the meta device (shapes only, no memory): real size, or with `tiny`
-    the configuration of the tiny model `toolkit.tiny_models` builds (the `tiny:<arch>` weights' config)."""
+    the configuration of the tiny model `toolkit.tiny` builds (the `tiny:<arch>` weights' config)."""
     import diffusers
 
     spec = bench_archs()[arch]

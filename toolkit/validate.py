@@ -7,7 +7,7 @@ The trainer, the generate job, ``run.py --check`` and both UIs' "Check" call thi
 refuses a config before loading. Stages, all run (a failing stage does not hide the next one):
 
 1. reading: the file found, YAML/JSON parsed, ``${ENV}`` and ``[name]`` substituted (toolkit/config.py);
-2. schema: every section against the typed config (toolkit/config_modules.py). A process of an unknown
+2. schema: every section against the typed config (toolkit/config_modules/). A process of an unknown
    ``type`` is reported and its body is still checked as the job's usual process type, so a file with
    ``type: <typo>`` gets all its other problems in the same answer;
 3. architecture: ``model.arch`` against the open registry (toolkit/arch.py), the features the process uses

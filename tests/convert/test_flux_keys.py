@@ -20,7 +20,7 @@ from toolkit.convert.flux_keys import (
     flux_transformer_diffusers_to_bfl,
     vae_diffusers_to_ldm,
 )
-from toolkit.tiny_models import build_tiny_pipeline
+from toolkit.tiny import build_tiny_pipeline
 
 pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
 

@@ -101,7 +101,7 @@ def test_generate_job_equals_pipeline(tmp_path, tiny, tiny_id, layout):
 
 def test_generate_from_hub_repo_id_offline_cache(tmp_path):
     """A hub repo id resolves through huggingface_hub's cache (HF_HUB_OFFLINE=1: no network)."""
-    from toolkit.tiny_models import save_hub_cache
+    from toolkit.tiny.export import save_hub_cache
 
     cache = tmp_path / "hub"
     save_hub_cache("flux2_klein_4b", cache, "black-forest-labs/FLUX.2-klein-base-4B")

@@ -34,7 +34,7 @@ from toolkit.lora_format import (
     peft_to_diffusers,
     to_peft,
 )
-from toolkit.tiny_models import build_tiny_pipeline
+from toolkit.tiny import build_tiny_pipeline
 
 pytestmark = pytest.mark.slow  # end-to-end: builds / loads tiny models or runs jobs (see pyproject.toml)
 

@@ -128,7 +128,7 @@ def resolve_tiny(value: str, key: str) -> Path:
     The README's demo and the tests use it: real architecture, real on-disk layout, random weights.
     """
     from toolkit.paths import TINY_ROOT
-    from toolkit.tiny_models import TINY_IDS, ensure_tiny
+    from toolkit.tiny import TINY_IDS, ensure_tiny
 
     tiny_id = value[len(TINY_SCHEME) :]
     if tiny_id not in TINY_IDS:

@@ -84,12 +84,18 @@ def export(with_archs: bool = True) -> dict:
 
 
 def validate_ui_file(path: str | Path, roots: list[str], base: str | Path) -> dict:
-    """A job file submitted from a UI: the path guard (toolkit/ui/guard.py: paths inside ``roots``, no
-    ``${ENV}``, plain names, bounded reading), then the schema as ``run.py --no-env`` reads the file."""
-    from toolkit.ui.guard import guard_file, validation_problems
+    """A job file submitted from a UI, every problem in one answer as the Gradio app's check gives them
+    (toolkit/ui/jobs.py:check_yaml): the path guard's (toolkit/ui/guard.py: paths inside ``roots``, no
+    ``${ENV}``, plain names, bounded reading), then the one validation path's (toolkit/validate.py, the file
+    read as ``run.py --no-env`` reads it) for the keys the guard did not already name. Dataset folders are
+    scanned (read) only when the guard passed: until then their paths may lie outside ``roots``."""
+    from toolkit.ui.guard import guard_file
+    from toolkit.validate import validate_job
 
-    problems = guard_file(path, roots, base) or validation_problems(path)
-    return {"ok": not problems, "problems": [{"path": p, "message": m} for p, m in problems]}
+    guarded = guard_file(path, roots, base)
+    seen = {p for p, _ in guarded}
+    checked = validate_job(str(path), expand_env=False, machine=False, data=not guarded)
+    return _result(guarded + [(p, m) for p, m in checked if p not in seen])
 
 
 def main(argv: list[str]) -> int:

@@ -33,6 +33,29 @@ _SCHEDULER = {
     "use_karras_sigmas": False,
 }
 _BLOCKS = ("transformer_blocks", "single_transformer_blocks")
+# dev samples with its distilled guidance, klein-base (neither guidance- nor step-distilled) with real CFG:
+# both at guidance 4 in 50 steps.
+_SAMPLING = SamplingDefaults(guidance_scale=4.0, sample_steps=50)
+
+
+def _bench(
+    num_layers: int, num_single_layers: int, num_attention_heads: int, joint_attention_dim: int, guidance_embeds: bool
+) -> BenchShape:
+    """A FLUX.2 transformer's configuration: every size has 128-dim heads, an MLP ratio of 3 and 128 input
+    channels (32 VAE latent channels in 2x2 patches)."""
+    return BenchShape(
+        dict(
+            num_layers=num_layers,
+            num_single_layers=num_single_layers,
+            num_attention_heads=num_attention_heads,
+            attention_head_dim=128,
+            joint_attention_dim=joint_attention_dim,
+            mlp_ratio=3.0,
+            in_channels=128,
+            guidance_embeds=guidance_embeds,
+        )
+    )
+
 
 FLUX2_DEV = ArchSpec(
     arch="flux2",
@@ -46,16 +69,7 @@ FLUX2_DEV = ArchSpec(
     text_encoder_label="Mistral-Small-3.1 24B",
     tokenizer="AutoProcessor",
     hidden_state_layers=(10, 20, 30),
-    releases=(
-        Release(
-            "dev",
-            "black-forest-labs/FLUX.2-dev",
-            "flux2-dev.safetensors",
-            True,
-            SamplingDefaults(guidance_scale=4.0, sample_steps=50),
-            _SCHEDULER,
-        ),
-    ),
+    releases=(Release("dev", "black-forest-labs/FLUX.2-dev", "flux2-dev.safetensors", True, _SAMPLING, _SCHEDULER),),
     capabilities=ModelCapabilities(
         bucket_divisibility=16,
         guidance_distilled=True,
@@ -70,60 +84,41 @@ FLUX2_DEV = ArchSpec(
     transformer_blocks=_BLOCKS,
     text_encoder_layers=(("text_encoder", ("model.language_model.layers",)),),
     tiny=TinyShape("flux2", "mistral3", 32, 2),
-    bench=BenchShape(
-        dict(
-            num_layers=8,
-            num_single_layers=48,
-            num_attention_heads=48,
-            attention_head_dim=128,
-            joint_attention_dim=15360,
-            mlp_ratio=3.0,
-            in_channels=128,
-            guidance_embeds=True,
-        )
+    bench=_bench(
+        num_layers=8, num_single_layers=48, num_attention_heads=48, joint_attention_dim=15360, guidance_embeds=True
     ),
 )
 
-FLUX2_KLEIN_4B = ArchSpec(
+# The family's transformer class, block lists, LoRA key layout and capabilities (but guidance and the
+# reference limit) are dev's; the text encoder, releases and sizes are klein's own.
+FLUX2_KLEIN_4B = dataclasses.replace(
+    FLUX2_DEV,
     arch="flux2_klein_4b",
     label="FLUX.2-klein-base 4B",
-    family="flux2",
+    size_label="",  # the label says the size
     model_class=f"{_MODULE}:Flux2Klein4BModel",
     pipeline="Flux2KleinPipeline",
-    transformer_class="Flux2Transformer2DModel",
     text_encoder="Qwen3ForCausalLM",
     text_encoder_label="Qwen3 4B",
     tokenizer="AutoTokenizer",
     hidden_state_layers=(9, 18, 27),
-    # klein-base is neither guidance- nor step-distilled: real CFG, 50 steps.
     releases=(
         Release(
             "base",
             "black-forest-labs/FLUX.2-klein-base-4B",
             "flux-2-klein-base-4b.safetensors",
             False,
-            SamplingDefaults(guidance_scale=4.0, sample_steps=50),
+            _SAMPLING,
             _SCHEDULER,
         ),
     ),
     capabilities=dataclasses.replace(
         FLUX2_DEV.capabilities, guidance_distilled=False, real_cfg=True, max_reference_images=4
     ),
-    lora_family="flux2",
-    transformer_blocks=_BLOCKS,
     text_encoder_layers=(("text_encoder", ("model.layers",)),),
     tiny=TinyShape("flux2", "qwen3", 32, 2, {"tokenizer": ["transformers", "Qwen2TokenizerFast"]}),
-    bench=BenchShape(
-        dict(
-            num_layers=5,
-            num_single_layers=20,
-            num_attention_heads=24,
-            attention_head_dim=128,
-            joint_attention_dim=7680,
-            mlp_ratio=3.0,
-            in_channels=128,
-            guidance_embeds=False,
-        )
+    bench=_bench(
+        num_layers=5, num_single_layers=20, num_attention_heads=24, joint_attention_dim=7680, guidance_embeds=False
     ),
 )
 
@@ -134,28 +129,16 @@ FLUX2_KLEIN_9B = dataclasses.replace(
     model_class=f"{_MODULE}:Flux2Klein9BModel",
     text_encoder_label="Qwen3 8B",
     releases=(
-        Release(
-            "base",
-            "black-forest-labs/FLUX.2-klein-base-9B",
-            "flux-2-klein-base-9b.safetensors",
-            False,
-            SamplingDefaults(guidance_scale=4.0, sample_steps=50),
-            _SCHEDULER,
+        dataclasses.replace(
+            FLUX2_KLEIN_4B.releases[0],
+            official_repo="black-forest-labs/FLUX.2-klein-base-9B",
+            single_file_name="flux-2-klein-base-9b.safetensors",
         ),
     ),
     # A little wider than 4b so that tests can tell the two apart by shape.
     tiny=dataclasses.replace(FLUX2_KLEIN_4B.tiny, text_hidden=48, heads=3),
-    bench=BenchShape(
-        dict(
-            num_layers=8,
-            num_single_layers=24,
-            num_attention_heads=32,
-            attention_head_dim=128,
-            joint_attention_dim=12288,
-            mlp_ratio=3.0,
-            in_channels=128,
-            guidance_embeds=False,
-        )
+    bench=_bench(
+        num_layers=8, num_single_layers=24, num_attention_heads=32, joint_attention_dim=12288, guidance_embeds=False
     ),
 )
 
