@@ -89,39 +89,11 @@ class App:
             "\n".join(fields.sample_prompts),
         )
 
-    def build_yaml(
-        self,
-        label,
-        vram,
-        name,
-        trigger,
-        default_caption,
-        steps,
-        lr,
-        rank,
-        resolutions,
-        sample_every,
-        prompts,
-        images=None,
-        references=None,
-    ) -> tuple[str, str]:
-        """The YAML for the form, twice: for the editor and as the last generated text."""
+    def build_yaml(self, *form) -> tuple[str, str]:
+        """The YAML for the form (``_yaml``'s arguments: the fields as ``build_ui`` lists them, then the image and
+        reference uploads), twice: for the editor and as the last generated text."""
         try:
-            text = self._yaml(
-                label,
-                vram,
-                name,
-                trigger,
-                default_caption,
-                steps,
-                lr,
-                rank,
-                resolutions,
-                sample_every,
-                prompts,
-                images,
-                references,
-            )
+            text = self._yaml(*form)
         except (jobs.JobError, ValueError, TypeError, ZeroDivisionError) as exc:
             text = f"# cannot build the config: {exc}\n"
         return text, text
@@ -160,43 +132,14 @@ class App:
         raw = ui_presets.build_job_config(preset, fields, self.training_folder, sample_reference, ROOT)
         return ui_presets.to_yaml(raw, preset)
 
-    def uploads_changed(
-        self,
-        label,
-        vram,
-        name,
-        trigger,
-        default_caption,
-        steps,
-        lr,
-        rank,
-        resolutions,
-        sample_every,
-        prompts,
-        images,
-        references,
-        yaml_text,
-        generated,
-    ):
-        """After an upload: an edit preset's YAML names the first image's reference (``sample.ctrl_img``),
-        so it is rebuilt, unless the person edited it. Other presets' YAML does not depend on the uploads."""
-        if not self.is_edit(label) or ((yaml_text or "").strip() and yaml_text != generated):
+    def uploads_changed(self, *values):
+        """After an upload (``values``: ``build_yaml``'s, then the YAML as shown and the last generated one): an
+        edit preset's YAML names the first image's reference (``sample.ctrl_img``), so it is rebuilt, unless the
+        person edited it (an imported job counts as edited). Other presets' YAML does not depend on the uploads."""
+        *form, yaml_text, generated = values
+        if not self.is_edit(form[0]) or ((yaml_text or "").strip() and yaml_text != generated):
             return gr.skip(), gr.skip()
-        return self.build_yaml(
-            label,
-            vram,
-            name,
-            trigger,
-            default_caption,
-            steps,
-            lr,
-            rank,
-            resolutions,
-            sample_every,
-            prompts,
-            images,
-            references,
-        )
+        return self.build_yaml(*form)
 
     def is_edit(self, label: str) -> bool:
         return ui_presets.is_edit(self.presets[label])
