@@ -32,6 +32,8 @@ import gradio as gr
 
 from toolkit.ui import datasets as ui_datasets, http as ui_http, presets as ui_presets
 from toolkit.ui import jobs
+from toolkit.ui.aitk import plan_import
+from toolkit.ui.aitk_report import import_markdown
 from toolkit.paths import EXAMPLES_DIR, ROOT
 
 log = logging.getLogger("flux_train_ui")
@@ -39,11 +41,17 @@ log = logging.getLogger("flux_train_ui")
 DEMO_IMAGES = EXAMPLES_DIR / "demo_dataset"
 DEMO_EDIT = EXAMPLES_DIR / "demo_edit_dataset"  # targets + control/ references
 REFRESH_S = 2.0
+IMPORT_MAX_BYTES = 1024 * 1024  # an ai-toolkit job file is a few KiB
 INTRO = """# FLUX LoRA trainer
 1. Pick the model and how much GPU memory you have. 2. Upload a few images (same-name `.txt` files fill the captions)
 and edit the captions; an edit model also takes one reference image per image, under the same file name. 3. Set
 the trigger word and training settings. 4. **Start**. Progress, loss, samples and the LoRA appear under *Jobs*;
 training goes on if you close this page."""
+IMPORT_HELP = """The job ai-toolkit saved (its UI's job JSON or Advanced YAML, or one of its example configs) becomes
+a job here: every problem is listed at once by key path, and the YAML goes to the editor under *Advanced*. A dataset
+folder is used when it is inside this app's data folders or a folder of the same name is in a `--data-root`
+(`python flux_train_ui.py --data-root ~/ai-toolkit/datasets`); otherwise upload its images below. Nothing outside the
+data folders is read."""
 
 
 class App:
@@ -140,6 +148,59 @@ class App:
         if not self.is_edit(form[0]) or ((yaml_text or "").strip() and yaml_text != generated):
             return gr.skip(), gr.skip()
         return self.build_yaml(*form)
+
+    # ------------------------------------------------------------------ import
+    def import_root(self) -> Path:
+        """Where imported jobs go: ``--training-folder``, else the first preset's training folder."""
+        return self.job_root(self.default_label())
+
+    def import_job(self, file, text):
+        """An ai-toolkit job (the uploaded file, else the pasted text) -> (YAML editor, report, reference box,
+        whether Start takes the reference uploads for it, the YAML's accordion).
+
+        ``toolkit/ui/aitk.py`` plans it: folders inside the data folders are kept, a folder of the same name in a
+        ``--data-root`` is linked, the first dataset found nowhere becomes the upload folder, anything else is a
+        problem by key path; nothing outside the data folders is read. The YAML goes to the editor even with
+        problems (they can be fixed there) and counts as edited: uploads do not rebuild it. It gets a job name
+        nobody uses yet. Start runs it through the usual checks.
+        """
+        unchanged = (gr.skip(), gr.skip(), gr.skip())
+        filename = None
+        if file:
+            path = Path(str(getattr(file, "name", file)))
+            filename = path.name
+            with path.open("rb") as handle:
+                raw = handle.read(IMPORT_MAX_BYTES + 1)
+            if len(raw) > IMPORT_MAX_BYTES:
+                return (
+                    gr.skip(),
+                    f"**Not imported.** `{filename}` is over {IMPORT_MAX_BYTES // 1024} KiB; is it a job file?",
+                    *unchanged,
+                )
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                return (
+                    gr.skip(),
+                    f"**Not imported.** `{filename}` is not UTF-8 text; save the job as UTF-8 JSON or YAML.",
+                    *unchanged,
+                )
+        if not (text or "").strip():
+            return gr.skip(), "**Not imported.** Upload an ai-toolkit job file or paste its text first.", *unchanged
+        folder = self.import_root()
+        where = dict(roots=self.roots(), data_roots=self.data_roots, training_folder=str(folder), base=ROOT)
+        plan = plan_import(text, filename=filename, uploads=True, **where)
+        try:
+            free = jobs.suggest_name(plan.name, folder, self.config_dir) if plan.name else None
+        except jobs.JobError:
+            free = None  # the name's own problem is in the plan
+        if free and free != plan.name:
+            plan = plan_import(text, filename=filename, uploads=True, name=free, **where)
+        if plan.yaml is None:
+            return gr.skip(), import_markdown(plan), *unchanged
+        references = any(f.how == "upload" and f.kind == "control" for f in plan.folders)
+        box = gr.update(visible=True) if references else gr.skip()
+        return plan.yaml, import_markdown(plan), box, references, gr.update(open=True)
 
     def is_edit(self, label: str) -> bool:
         return ui_presets.is_edit(self.presets[label])
@@ -243,12 +304,16 @@ class App:
         images,
         table,
         references=None,
+        imported_references=False,
     ):
         """Start: the YAML as shown, or rebuilt from the fields when the person did not edit it
         (so a field typed just before pressing Start is never lost to a late rebuild). References
-        count for edit presets only (switching presets keeps the uploads)."""
+        count for edit presets only (switching presets keeps the uploads), and for an imported job
+        whose references are the uploads (``imported_references``) while its YAML is shown."""
         form = (label, vram, name, trigger, default_caption, steps, lr, rank, resolutions, sample_every, prompts)
-        references = (references or []) if self.is_edit(label) else []
+        edited = not _only_comments(yaml_text) and yaml_text != generated
+        wants_references = self.is_edit(label) or (imported_references and edited)
+        references = (references or []) if wants_references else []
         if not self.starting.acquire(blocking=False):
             return "**Not started.** A job is being started; wait for it.", gr.update(), gr.update()
         try:
@@ -257,7 +322,7 @@ class App:
                     "this is an edit model: upload the reference images too, one per target image "
                     "with the same file name as its target"
                 )
-            if _only_comments(yaml_text) or yaml_text == generated:
+            if not edited:
                 # Untouched (or holding only "# cannot build the config"): the fields are the truth, and a bad
                 # field is named as the person typed it ("Resolutions: ...").
                 yaml_text = self._yaml(*form, images, references)
@@ -442,6 +507,16 @@ def build_ui(app: App) -> gr.Blocks:
         gr.Markdown(INTRO)
         if app.skipped:
             gr.Markdown("Not in this app: " + "; ".join(f"**{k}** ({v})" for k, v in app.skipped.items()))
+        with gr.Accordion("Import an ai-toolkit job (its job file, JSON or YAML)", open=False):
+            gr.Markdown(IMPORT_HELP)
+            with gr.Row():
+                import_file = gr.File(
+                    file_types=[".json", ".jsonc", ".yaml", ".yml"], type="filepath", label="Job file", scale=1
+                )
+                import_text = gr.Code(language="yaml", interactive=True, label="... or paste it here", scale=2)
+            import_button = gr.Button("Import", size="sm")
+            import_report = gr.Markdown()
+        imported_references = gr.State(False)  # the imported job's references are the reference uploads
         images = gr.State([])
         references = gr.State([])
         generated = gr.State("")
@@ -490,7 +565,7 @@ def build_ui(app: App) -> gr.Blocks:
                 prompts = gr.Textbox(label="Sample prompts (one per line; [trigger] and --w/--h/--seed flags)", lines=4)
                 with gr.Accordion(
                     "Advanced: the YAML that runs (edit it last: changing a field above rebuilds it)", open=False
-                ):
+                ) as advanced:
                     yaml_box = gr.Code(language="yaml", interactive=True, label="config/ui_<name>.yaml")
                 start_button = gr.Button("Start training", variant="primary")
                 message = gr.Markdown()
@@ -519,7 +594,9 @@ def build_ui(app: App) -> gr.Blocks:
         show_pairing = (app.pairing, [preset] + uploads, pairing)
         preset.change(app.select_preset, preset, form, api_name="select_preset").then(
             app.references_box, preset, references_box, api_name=False
-        ).then(*show_pairing, api_name=False).then(*build, api_name=False)
+        ).then(*show_pairing, api_name=False).then(*build, api_name=False).then(
+            lambda: False, None, imported_references, api_name=False
+        )
         gr.on([f.change for f in form], *build, api_name="build_yaml")
         files.change(
             app.upload, [files, captions], [images, gallery, captions, upload_message], api_name="upload"
@@ -536,10 +613,16 @@ def build_ui(app: App) -> gr.Blocks:
         # Start is disabled from the click until the job started (or was refused): no double starts.
         start_button.click(lambda: gr.update(interactive=False), None, start_button, api_name=False, queue=False).then(
             app.start,
-            fields + [yaml_box, generated, images, captions, references],
+            fields + [yaml_box, generated, images, captions, references, imported_references],
             [message, job, name],
             api_name="start",
         ).then(lambda: gr.update(interactive=True), None, start_button, api_name=False)
+        import_button.click(
+            app.import_job,
+            [import_file, import_text],
+            [yaml_box, import_report, references_box, imported_references, advanced],
+            api_name="import_aitk",
+        )
         view = [status, loss_plot, samples, lora_files, log_box]
         refresh_button.click(app.refresh, job, view, api_name="refresh")
         job.change(app.refresh, job, view, api_name=False)
