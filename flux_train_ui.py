@@ -336,8 +336,9 @@ class App:
         finally:
             self.starting.release()
         counted = f" and {len(references)} references" if references else ""
+        uploaded = f" with {len(images)} images{counted}" if images else ""  # none: its datasets are folders
         message = (
-            f"**Started `{job.name}`** with {len(images or [])} images{counted}: "
+            f"**Started `{job.name}`**{uploaded}: "
             f"`{_show_path(config_file)}` -> `{_show_path(job.job_folder)}`. Progress below."
         )
         next_name = jobs.suggest_name(job.name, job.job_folder.parent, self.config_dir)  # the next Start is new

@@ -259,8 +259,10 @@ def test_import_the_aitk_flux2_ui_job_over_the_api_and_train_it(tmp_path, tiny):
         process["sample"].update(sample_every=2, width=64, height=64, sample_steps=2)
         process["sample"]["samples"] = process["sample"]["samples"][:1]
         edited = yaml.safe_dump(raw, sort_keys=False)
-        message, _, _ = client.predict(*form(client, "ignored"), edited, None, api_name="/start")
-        assert message.startswith("**Started `my_first_lora_v1`** with 0 images"), message
+        message, _, _ = client.predict(
+            *form(client, "ignored"), edited, {"headers": ["image", "caption"], "data": []}, api_name="/start"
+        )
+        assert message.startswith(f"**Started `my_first_lora_v1`**: `{tmp_path / 'config'}"), message
         view = wait_state(client, "my_first_lora_v1", {"finished"}, timeout=600)
         assert "step **2 / 2**" in view["markdown"]
         assert (tmp_path / "output" / "my_first_lora_v1" / "my_first_lora_v1.safetensors").stat().st_size > 0
