@@ -661,9 +661,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-upload-mb", type=int, default=50, help="largest accepted upload, per file")
     parser.add_argument(
         "--data-root",
+        metavar="DIR",
         action="append",
         default=[],
-        help="a folder jobs may read (datasets, local models) besides output/, config/examples/ and models/ (repeat)",
+        help="a folder jobs may read (datasets, local models) besides output/, config/examples/ and models/ "
+        "(repeat); an imported ai-toolkit job's dataset /any/path/NAME is linked to DIR/NAME when that folder "
+        "exists (e.g. --data-root ~/ai-toolkit/datasets); nothing outside these folders is read",
     )
     parser.add_argument("--config-dir", default=str(jobs.CONFIG_DIR), help="where config/ui_<name>.yaml go")
     parser.add_argument(
