@@ -103,6 +103,7 @@ def test_a_dataset_found_nowhere_becomes_the_upload_folder_and_start_writes_the_
     editor, report, box, references, _ = app.import_job(None, json.dumps(aitk_ui_job("flux2_klein_4b")))
     upload = (tmp_path / "output").resolve() / "my_first_lora_v1" / "dataset"
     assert process_of(editor)["datasets"][0]["folder_path"] == str(upload)
+    assert report.startswith("**Imported `my_first_lora_v1`: upload its images,** then press **Start training**")
     assert f"**upload its images below** (the *Images* box; written to `{upload}` at Start)" in report
     assert box == {"__type__": "update"} and references is False  # no reference folder to upload
 

@@ -46,6 +46,11 @@ def import_markdown(plan: ImportPlan) -> str:
             f"**Imported `{plan.name}` with {count} problem(s).** Fix them in the YAML (*Advanced*, below) or in the "
             "job and import again."
         )
+    elif any(f.how == "upload" for f in plan.folders):
+        head = (
+            f"**Imported `{plan.name}`: upload its images,** then press **Start training** (the job's YAML is "
+            "under *Advanced*)."
+        )
     else:
         head = f"**Imported `{plan.name}`: ready.** Press **Start training** (the job's YAML is under *Advanced*)."
     parts = [head]
