@@ -32,6 +32,8 @@ import gradio as gr
 
 from toolkit.ui import datasets as ui_datasets, http as ui_http, presets as ui_presets
 from toolkit.ui import jobs
+from toolkit.ui.aitk import plan_import
+from toolkit.ui.aitk_report import import_markdown
 from toolkit.paths import EXAMPLES_DIR, ROOT
 
 log = logging.getLogger("flux_train_ui")
@@ -39,11 +41,17 @@ log = logging.getLogger("flux_train_ui")
 DEMO_IMAGES = EXAMPLES_DIR / "demo_dataset"
 DEMO_EDIT = EXAMPLES_DIR / "demo_edit_dataset"  # targets + control/ references
 REFRESH_S = 2.0
+IMPORT_MAX_BYTES = 1024 * 1024  # an ai-toolkit job file is a few KiB
 INTRO = """# FLUX LoRA trainer
 1. Pick the model and how much GPU memory you have. 2. Upload a few images (same-name `.txt` files fill the captions)
 and edit the captions; an edit model also takes one reference image per image, under the same file name. 3. Set
 the trigger word and training settings. 4. **Start**. Progress, loss, samples and the LoRA appear under *Jobs*;
 training goes on if you close this page."""
+IMPORT_HELP = """The job ai-toolkit saved (its UI's job JSON or Advanced YAML, or one of its example configs) becomes
+a job here: every problem is listed at once by key path, and the YAML goes to the editor under *Advanced*. A dataset
+folder is used when it is inside this app's data folders or a folder of the same name is in a `--data-root`
+(`python flux_train_ui.py --data-root ~/ai-toolkit/datasets`); otherwise upload its images below. Nothing outside the
+data folders is read."""
 
 
 class App:
@@ -89,39 +97,11 @@ class App:
             "\n".join(fields.sample_prompts),
         )
 
-    def build_yaml(
-        self,
-        label,
-        vram,
-        name,
-        trigger,
-        default_caption,
-        steps,
-        lr,
-        rank,
-        resolutions,
-        sample_every,
-        prompts,
-        images=None,
-        references=None,
-    ) -> tuple[str, str]:
-        """The YAML for the form, twice: for the editor and as the last generated text."""
+    def build_yaml(self, *form) -> tuple[str, str]:
+        """The YAML for the form (``_yaml``'s arguments: the fields as ``build_ui`` lists them, then the image and
+        reference uploads), twice: for the editor and as the last generated text."""
         try:
-            text = self._yaml(
-                label,
-                vram,
-                name,
-                trigger,
-                default_caption,
-                steps,
-                lr,
-                rank,
-                resolutions,
-                sample_every,
-                prompts,
-                images,
-                references,
-            )
+            text = self._yaml(*form)
         except (jobs.JobError, ValueError, TypeError, ZeroDivisionError) as exc:
             text = f"# cannot build the config: {exc}\n"
         return text, text
@@ -160,43 +140,67 @@ class App:
         raw = ui_presets.build_job_config(preset, fields, self.training_folder, sample_reference, ROOT)
         return ui_presets.to_yaml(raw, preset)
 
-    def uploads_changed(
-        self,
-        label,
-        vram,
-        name,
-        trigger,
-        default_caption,
-        steps,
-        lr,
-        rank,
-        resolutions,
-        sample_every,
-        prompts,
-        images,
-        references,
-        yaml_text,
-        generated,
-    ):
-        """After an upload: an edit preset's YAML names the first image's reference (``sample.ctrl_img``),
-        so it is rebuilt, unless the person edited it. Other presets' YAML does not depend on the uploads."""
-        if not self.is_edit(label) or ((yaml_text or "").strip() and yaml_text != generated):
+    def uploads_changed(self, *values):
+        """After an upload (``values``: ``build_yaml``'s, then the YAML as shown and the last generated one): an
+        edit preset's YAML names the first image's reference (``sample.ctrl_img``), so it is rebuilt, unless the
+        person edited it (an imported job counts as edited). Other presets' YAML does not depend on the uploads."""
+        *form, yaml_text, generated = values
+        if not self.is_edit(form[0]) or ((yaml_text or "").strip() and yaml_text != generated):
             return gr.skip(), gr.skip()
-        return self.build_yaml(
-            label,
-            vram,
-            name,
-            trigger,
-            default_caption,
-            steps,
-            lr,
-            rank,
-            resolutions,
-            sample_every,
-            prompts,
-            images,
-            references,
-        )
+        return self.build_yaml(*form)
+
+    # ------------------------------------------------------------------ import
+    def import_root(self) -> Path:
+        """Where imported jobs go: ``--training-folder``, else the first preset's training folder."""
+        return self.job_root(self.default_label())
+
+    def import_job(self, file, text):
+        """An ai-toolkit job (the uploaded file, else the pasted text) -> (YAML editor, report, reference box,
+        whether Start takes the reference uploads for it, the YAML's accordion).
+
+        ``toolkit/ui/aitk.py`` plans it: folders inside the data folders are kept, a folder of the same name in a
+        ``--data-root`` is linked, the first dataset found nowhere becomes the upload folder, anything else is a
+        problem by key path; nothing outside the data folders is read. The YAML goes to the editor even with
+        problems (they can be fixed there) and counts as edited: uploads do not rebuild it. It gets a job name
+        nobody uses yet. Start runs it through the usual checks.
+        """
+        unchanged = (gr.skip(), gr.skip(), gr.skip())
+        filename = None
+        if file:
+            path = Path(str(getattr(file, "name", file)))
+            filename = path.name
+            with path.open("rb") as handle:
+                raw = handle.read(IMPORT_MAX_BYTES + 1)
+            if len(raw) > IMPORT_MAX_BYTES:
+                return (
+                    gr.skip(),
+                    f"**Not imported.** `{filename}` is over {IMPORT_MAX_BYTES // 1024} KiB; is it a job file?",
+                    *unchanged,
+                )
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                return (
+                    gr.skip(),
+                    f"**Not imported.** `{filename}` is not UTF-8 text; save the job as UTF-8 JSON or YAML.",
+                    *unchanged,
+                )
+        if not (text or "").strip():
+            return gr.skip(), "**Not imported.** Upload an ai-toolkit job file or paste its text first.", *unchanged
+        folder = self.import_root()
+        where = dict(roots=self.roots(), data_roots=self.data_roots, training_folder=str(folder), base=ROOT)
+        plan = plan_import(text, filename=filename, uploads=True, **where)
+        try:
+            free = jobs.suggest_name(plan.name, folder, self.config_dir) if plan.name else None
+        except jobs.JobError:
+            free = None  # the name's own problem is in the plan
+        if free and free != plan.name:
+            plan = plan_import(text, filename=filename, uploads=True, name=free, **where)
+        if plan.yaml is None:
+            return gr.skip(), import_markdown(plan), *unchanged
+        references = any(f.how == "upload" and f.kind == "control" for f in plan.folders)
+        box = gr.update(visible=True) if references else gr.skip()
+        return plan.yaml, import_markdown(plan), box, references, gr.update(open=True)
 
     def is_edit(self, label: str) -> bool:
         return ui_presets.is_edit(self.presets[label])
@@ -300,12 +304,16 @@ class App:
         images,
         table,
         references=None,
+        imported_references=False,
     ):
         """Start: the YAML as shown, or rebuilt from the fields when the person did not edit it
         (so a field typed just before pressing Start is never lost to a late rebuild). References
-        count for edit presets only (switching presets keeps the uploads)."""
+        count for edit presets only (switching presets keeps the uploads), and for an imported job
+        whose references are the uploads (``imported_references``) while its YAML is shown."""
         form = (label, vram, name, trigger, default_caption, steps, lr, rank, resolutions, sample_every, prompts)
-        references = (references or []) if self.is_edit(label) else []
+        edited = not _only_comments(yaml_text) and yaml_text != generated
+        wants_references = self.is_edit(label) or (imported_references and edited)
+        references = (references or []) if wants_references else []
         if not self.starting.acquire(blocking=False):
             return "**Not started.** A job is being started; wait for it.", gr.update(), gr.update()
         try:
@@ -314,7 +322,7 @@ class App:
                     "this is an edit model: upload the reference images too, one per target image "
                     "with the same file name as its target"
                 )
-            if _only_comments(yaml_text) or yaml_text == generated:
+            if not edited:
                 # Untouched (or holding only "# cannot build the config"): the fields are the truth, and a bad
                 # field is named as the person typed it ("Resolutions: ...").
                 yaml_text = self._yaml(*form, images, references)
@@ -328,8 +336,9 @@ class App:
         finally:
             self.starting.release()
         counted = f" and {len(references)} references" if references else ""
+        uploaded = f" with {len(images)} images{counted}" if images else ""  # none: its datasets are folders
         message = (
-            f"**Started `{job.name}`** with {len(images or [])} images{counted}: "
+            f"**Started `{job.name}`**{uploaded}: "
             f"`{_show_path(config_file)}` -> `{_show_path(job.job_folder)}`. Progress below."
         )
         next_name = jobs.suggest_name(job.name, job.job_folder.parent, self.config_dir)  # the next Start is new
@@ -499,6 +508,16 @@ def build_ui(app: App) -> gr.Blocks:
         gr.Markdown(INTRO)
         if app.skipped:
             gr.Markdown("Not in this app: " + "; ".join(f"**{k}** ({v})" for k, v in app.skipped.items()))
+        with gr.Accordion("Import an ai-toolkit job (its job file, JSON or YAML)", open=False):
+            gr.Markdown(IMPORT_HELP)
+            with gr.Row():
+                import_file = gr.File(
+                    file_types=[".json", ".jsonc", ".yaml", ".yml"], type="filepath", label="Job file", scale=1
+                )
+                import_text = gr.Code(language="yaml", interactive=True, label="... or paste it here", scale=2)
+            import_button = gr.Button("Import", size="sm")
+            import_report = gr.Markdown()
+        imported_references = gr.State(False)  # the imported job's references are the reference uploads
         images = gr.State([])
         references = gr.State([])
         generated = gr.State("")
@@ -547,7 +566,7 @@ def build_ui(app: App) -> gr.Blocks:
                 prompts = gr.Textbox(label="Sample prompts (one per line; [trigger] and --w/--h/--seed flags)", lines=4)
                 with gr.Accordion(
                     "Advanced: the YAML that runs (edit it last: changing a field above rebuilds it)", open=False
-                ):
+                ) as advanced:
                     yaml_box = gr.Code(language="yaml", interactive=True, label="config/ui_<name>.yaml")
                 start_button = gr.Button("Start training", variant="primary")
                 message = gr.Markdown()
@@ -576,7 +595,9 @@ def build_ui(app: App) -> gr.Blocks:
         show_pairing = (app.pairing, [preset] + uploads, pairing)
         preset.change(app.select_preset, preset, form, api_name="select_preset").then(
             app.references_box, preset, references_box, api_name=False
-        ).then(*show_pairing, api_name=False).then(*build, api_name=False)
+        ).then(*show_pairing, api_name=False).then(*build, api_name=False).then(
+            lambda: False, None, imported_references, api_name=False
+        )
         gr.on([f.change for f in form], *build, api_name="build_yaml")
         files.change(
             app.upload, [files, captions], [images, gallery, captions, upload_message], api_name="upload"
@@ -593,10 +614,16 @@ def build_ui(app: App) -> gr.Blocks:
         # Start is disabled from the click until the job started (or was refused): no double starts.
         start_button.click(lambda: gr.update(interactive=False), None, start_button, api_name=False, queue=False).then(
             app.start,
-            fields + [yaml_box, generated, images, captions, references],
+            fields + [yaml_box, generated, images, captions, references, imported_references],
             [message, job, name],
             api_name="start",
         ).then(lambda: gr.update(interactive=True), None, start_button, api_name=False)
+        import_button.click(
+            app.import_job,
+            [import_file, import_text],
+            [yaml_box, import_report, references_box, imported_references, advanced],
+            api_name="import_aitk",
+        )
         view = [status, loss_plot, samples, lora_files, log_box]
         refresh_button.click(app.refresh, job, view, api_name="refresh")
         job.change(app.refresh, job, view, api_name=False)
@@ -634,9 +661,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-upload-mb", type=int, default=50, help="largest accepted upload, per file")
     parser.add_argument(
         "--data-root",
+        metavar="DIR",
         action="append",
         default=[],
-        help="a folder jobs may read (datasets, local models) besides output/, config/examples/ and models/ (repeat)",
+        help="a folder jobs may read (datasets, local models) besides output/, config/examples/ and models/ "
+        "(repeat); an imported ai-toolkit job's dataset /any/path/NAME is linked to DIR/NAME when that folder "
+        "exists (e.g. --data-root ~/ai-toolkit/datasets); nothing outside these folders is read",
     )
     parser.add_argument("--config-dir", default=str(jobs.CONFIG_DIR), help="where config/ui_<name>.yaml go")
     parser.add_argument(
