@@ -148,18 +148,24 @@ def pair_references(targets: list[str | Path], references: list[str | Path]) -> 
     orphans = [ref.name for stem, refs in by_stem.items() if stem not in seen for ref in refs]
     problems = []
     if missing:
-        problems.append(f"{len(missing)} target image(s) without a reference of the same file name: "
-                        f"{_names(missing)}; upload one reference per target, named like it (target "
-                        f"{missing[0]} -> reference {Path(missing[0]).stem}.png)")
+        problems.append(
+            f"{len(missing)} target image(s) without a reference of the same file name: "
+            f"{_names(missing)}; upload one reference per target, named like it (target "
+            f"{missing[0]} -> reference {Path(missing[0]).stem}.png)"
+        )
     if several:
-        problems.append(f"{len(several)} target image(s) with more than one reference: {_names(several)}; "
-                        "keep one per target")
+        problems.append(
+            f"{len(several)} target image(s) with more than one reference: {_names(several)}; keep one per target"
+        )
     if clashes:
-        problems.append(f"target images sharing a file name: {_names(clashes)}; a reference pairs by name, "
-                        "so rename one of each")
+        problems.append(
+            f"target images sharing a file name: {_names(clashes)}; a reference pairs by name, so rename one of each"
+        )
     if orphans:
-        problems.append(f"{len(orphans)} reference image(s) without a target of the same file name: "
-                        f"{_names(orphans)}; remove them or rename each after its target")
+        problems.append(
+            f"{len(orphans)} reference image(s) without a target of the same file name: "
+            f"{_names(orphans)}; remove them or rename each after its target"
+        )
     return pairs, problems
 
 

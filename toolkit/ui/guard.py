@@ -85,8 +85,10 @@ def path_problem(key: str, value: Any, roots: list[Path], base: Path) -> str | N
         return None
     via = f" (resolves to {resolved})" if str(resolved) != value else ""
     hub = " or a hub repo id 'org/name'" if key in MODEL_KEYS else ""
-    return (f"'{value}'{via} is outside the folders this UI may use ({_roots_text(roots)}); put the files under "
-            f"one of them{hub}. Paths outside are only for run.py on the command line")
+    return (
+        f"'{value}'{via} is outside the folders this UI may use ({_roots_text(roots)}); put the files under "
+        f"one of them{hub}. Paths outside are only for run.py on the command line"
+    )
 
 
 def _path_values(process: dict, where: str) -> Iterable[tuple[str, str, Any]]:
@@ -141,8 +143,9 @@ def guard_raw(raw: Any, roots: Iterable[str | Path], base: str | Path) -> list[P
     return list(dict.fromkeys(problems))
 
 
-def guard_text(text: str | bytes, roots: Iterable[str | Path], base: str | Path, source: str = "<ui>",
-               suffix: str = ".yaml") -> list[Problem]:
+def guard_text(
+    text: str | bytes, roots: Iterable[str | Path], base: str | Path, source: str = "<ui>", suffix: str = ".yaml"
+) -> list[Problem]:
     """:func:`guard_raw` on job text (YAML, or JSON when ``suffix`` is ``.json``), read as run.py reads it."""
     from toolkit.config import parse_text_checked
 
@@ -171,15 +174,19 @@ def validation_problems(path: str | Path) -> list[Problem]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m toolkit.ui.guard",
-                                     description="Check a UI-submitted job file: paths confined, no ${ENV}.")
+    parser = argparse.ArgumentParser(
+        prog="python -m toolkit.ui.guard", description="Check a UI-submitted job file: paths confined, no ${ENV}."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="print {ok, problems} as JSON")
     check.add_argument("file")
     check.add_argument("--root", action="append", required=True, help="a folder the job may use (repeat)")
     check.add_argument("--base", default=os.getcwd(), help="what relative paths are relative to (default: cwd)")
-    check.add_argument("--validate", action="store_true",
-                       help="when the guard passes, also validate the job as run.py --no-env does (schema)")
+    check.add_argument(
+        "--validate",
+        action="store_true",
+        help="when the guard passes, also validate the job as run.py --no-env does (schema)",
+    )
     args = parser.parse_args(argv)
     problems = guard_file(args.file, args.root, args.base)
     if not problems and args.validate:

@@ -57,7 +57,7 @@ def hostname_of(netloc: str) -> str:
     """``Host`` header or URL netloc -> lower-case host name without port (IPv6 brackets removed)."""
     netloc = netloc.strip().lower().rsplit("@", 1)[-1]
     if netloc.startswith("["):
-        return netloc[1: netloc.find("]")] if "]" in netloc else netloc
+        return netloc[1 : netloc.find("]")] if "]" in netloc else netloc
     return netloc.split(":", 1)[0] if netloc.count(":") <= 1 else netloc
 
 
@@ -102,9 +102,14 @@ class FrontDoor:
         host_header = headers.get("host", "")
         host = hostname_of(host_header)
         if not self.policy.allows(host):
-            return await self._refuse(scope, receive, send, 403,
-                                      f"Host '{host_header}' is not allowed: open the app as http://127.0.0.1 or "
-                                      "http://localhost, or start it with --allowed-hosts NAME")
+            return await self._refuse(
+                scope,
+                receive,
+                send,
+                403,
+                f"Host '{host_header}' is not allowed: open the app as http://127.0.0.1 or "
+                "http://localhost, or start it with --allowed-hosts NAME",
+            )
         method = scope.get("method", "GET")
         origin = headers.get("origin")
         writes = scope["type"] == "websocket" or method not in SAFE_METHODS
@@ -118,9 +123,14 @@ class FrontDoor:
         opening = scope["type"] == "http" and method == "GET" and given is not None
         if opening and hmac.compare_digest(given.encode(), self.token.encode()):
             return await self._set_session(scope, receive, send)
-        return await self._refuse(scope, receive, send, 401,
-                                  "this app needs its token: open it once as /?token=<token> (sets a session "
-                                  "cookie), or send 'Authorization: Bearer <token>'")
+        return await self._refuse(
+            scope,
+            receive,
+            send,
+            401,
+            "this app needs its token: open it once as /?token=<token> (sets a session "
+            "cookie), or send 'Authorization: Bearer <token>'",
+        )
 
     def _origin_ok(self, origin: str, host_header: str) -> bool:
         parts = urlsplit(origin)

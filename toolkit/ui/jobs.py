@@ -124,9 +124,17 @@ def check_yaml(text: str, root: Path = ROOT, roots: list[Path] | None = None) ->
             return None, [{"path": p, "message": m} for p, m in exc.problems]
     section = raw.get("config") if isinstance(raw, dict) else None
     name = section.get("name") if isinstance(section, dict) else None
-    name_problems = [] if not isinstance(name, str) or NAME_PATTERN.match(name) else [{
-        "path": "config.name", "message": f"'{name}' cannot name a job folder: use letters, digits, "
-                                          "'_', '-', '.', starting with a letter or digit (at most 80)"}]
+    name_problems = (
+        []
+        if not isinstance(name, str) or NAME_PATTERN.match(name)
+        else [
+            {
+                "path": "config.name",
+                "message": f"'{name}' cannot name a job folder: use letters, digits, "
+                "'_', '-', '.', starting with a letter or digit (at most 80)",
+            }
+        ]
+    )
     guarded = [{"path": p, "message": m} for p, m in guard_raw(raw, ui_roots(root) if roots is None else roots, root)]
     # Every problem in one answer: the guard's, then the validation's; dataset folders are scanned (read) only
     # once the guard has confined every path to the UI's data roots.
@@ -137,17 +145,28 @@ def check_yaml(text: str, root: Path = ROOT, roots: list[Path] | None = None) ->
     config = parse_job_config(raw, "<ui>")
     processes = config.config.process
     if config.job != "extension" or len(processes) != 1:
-        return None, [{"path": "config.process", "message": "the app runs one training process (job: extension, "
-                                                          "one sd_trainer process); use run.py for other jobs"}]
+        return None, [
+            {
+                "path": "config.process",
+                "message": "the app runs one training process (job: extension, "
+                "one sd_trainer process); use run.py for other jobs",
+            }
+        ]
     process = processes[0]
-    job = CheckedJob(raw=raw, name=name, job_folder=resolve_path(process.training_folder, root) / name,
-                     dataset_folders=[resolve_path(d.folder_path, root) for d in process.datasets],
-                     caption_ext=process.datasets[0].caption_ext,
-                     control_folders=[resolve_path(c, root) for d in process.datasets for c in d.control_paths])
+    job = CheckedJob(
+        raw=raw,
+        name=name,
+        job_folder=resolve_path(process.training_folder, root) / name,
+        dataset_folders=[resolve_path(d.folder_path, root) for d in process.datasets],
+        caption_ext=process.datasets[0].caption_ext,
+        control_folders=[resolve_path(c, root) for d in process.datasets for c in d.control_paths],
+    )
     where = "config.process[0].sample"
     job.sample_references = [(f"{where}.ctrl_img", resolve_path(p, root)) for p in process.sample.ctrl_imgs] + [
         (f"{where}.samples[{i}].ctrl_img", resolve_path(p, root))
-        for i, item in enumerate(process.sample.samples or []) for p in item.ctrl_imgs]
+        for i, item in enumerate(process.sample.samples or [])
+        for p in item.ctrl_imgs
+    ]
     return job, []
 
 
@@ -180,11 +199,15 @@ def name_taken(name: str, job_folder: Path, config_dir: Path = CONFIG_DIR) -> st
     """Why ``name`` cannot start a new job (a message), or None when it is free."""
     if job_folder.exists():
         state = job_status(job_folder).state
-        return (f"a job named '{name}' already exists in {job_folder} (state: {state}); "
-                f"pick another name{_free_hint(name, job_folder.parent, config_dir)}")
+        return (
+            f"a job named '{name}' already exists in {job_folder} (state: {state}); "
+            f"pick another name{_free_hint(name, job_folder.parent, config_dir)}"
+        )
     if config_path(name, config_dir).exists():
-        return (f"{config_path(name, config_dir)} already exists; pick another name"
-                f"{_free_hint(name, job_folder.parent, config_dir)}")
+        return (
+            f"{config_path(name, config_dir)} already exists; pick another name"
+            f"{_free_hint(name, job_folder.parent, config_dir)}"
+        )
     return None
 
 
@@ -194,6 +217,7 @@ def _free_hint(name: str, training_folder: Path, config_dir: Path) -> str:
 
 def suggest_name(base: str, training_folder: Path, config_dir: Path = CONFIG_DIR) -> str:
     """``base`` if free, else ``base_2``, ``base_3``... (free = no job folder and no ui config)."""
+
     def free(name: str) -> bool:
         return not (Path(training_folder) / name).exists() and not config_path(name, config_dir).exists()
 
@@ -221,8 +245,10 @@ def claim(job: CheckedJob, yaml_text: str, config_dir: Path = CONFIG_DIR) -> Pat
     try:
         os.mkdir(job.job_folder)
     except FileExistsError:
-        raise JobError(f"a job named '{job.name}' was just started by someone else; pick another name"
-                       f"{_free_hint(job.name, job.job_folder.parent, config_dir)}") from None
+        raise JobError(
+            f"a job named '{job.name}' was just started by someone else; pick another name"
+            f"{_free_hint(job.name, job.job_folder.parent, config_dir)}"
+        ) from None
     path = config_path(job.name, config_dir)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -254,12 +280,22 @@ def _launch(job_folder: Path, config_file: Path, root: Path) -> subprocess.Popen
     with open(job_folder / LOG_FILE, "ab") as log_file:
         log_file.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
         log_file.flush()
-        extra = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt"
-                 else {"start_new_session": True})
-        proc = subprocess.Popen(command, cwd=root, stdin=subprocess.DEVNULL, stdout=log_file,
-                                stderr=subprocess.STDOUT, env=env, **extra)
-    _write_json(job_folder / JOB_FILE, {"name": job_folder.name, "config": str(config_file), "pid": proc.pid,
-                                        "started": time.time(), "command": command})
+        extra = (
+            {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else {"start_new_session": True}
+        )
+        proc = subprocess.Popen(
+            command, cwd=root, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env, **extra
+        )
+    _write_json(
+        job_folder / JOB_FILE,
+        {
+            "name": job_folder.name,
+            "config": str(config_file),
+            "pid": proc.pid,
+            "started": time.time(),
+            "command": command,
+        },
+    )
 
     def reap():  # record the exit code (the progress log has no end event when run.py dies early)
         code = proc.wait()
@@ -269,9 +305,14 @@ def _launch(job_folder: Path, config_file: Path, root: Path) -> subprocess.Popen
     return proc
 
 
-def start_job(yaml_text: str, images: list[tuple[str | Path, str]], config_dir: Path = CONFIG_DIR,
-              root: Path = ROOT, references: list[str | Path] = (),
-              roots: list[Path] | None = None) -> tuple[CheckedJob, Path]:
+def start_job(
+    yaml_text: str,
+    images: list[tuple[str | Path, str]],
+    config_dir: Path = CONFIG_DIR,
+    root: Path = ROOT,
+    references: list[str | Path] = (),
+    roots: list[Path] | None = None,
+) -> tuple[CheckedJob, Path]:
     """Validate, claim the name, write the dataset (and its references) and start run.py.
     Returns (job, config path).
 
@@ -286,9 +327,11 @@ def start_job(yaml_text: str, images: list[tuple[str | Path, str]], config_dir: 
         raise JobError(f"the config has {len(problems)} problem(s):", problems)
     dataset = job.job_folder / DATASET_DIR
     if images and dataset not in job.dataset_folders:
-        raise JobError(f"{len(images)} images were uploaded but no datasets[].folder_path is {dataset} "
-                       f"(where the app writes them); set folder_path to {job.job_folder.name}'s dataset folder "
-                       "or remove the uploads")
+        raise JobError(
+            f"{len(images)} images were uploaded but no datasets[].folder_path is {dataset} "
+            f"(where the app writes them); set folder_path to {job.job_folder.name}'s dataset folder "
+            "or remove the uploads"
+        )
     if not images and dataset in job.dataset_folders:
         raise JobError("upload some images first (or point datasets[0].folder_path at a folder of images)")
     pairs = _check_references(job, [src for src, _ in images], list(references))
@@ -320,20 +363,27 @@ def _check_references(job: CheckedJob, targets: list[str | Path], references: li
     control = job.job_folder / DATASET_DIR / CONTROL_DIR
     if control not in job.control_folders:
         if references:
-            raise JobError(f"{len(references)} reference images were uploaded but no datasets[].control_path is "
-                           f"{control} (where the app writes them); set control_path to it or remove the uploads")
+            raise JobError(
+                f"{len(references)} reference images were uploaded but no datasets[].control_path is "
+                f"{control} (where the app writes them); set control_path to it or remove the uploads"
+            )
         return None
     if not references:
-        raise JobError("this is an edit job: upload the reference images too, one per target image with the same "
-                       f"file name as its target (datasets[].control_path is {control})")
+        raise JobError(
+            "this is an edit job: upload the reference images too, one per target image with the same "
+            f"file name as its target (datasets[].control_path is {control})"
+        )
     try:
         pairs = check_references(targets, references)
     except UploadError as exc:
         raise JobError(str(exc)) from exc
     written = {control / reference_name(i, targets[i], ref) for i, ref in pairs.items()}
-    missing = [f"{key}: {path} does not exist; set it to an image file, or undo the YAML edits to it so the app "
-               "sets it to the first target's reference" for key, path in job.sample_references
-               if path not in written and not path.is_file()]
+    missing = [
+        f"{key}: {path} does not exist; set it to an image file, or undo the YAML edits to it so the app "
+        "sets it to the first target's reference"
+        for key, path in job.sample_references
+        if path not in written and not path.is_file()
+    ]
     if missing:
         raise JobError("the samples' reference images are missing:" + "".join(f"\n  - {m}" for m in missing))
     return pairs
@@ -359,8 +409,10 @@ def resume_job(job_folder: Path, root: Path = ROOT) -> None:
         if status.state == "finished":
             config = parse_job_config(load_raw_config(status.config, expand_env=False), status.config)
             if config.config.process[0].train.steps <= status.step:
-                raise JobError(f"'{job_folder.name}' is finished; to train it further, raise train.steps in "
-                               f"{status.config}, then press Resume")
+                raise JobError(
+                    f"'{job_folder.name}' is finished; to train it further, raise train.steps in "
+                    f"{status.config}, then press Resume"
+                )
         _launch(job_folder, Path(status.config), root)
 
 

@@ -35,8 +35,10 @@ def form_presets() -> tuple[list[dict], dict[str, str]]:
     for preset in presets():
         control = [d.get("control_path") for d in _process(preset["config"]).get("datasets") or []]
         if any(isinstance(c, list) and len(c) > 1 for c in control):
-            skipped[preset["label"]] = (f"takes several reference images per target; the app uploads one: edit "
-                                        f"{preset['file']} and run it with run.py")
+            skipped[preset["label"]] = (
+                f"takes several reference images per target; the app uploads one: edit "
+                f"{preset['file']} and run it with run.py"
+            )
         else:
             usable.append(preset)
     return usable, skipped
@@ -148,8 +150,13 @@ def _section(raw: dict, key: str) -> dict:
     return raw[key]
 
 
-def build_job_config(preset: dict, fields: UserFields, training_folder: str | None = None,
-                     sample_reference: str | None = None, root: Path = ROOT) -> dict:
+def build_job_config(
+    preset: dict,
+    fields: UserFields,
+    training_folder: str | None = None,
+    sample_reference: str | None = None,
+    root: Path = ROOT,
+) -> dict:
     """The Gradio form's job: the preset's config with only the person's fields changed (:func:`apply_form`).
 
     The dataset is ``<training_folder>/[name]/dataset`` (run.py substitutes ``[name]``), where the
@@ -163,18 +170,27 @@ def build_job_config(preset: dict, fields: UserFields, training_folder: str | No
     typed = typed_process(preset)
     options = vram_options(preset)
     if fields.vram not in options:
-        raise JobError(f"unknown memory preset '{fields.vram}' for {preset['label']}; "
-                       f"choose one of: {', '.join(options)}")
+        raise JobError(
+            f"unknown memory preset '{fields.vram}' for {preset['label']}; choose one of: {', '.join(options)}"
+        )
     process = _process(preset["config"])
     folder = training_folder if training_folder is not None else typed.training_folder
-    values: dict = {"train.steps": int(fields.steps), "train.lr": float(fields.lr),
-                    "sample.sample_every": int(fields.sample_every)}
+    values: dict = {
+        "train.steps": int(fields.steps),
+        "train.lr": float(fields.lr),
+        "sample.sample_every": int(fields.sample_every),
+    }
     if training_folder is not None:
         values["training_folder"] = training_folder
     # text fields: only a change is written (an empty one removes the key: the trainer's default)
-    for path, text, current in [("trigger_word", fields.trigger_word, process.get("trigger_word")),
-                                ("datasets.default_caption", fields.default_caption,
-                                 (process.get("datasets") or [{}])[0].get("default_caption"))]:
+    for path, text, current in [
+        ("trigger_word", fields.trigger_word, process.get("trigger_word")),
+        (
+            "datasets.default_caption",
+            fields.default_caption,
+            (process.get("datasets") or [{}])[0].get("default_caption"),
+        ),
+    ]:
         if (text.strip() or None) != current:
             values[path] = text.strip() or None
     network = process.get("network") or {}
@@ -189,11 +205,17 @@ def build_job_config(preset: dict, fields: UserFields, training_folder: str | No
     reference = None
     if sample_reference:
         reference = str(resolve_path(folder, root) / "[name]" / DATASET_DIR / CONTROL_DIR / sample_reference)
-    return apply_form(preset, FormFields(
-        name=fields.name, values=values, datasets=[f"{folder.rstrip('/')}/[name]/{DATASET_DIR}"],
-        resolutions=[int(r) for r in fields.resolutions],
-        prompts=None if prompts == [item.prompt for item in typed.sample.sample_items()] else prompts,
-        sample_reference=reference))
+    return apply_form(
+        preset,
+        FormFields(
+            name=fields.name,
+            values=values,
+            datasets=[f"{folder.rstrip('/')}/[name]/{DATASET_DIR}"],
+            resolutions=[int(r) for r in fields.resolutions],
+            prompts=None if prompts == [item.prompt for item in typed.sample.sample_items()] else prompts,
+            sample_reference=reference,
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------- the one builder
@@ -228,9 +250,14 @@ class FormFields:
         unknown = sorted(set(data) - known - {"preset"})
         if unknown:
             raise JobError(f"unknown form keys {unknown}; known: {sorted(known | {'preset'})}")
-        checks = {"name": lambda v: isinstance(v, str) and v != "", "values": lambda v: isinstance(v, dict),
-                  "datasets": _list_of(str), "resolutions": _list_of(int), "prompts": _list_of(str),
-                  "sample_reference": lambda v: v is None or isinstance(v, str)}
+        checks = {
+            "name": lambda v: isinstance(v, str) and v != "",
+            "values": lambda v: isinstance(v, dict),
+            "datasets": _list_of(str),
+            "resolutions": _list_of(int),
+            "prompts": _list_of(str),
+            "sample_reference": lambda v: v is None or isinstance(v, str),
+        }
         for key, ok in checks.items():
             if key in data and not ok(data[key]):
                 raise JobError(f"form key '{key}' has the wrong type: {data[key]!r}")
@@ -240,8 +267,9 @@ class FormFields:
 
 
 def _list_of(kind: type):
-    return lambda v: v is None or (isinstance(v, list) and all(isinstance(x, kind) and not isinstance(x, bool)
-                                                                 for x in v))
+    return lambda v: (
+        v is None or (isinstance(v, list) and all(isinstance(x, kind) and not isinstance(x, bool) for x in v))
+    )
 
 
 def set_in(target: dict, path: str, value) -> None:

@@ -32,14 +32,16 @@ def presets() -> list[dict]:
     for path in sorted(EXAMPLES.glob("train_lora_*.yaml")):
         raw = yaml.safe_load(path.read_text())
         process = raw["config"]["process"][0]
-        out.append({
-            "id": path.stem.removeprefix("train_lora_"),
-            "label": raw.get("meta", {}).get("label", path.stem),
-            "arch": process["model"]["arch"],
-            "name_or_path": process["model"]["name_or_path"],
-            "file": str(path.relative_to(ROOT)),
-            "config": raw,
-        })
+        out.append(
+            {
+                "id": path.stem.removeprefix("train_lora_"),
+                "label": raw.get("meta", {}).get("label", path.stem),
+                "arch": process["model"]["arch"],
+                "name_or_path": process["model"]["name_or_path"],
+                "file": str(path.relative_to(ROOT)),
+                "config": raw,
+            }
+        )
     return out
 
 
@@ -117,8 +119,10 @@ def main(argv: list[str]) -> int:
         print(json.dumps(result, indent=1))
         return 0 if result["ok"] else 1
     if argv:
-        print("usage: python -m toolkit.ui.schema [validate [--machine] FILE [--root DIR ...] [--base DIR]]",
-              file=sys.stderr)
+        print(
+            "usage: python -m toolkit.ui.schema [validate [--machine] FILE [--root DIR ...] [--base DIR]]",
+            file=sys.stderr,
+        )
         return 2
     print(json.dumps(export(), indent=1))
     return 0
