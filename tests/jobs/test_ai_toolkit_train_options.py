@@ -140,6 +140,6 @@ def test_bypass_guidance_changes_the_training_prediction(options_run):
 
 
 def test_noise_offset_reaches_the_training_noise(options_run):
-    """train.noise_offset is passed to every noise draw (its maths: tests/train/test_train_math.py)."""
+    """train.noise_offset is passed to every noise draw (its maths: tests/test_train_math.py)."""
     _, seen, _ = options_run
     assert seen["noise"] == [0.1] * 4

@@ -103,7 +103,7 @@ def test_saved_lora_reproduces_trainer_sample_in_diffusers(tmp_path, tiny, arch,
     )
     if arch == "flux":
         # diffusers' FLUX.1 LoRA loader hard-codes the real single-block width (3072); the tiny model's
-        # linear1 LoRA is proven by tests/train/test_lora_format.py's merge and real-width tests instead.
+        # linear1 LoRA is proven by tests/test_lora_format.py's merge and real-width tests instead.
         process["network"]["network_kwargs"] = {"ignore_if_contains": ["single_transformer_blocks"]}
     assert run.main([str(write_job(tmp_path, process))]) == 0
     folder = job_folder(tmp_path)

@@ -1,6 +1,6 @@
 """The one preset builder (toolkit.ui.presets.apply_form) as the Next.js UI calls it:
 ``python -m toolkit.ui.presets build < form.json``. The Gradio form goes through the same function
-(tests/test_ui_jobs.py); ui/tests/unit/jobconfig.test.ts calls this CLI from the Next.js server."""
+(tests/ui/test_jobs.py); ui/tests/unit/jobconfig.test.ts calls this CLI from the Next.js server."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from toolkit.ui import presets as ui_presets
 from toolkit.ui.jobs import JobError
 from toolkit.ui.schema import validate_dict
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PRESET = {
     "id": "p",
     "label": "P",

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from gradio_client import Client, handle_file
 
-from tests.test_flux_train_ui import DEMO, EDIT_LABEL, LABEL, ROOT, App, form, free_port
+from tests.ui.test_flux_train_ui import DEMO, EDIT_LABEL, LABEL, ROOT, App, form, free_port
 
 MAX_MB = 1
 SECRET = "do-not-leak-7f3a"

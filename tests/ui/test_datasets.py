@@ -1,6 +1,6 @@
 """toolkit.ui.datasets: the app's uploads written as a dataset; references paired with their targets by
 file name; the YAML an edit preset gets (control_path, sample.ctrl_img). Starting edit jobs:
-tests/test_ui_jobs.py."""
+tests/ui/test_jobs.py."""
 
 from __future__ import annotations
 

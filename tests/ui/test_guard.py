@@ -15,7 +15,7 @@ import yaml
 
 from toolkit.ui import guard as ui_guard
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def train_job(data: Path) -> dict:

@@ -239,7 +239,7 @@ def test_import_the_aitk_flux2_ui_job_over_the_api_and_train_it(tmp_path, tiny):
     linked by name, the CPU changes made in the YAML editor (tests/jobs/test_aitk_jobs.py cpu_job), then Start."""
     from gradio_client import handle_file
 
-    from tests.test_flux_train_ui import App as AppProcess, form, wait_state
+    from tests.ui.test_flux_train_ui import App as AppProcess, form, wait_state
 
     tiny("flux2")
     data = data_root(tmp_path, edit=False)

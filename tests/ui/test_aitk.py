@@ -17,7 +17,7 @@ from PIL import Image
 from tests.jobs.test_aitk_jobs import ALL_JOBS, UI_JOBS, aitk_ui_job, flux2_edit_job
 from toolkit.ui.aitk import plan_import
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _images(folder: Path, count: int = 2, names=None) -> Path:

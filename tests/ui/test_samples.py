@@ -12,7 +12,7 @@ import yaml
 
 from toolkit.ui.samples import sample_captions
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TINY = yaml.safe_load((ROOT / "config/examples/train_lora_flux2_tiny_demo.yaml").read_text())
 
 

@@ -1,5 +1,5 @@
 """toolkit.ui.jobs and toolkit.ui.presets: configs built from presets, name claims (also raced), run/stop/resume,
-progress. Uploads and edit (reference) jobs: tests/test_ui_datasets.py."""
+progress. Uploads and edit (reference) jobs: tests/ui/test_datasets.py."""
 
 from __future__ import annotations
 
@@ -620,7 +620,7 @@ def test_edit_job_refuses_unpaired_or_unreadable_uploads_and_leaves_nothing(tmp_
     assert "1 reference image(s) without a target of the same file name: stray.png" in message
     assert "edit_03.png' is not a readable image" in message
     # No references: the preset's placeholder sample.ctrl_img stays, outside every data root (the app says
-    # "upload the reference images too" before it gets here: tests/test_flux_train_ui_security.py).
+    # "upload the reference images too" before it gets here: tests/ui/test_flux_train_ui_security.py).
     with pytest.raises(jobs.JobError, match="sample.ctrl_img: '/path/to/a/reference.jpg'.* is outside the folders"):
         jobs.start_job(edit_job(tmp_path, "bad", targets, []), images, config_dir, fake_root, [])
     text = edit_job(tmp_path, "bad", targets, references)
