@@ -17,7 +17,7 @@ then talk to the app as if same-origin. So every request passes :class:`FrontDoo
   holds an HMAC of the token, not the token; ``HttpOnly``, ``SameSite=Strict``). Refused: 401.
 
 Pure Starlette/ASGI, no Gradio: unit-tested with httpx against a tiny app, and end to end in
-tests/test_flux_train_ui_security.py.
+tests/ui/test_flux_train_ui_security.py.
 """
 
 from __future__ import annotations
