@@ -25,6 +25,8 @@ from tests.jobs.train_helpers import train_process
 from toolkit.config import load_raw_config, parse_job_config
 from toolkit.errors import ConfigError, ToolkitError
 
+pytestmark = pytest.mark.slow  # hundreds of generated inputs through the whole validation path each
+
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 HOSTILE = st.sampled_from(
     [

@@ -21,6 +21,8 @@ from gradio_client import Client, handle_file
 
 from tests.ui.test_flux_train_ui import DEMO, EDIT_LABEL, LABEL, ROOT, App, form, free_port
 
+pytestmark = pytest.mark.slow  # end-to-end: attacks against the running app (see pyproject.toml)
+
 MAX_MB = 1
 SECRET = "do-not-leak-7f3a"
 
@@ -98,7 +100,6 @@ def test_foreign_host_and_cross_origin_writes_are_refused(app):
     assert response.status_code == 403 and not list((app.workdir / "config").glob("ui_*.yaml"))
 
 
-@pytest.mark.slow  # starts the app in a subprocess
 def test_a_token_is_required_to_bind_the_network_or_share(tmp_path):
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     env.pop("FLUX_UI_TOKEN", None)
@@ -124,7 +125,6 @@ def test_a_token_is_required_to_bind_the_network_or_share(tmp_path):
         assert out.returncode == 2 and "--auth-token" in out.stderr and "FLUX_UI_TOKEN" in out.stderr, extra
 
 
-@pytest.mark.slow  # starts the app in a subprocess
 def test_with_a_token_every_request_needs_it(tmp_path):
     token = "tok-" + os.urandom(8).hex()
     app = App(tmp_path, env={"FLUX_UI_TOKEN": token}, token=token)
