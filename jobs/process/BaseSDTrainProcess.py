@@ -354,6 +354,14 @@ class BaseSDTrainProcess(BaseProcess):
             self._run()
         finally:  # the folder is free once this run has saved and logged its end (or failed)
             self.cleanup_lock()
+            self._close_loaders()
+
+    def _close_loaders(self) -> None:
+        """The DataLoader worker processes (``num_workers``) end with the run, not at some later collection."""
+        from toolkit.data.dataset import close_dataloader
+
+        for loader in (self.loader, self.reg_loader):
+            close_dataloader(loader)
 
     def _run(self) -> None:
         self.setup()

@@ -10,6 +10,7 @@ from toolkit.data.dataset import (
     DatasetError,
     TrainDataset,
     build_items,
+    close_dataloader,
     caption_variants,
     collate_batch,
     load_image,
@@ -211,7 +212,9 @@ def test_transparent_pixels_become_white(tmp_path, make_config):
 
 def _loader_batches(items, epochs=2, **kwargs):
     loader = make_dataloader(items, batch_size=2, seed=3, **kwargs)
-    return [(b.indices, b.captions, b.images) for _ in range(epochs) for b in loader]
+    batches = [(b.indices, b.captions, b.images) for _ in range(epochs) for b in loader]
+    close_dataloader(loader)
+    return batches
 
 
 def test_dataloader_batches_are_bucket_pure_and_deterministic(image_folder, make_config):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from toolkit.config_modules import TrainProcessConfig
 from toolkit.data.dataset import (
     TrainDataset,
     build_items,
+    close_dataloader,
     collate_batch,
     make_dataloader,
 )
@@ -112,7 +115,10 @@ def test_workers_give_the_same_batches(masked, make_config):
 
     def epochs(workers):
         loader = make_dataloader(items, 2, seed=5, num_workers=workers, prefetch_factor=1 if workers else 2)
-        return [batch for _ in range(2) for batch in loader]
+        batches = [batch for _ in range(2) for batch in loader]
+        close_dataloader(loader)
+        assert multiprocessing.active_children() == []
+        return batches
 
     serial, parallel = epochs(0), epochs(2)
     assert len(serial) == len(parallel) == 8

@@ -3,6 +3,8 @@ regularisation datasets, DataLoader workers, DOP, guidance bypass, loss types.""
 
 from __future__ import annotations
 
+import multiprocessing
+
 import numpy as np
 import pytest
 import torch
@@ -94,6 +96,11 @@ def options_run(tmp_path_factory):
         SDTrainer.compute_loss, Preservation.loss = original_compute, original_loss
         sdtrainer_module.sample_noise = original_noise
     return trainer, seen, tmp / "output" / "tiny_lora"
+
+
+def test_dataloader_workers_end_with_the_run(options_run):
+    """num_workers: 2 above; persistent workers left to the garbage collector block whoever triggers it."""
+    assert multiprocessing.active_children() == []
 
 
 def test_reg_batches_alternate_without_trigger(options_run):

@@ -254,6 +254,18 @@ def collate_batch(samples: list[dict]) -> TrainBatch:
     )
 
 
+def close_dataloader(loader: torch.utils.data.DataLoader | None) -> None:
+    """Stop ``loader``'s worker processes now. With ``persistent_workers`` they otherwise live until the loader
+    is garbage-collected, which can be much later (it sits in reference cycles), and then block whoever triggered
+    that collection while they are joined. torch has no public call for this; ``_shutdown_workers`` is what the
+    iterator's own ``__del__`` runs."""
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+    if loader is not None:
+        loader._iterator = None
+
+
 def make_dataloader(
     items: Sequence[TrainItem],
     batch_size: int,
