@@ -38,6 +38,7 @@ def start(folder: Path, go: float, hold: float = 3.0) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow  # two run.py subprocesses
 def test_two_processes_started_at_once_one_wins_and_the_other_names_its_pid(tmp_path):
     go = time.time() + 2.0
     procs = [start(tmp_path / "job", go) for _ in range(3)]
